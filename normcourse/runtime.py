@@ -1,0 +1,103 @@
+"""Where code runs: the device, and how Triton kernels execute without a GPU.
+
+Triton compiles kernels for GPUs.  On a machine without CUDA it can still run
+them through its *interpreter* (NumPy under the hood), which is slow but exact
+enough to test and to teach with.  The interpreter is switched on by the
+environment variable ``TRITON_INTERPRET=1`` and, crucially, the variable is
+read when a ``@triton.jit`` function is **defined**, not when it is launched.
+So :func:`configure_triton` must run before any module that defines kernels
+is imported; ``import normcourse`` does it first thing.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """The device chapters run on: CUDA when present, else the CPU.
+
+    ``prefer`` ("cpu" or "cuda") overrides the choice; asking for CUDA on a
+    machine without it raises a ValueError instead of failing later.
+    """
+    if prefer is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if prefer not in ("cpu", "cuda"):
+        raise ValueError(f"prefer must be 'cpu', 'cuda' or None, got {prefer!r}")
+    if prefer == "cuda" and not torch.cuda.is_available():
+        raise ValueError("prefer='cuda' but torch.cuda.is_available() is False on this machine")
+    return torch.device(prefer)
+
+
+def configure_triton() -> bool:
+    """Turn on the Triton interpreter when no CUDA device is present.
+
+    Returns True when kernels will run through the interpreter.  A value the
+    user already set in ``TRITON_INTERPRET`` is respected.
+    """
+    if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
+        os.environ["TRITON_INTERPRET"] = "1"
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def triton_interpreted() -> bool:
+    """True when ``@triton.jit`` functions defined from now on run in the interpreter."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def triton_available() -> bool:
+    """True when the ``triton`` package can be imported."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class TritonSetupError(RuntimeError):
+    """Triton is installed but does not compute what it should on this machine."""
+
+
+@functools.lru_cache(maxsize=None)
+def triton_self_check() -> str:
+    """Launch a tiny kernel once and check that it really computed.
+
+    A misconfigured interpreter (for example, kernels defined before
+    ``TRITON_INTERPRET`` was set, then launched on CPU tensors) can fail
+    loudly, or worse, leave the output untouched.  We write ``2 * x + 1`` over
+    an odd number of elements and compare every one.  Returns a one-line
+    description of the mode ("interpreter" or "cuda"); raises
+    :class:`TritonSetupError` with a hint otherwise.
+    """
+    if not triton_available():
+        raise TritonSetupError(
+            "triton is not installed: `pip install triton` (CPU: kernels then run "
+            "through the interpreter)"
+        )
+    from normcourse import _triton_probe
+
+    device = "cpu" if triton_interpreted() else "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TritonSetupError(
+            "TRITON_INTERPRET is not 1 but there is no CUDA device: set "
+            "TRITON_INTERPRET=1 before importing any module that defines kernels "
+            "(import normcourse first)"
+        )
+    x = torch.randn(1000, device=device)
+    try:
+        y = _triton_probe.affine(x)
+    except Exception as err:  # a setup problem, reported with the hint below
+        raise TritonSetupError(
+            f"a one-line Triton kernel failed on {device}: {err}. If you imported "
+            "triton kernels before normcourse, restart and import normcourse first."
+        ) from err
+    if not torch.allclose(y, 2 * x + 1, rtol=1e-6, atol=1e-6):
+        raise TritonSetupError(
+            f"a one-line Triton kernel on {device} returned wrong values "
+            f"(first elements {y[:3].tolist()} instead of {(2 * x + 1)[:3].tolist()}); "
+            "the interpreter is not really computing"
+        )
+    return "interpreter (CPU)" if device == "cpu" else f"cuda ({torch.cuda.get_device_name()})"
