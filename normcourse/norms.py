@@ -265,14 +265,11 @@ class LayerNorm(nn.Module):
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         factory = {"device": device, "dtype": dtype}
-        if elementwise_affine:
-            self.weight = nn.Parameter(torch.ones(self.normalized_shape, **factory))
-            self.bias = nn.Parameter(torch.zeros(self.normalized_shape, **factory)) if bias else None
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        if self.bias is None:
-            self.register_parameter("bias", None)
+        weight = torch.ones(self.normalized_shape, **factory) if elementwise_affine else None
+        bias_ = torch.zeros(self.normalized_shape, **factory) if elementwise_affine and bias else None
+        # register_parameter(name, None) keeps the attribute (and state_dict) as in nn.LayerNorm
+        self.register_parameter("weight", nn.Parameter(weight) if weight is not None else None)
+        self.register_parameter("bias", nn.Parameter(bias_) if bias_ is not None else None)
 
     def forward(self, x):
         return layer_norm(x, self.weight, self.bias, self.eps, self.normalized_shape)

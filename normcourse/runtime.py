@@ -101,3 +101,14 @@ def triton_self_check() -> str:
             "the interpreter is not really computing"
         )
     return "interpreter (CPU)" if device == "cpu" else f"cuda ({torch.cuda.get_device_name()})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m normcourse selfcheck``: report the device and Triton mode."""
+    print(f"torch {torch.__version__}; device: {pick_device()}")
+    try:
+        print(f"triton: {triton_self_check()}")
+    except TritonSetupError as err:
+        print(f"triton: NOT WORKING: {err}")
+        return 1
+    return 0

@@ -5,5 +5,16 @@ It never raises because of a mistake in your code.
 """
 
 from normcourse.exercises.feedback import Mistake, checker
+from normcourse.exercises.layer_norm import (
+    check_layer_norm,
+    check_layer_norm_backward,
+    check_rms_norm,
+)
 
-__all__ = ["Mistake", "checker"]
+__all__ = [
+    "Mistake",
+    "checker",
+    "check_layer_norm",
+    "check_rms_norm",
+    "check_layer_norm_backward",
+]

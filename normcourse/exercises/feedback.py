@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 import torch
 
-PASS = "\u2705"  # check mark
-FAIL = "\u274c"  # cross
+PASS = "\u2714"  # heavy check mark (a Dingbat, present in common fonts)
+FAIL = "\u2718"  # heavy ballot X
 
 
 class Mistake(Exception):
@@ -93,15 +93,16 @@ def call_learner(fn: Callable, *args, name: str = "your function"):
     return out
 
 
-def expect_tensor(out, like: torch.Tensor, name: str = "the result") -> torch.Tensor:
+def expect_tensor(out, like: torch.Tensor, name: str = "the result",
+                  shape_hint: str = "the output has the shape of the input; keepdim=True keeps "
+                                    "the statistics broadcastable.") -> torch.Tensor:
     """Check that ``out`` is a tensor with the shape and dtype of ``like``."""
     if not isinstance(out, torch.Tensor):
         raise Mistake(f"{name} should be a torch.Tensor, got {type(out).__name__}.",
                       "did you forget a `return` statement?")
     if out.shape != like.shape:
         raise Mistake(f"{name} has shape {tuple(out.shape)}, expected {tuple(like.shape)}.",
-                      "the output has the shape of the input; keepdim=True keeps the "
-                      "statistics broadcastable.")
+                      shape_hint)
     if out.dtype != like.dtype:
         raise Mistake(f"{name} has dtype {out.dtype} but the input was {like.dtype}.",
                       "compute in float32 if you like, but convert back with .to(x.dtype).")

@@ -1,0 +1,37 @@
+"""Command line: ``python -m normcourse <command> [options]``.
+
+Commands
+  bench        time the norm kernels (GPU: Triton vs torch; CPU: what a CPU can show)
+  experiment   run a named experiment grid into the results cache
+  selfcheck    check that Triton computes on this machine (interpreter or CUDA)
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# Each command lives in its own module with a ``main(argv) -> int``; importing
+# lazily keeps ``--help`` instant and lets a module's heavy imports stay local.
+COMMANDS = {
+    "bench": "normcourse.bench",
+    "experiment": "normcourse.experiments",
+    "selfcheck": "normcourse.runtime",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

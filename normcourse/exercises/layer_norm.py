@@ -1,0 +1,321 @@
+"""Checkers for chapter 4, "LayerNorm from scratch".
+
+Each checker runs the learner's function on a sequence of cases, from the
+plain one to the traps (eps placement, constant rows, large means, half
+precision).  When an output is wrong it compares it with a list of *known
+wrong* formulas: if it matches one, the learner hears exactly which mistake
+it is; otherwise they get the size of the error and where it is.
+
+Tolerances are calibrated per case: the reference is computed in float64
+from the very same input, and a float32 or float16 answer may differ from it
+by a few times what PyTorch's own kernel does on that input, plus a small atol.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from normcourse.exercises.feedback import (
+    Mistake, call_learner, checker, close, expect_tensor, max_error,
+)
+
+__all__ = ["check_layer_norm", "check_rms_norm", "check_layer_norm_backward"]
+
+# Headroom over PyTorch's own error on the same input, and the error floor
+# below which any answer is fine (one float32 rounding of O(1) values is ~6e-8).
+_SLACK = 4.0
+_ATOL = {torch.float32: 1e-5, torch.float64: 1e-10, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _tolerance(torch_out: torch.Tensor, ref: torch.Tensor) -> float:
+    """A few times PyTorch's own error on this input, plus the dtype's floor."""
+    return _SLACK * max_error(torch_out, ref) + _ATOL[torch_out.dtype]
+
+
+def _where(out: torch.Tensor, ref: torch.Tensor) -> str:
+    diff = (out.detach().double() - ref.double()).abs()
+    diff = torch.nan_to_num(diff, nan=float("inf"))
+    idx = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+    return (f"the largest error is at index {idx}: you returned {out[idx].item():.6g}, "
+            f"expected {ref[idx].item():.6g}")
+
+
+def _diagnose(out, ref, tol, variants, name="your output", nan_mistake=None):
+    """Raise a Mistake naming the known wrong formula ``out`` matches, if any."""
+    if out.isnan().any() and nan_mistake is not None:
+        raise nan_mistake
+    if out.isnan().any():
+        raise Mistake(f"{name} contains NaN.",
+                      "NaN usually means 0/0 or sqrt of a negative number: is eps inside "
+                      "the square root, and is the variance computed as a mean of squares of "
+                      "deviations (never negative)?")
+    if out.isinf().any():
+        raise Mistake(f"{name} contains inf.", "is eps added before dividing?")
+    for wrong, (what, hint) in variants:
+        try:
+            candidate = wrong()
+        except Exception:  # a variant that does not apply to this input
+            continue
+        if candidate.shape == out.shape and close(out, candidate, atol=tol) \
+                and not close(candidate, ref, atol=tol):
+            raise Mistake(what, hint)
+    raise Mistake(f"{name} is wrong: {_where(out, ref)} (max error {max_error(out, ref):.3g}, "
+                  f"allowed {tol:.2g}).",
+                  "test on a tiny input, e.g. torch.tensor([[1., 2., 3.]]), and compare "
+                  "each step with a hand calculation.")
+
+
+# --------------------------------------------------------------------------
+# LayerNorm forward
+# --------------------------------------------------------------------------
+
+def _ln(x, w, b, eps, dim=-1, unbiased=False, eps_outside=False, one_pass=False):
+    """LayerNorm in float64 with optional, deliberate mistakes (for diagnosis)."""
+    x64 = x.double()
+    mean = x64.mean(dim=dim, keepdim=True)
+    if one_pass:  # E[x^2] - E[x]^2 evaluated in float32, as a learner would
+        xf = x.float()
+        var = ((xf * xf).mean(dim=dim, keepdim=True) - xf.mean(dim=dim, keepdim=True) ** 2).double()
+    else:
+        var = x64.var(dim=dim, unbiased=unbiased, keepdim=True)
+    denom = var.sqrt() + eps if eps_outside else (var + eps).sqrt()
+    y = (x64 - mean) / denom
+    return y * w.double() + b.double()
+
+
+def _layer_norm_variants(x, w, b, eps):
+    return [
+        (lambda: _ln(x, w, b, eps, dim=0),
+         ("you normalized over dimension 0 (across rows) instead of the last dimension "
+          "(across the features of each row).",
+          "use dim=-1 with keepdim=True in mean() and var().")),
+        (lambda: _ln(x, w, b, eps, dim=tuple(range(x.dim()))),
+         ("you normalized over the whole tensor instead of each row separately.",
+          "pass dim=-1, keepdim=True to mean() and var().")),
+        (lambda: _ln(x, w, b, eps, unbiased=True),
+         ("you used the unbiased variance (dividing by N - 1); LayerNorm divides by N.",
+          "x.var(dim=-1, unbiased=False, keepdim=True), or ((x - mean)**2).mean(-1, keepdim=True).")),
+        (lambda: _ln(x, w, b, eps, eps_outside=True),
+         ("eps is added outside the square root: LayerNorm divides by sqrt(var + eps), "
+          "not sqrt(var) + eps.",
+          "move eps inside: torch.sqrt(var + eps) or torch.rsqrt(var + eps).")),
+        (lambda: _ln(x, w, b, 0.0),
+         ("eps is missing: LayerNorm divides by sqrt(var + eps); without eps a constant "
+          "row divides by zero.", "add eps to the variance before the square root.")),
+        (lambda: _ln(x, torch.ones_like(w), torch.zeros_like(b), eps),
+         ("you returned the normalized x without the affine map weight * x_hat + bias.",
+          "multiply by weight and add bias at the end.")),
+        (lambda: _ln(x, b, w, eps),
+         ("weight and bias are swapped.", "y = x_hat * weight + bias.")),
+        (lambda: _ln(x, w, torch.zeros_like(b), eps),
+         ("the bias is missing.", "add bias after multiplying by weight.")),
+        (lambda: _ln(x, torch.ones_like(w), b, eps),
+         ("the weight is missing.", "multiply x_hat by weight before adding bias.")),
+    ]
+
+
+def _check_ln_case(fn, x, w, b, eps, label, extra_variants=(), nan_mistake=None):
+    ref = _ln(x, w, b, eps)
+    out = expect_tensor(call_learner(fn, x, w, b, eps, name="your layer_norm"), x,
+                        name=f"your output ({label})")
+    tol = _tolerance(F.layer_norm(x, x.shape[-1:], w.to(x.dtype), b.to(x.dtype), eps), ref)
+    if not close(out, ref, atol=tol, rtol=0):
+        _diagnose(out, ref, tol, list(extra_variants) + _layer_norm_variants(x, w, b, eps),
+                  name=f"your output ({label})", nan_mistake=nan_mistake)
+
+
+@checker
+def check_layer_norm(fn: Callable) -> str:
+    """Check ``fn(x, weight, bias, eps) -> y``: LayerNorm over the last dimension."""
+    g = _gen(2016)
+    n = 48
+    w = torch.randn(n, generator=g) * 0.5 + 1
+    b = torch.randn(n, generator=g) * 0.5
+
+    x = torch.randn(8, n, generator=g) * 2 + 0.5
+    _check_ln_case(fn, x, w, b, 1e-5, "random 8 x 48 input")
+
+    x3 = torch.randn(2, 5, n, generator=g)
+    _check_ln_case(fn, x3, w, b, 1e-5, "3-D input of shape (2, 5, 48)")
+
+    # Small variance and a large eps make eps's place in the formula visible.
+    xs = torch.randn(6, n, generator=g) * 0.02
+    _check_ln_case(fn, xs, w, b, 1e-3, "small-variance rows with eps=1e-3")
+
+    # A constant row has variance 0: only eps keeps the division finite.
+    xc = torch.randn(4, n, generator=g)
+    xc[1] = 3.0
+    _check_ln_case(fn, xc, w, b, 1e-5, "a constant row")
+
+    # Large mean, small spread: E[x^2] - E[x]^2 cancels catastrophically in float32.
+    xl = 1e4 + torch.randn(4, 512, generator=g)
+    wl = torch.randn(512, generator=g) * 0.5 + 1
+    bl = torch.randn(512, generator=g) * 0.5
+    one_pass = (lambda: _ln(xl, wl, bl, 1e-5, one_pass=True),
+                ("your variance loses all precision on rows with a large mean (here 10000 "
+                 "+ noise): E[x^2] - E[x]^2 subtracts two numbers near 1e8 in float32.",
+                 "compute the mean first, then the mean of (x - mean)**2 (two passes)."))
+    negative_var = Mistake(
+        "your output contains NaN on rows with a large mean (10000 + noise): the variance "
+        "came out negative, which E[x^2] - E[x]^2 does in float32 when two numbers near 1e8 "
+        "cancel.", "compute the mean first, then the mean of (x - mean)**2 (two passes).")
+    _check_ln_case(fn, xl, wl, bl, 1e-5, "rows with mean 10000", [one_pass], negative_var)
+
+    for dtype in (torch.float16, torch.bfloat16):
+        xh = (torch.randn(8, n, generator=g) * 2 + 1).to(dtype)
+        _check_ln_case(fn, xh, w.to(dtype), b.to(dtype), 1e-5, f"{dtype} input")
+
+    return ("check_layer_norm: all 7 cases pass (random, 3-D, eps placement, constant row, "
+            "large mean, float16, bfloat16).")
+
+
+# --------------------------------------------------------------------------
+# RMSNorm forward
+# --------------------------------------------------------------------------
+
+def _rms(x, w, eps, dim=-1, eps_outside=False, centered=False, use_sum=False):
+    x64 = x.double()
+    if centered:
+        x64 = x64 - x64.mean(dim=dim, keepdim=True)
+    ms = (x64 * x64).sum(dim=dim, keepdim=True) if use_sum else (x64 * x64).mean(dim=dim, keepdim=True)
+    denom = ms.sqrt() + eps if eps_outside else (ms + eps).sqrt()
+    return x64 / denom * w.double()
+
+
+def _check_rms_case(fn, x, w, eps, label):
+    ref = _rms(x, w, eps)
+    out = expect_tensor(call_learner(fn, x, w, eps, name="your rms_norm"), x,
+                        name=f"your output ({label})")
+    tol = _tolerance(F.rms_norm(x, x.shape[-1:], w.to(x.dtype), eps), ref)
+    if close(out, ref, atol=tol, rtol=0):
+        return
+    variants = [
+        (lambda: _rms(x, w, eps, centered=True),
+         ("you subtracted the mean: that is LayerNorm. RMSNorm only re-scales, it does not "
+          "re-center.", "divide x by sqrt(mean(x**2) + eps) without subtracting the mean.")),
+        (lambda: _rms(x, w, eps, dim=0),
+         ("you normalized over dimension 0 (across rows) instead of the last dimension.",
+          "use .mean(dim=-1, keepdim=True).")),
+        (lambda: _rms(x, w, eps, use_sum=True),
+         ("you used the sum of squares; RMSNorm uses the mean of squares.",
+          "(x * x).mean(dim=-1, keepdim=True).")),
+        (lambda: _rms(x, w, eps, eps_outside=True),
+         ("eps is added outside the square root: RMSNorm divides by sqrt(mean(x^2) + eps).",
+          "torch.rsqrt((x * x).mean(-1, keepdim=True) + eps).")),
+        (lambda: _rms(x, w, 0.0),
+         ("eps is missing: RMSNorm divides by sqrt(mean(x^2) + eps).",
+          "add eps to the mean square before the square root.")),
+        (lambda: _rms(x, torch.ones_like(w), eps),
+         ("the weight is missing.", "multiply the normalized x by weight.")),
+        (lambda: x.double() / (x.double() * x.double()).mean(-1, keepdim=True) * w.double(),
+         ("you divided by the mean square instead of its square root.",
+          "divide by torch.sqrt(mean(x**2) + eps).")),
+    ]
+    _diagnose(out, ref, tol, variants, name=f"your output ({label})")
+
+
+@checker
+def check_rms_norm(fn: Callable) -> str:
+    """Check ``fn(x, weight, eps) -> y``: RMSNorm over the last dimension."""
+    g = _gen(2019)
+    n = 40
+    w = torch.randn(n, generator=g) * 0.5 + 1
+    _check_rms_case(fn, torch.randn(8, n, generator=g) + 1.0, w, 1e-6, "random 8 x 40 input")
+    _check_rms_case(fn, torch.randn(3, 4, n, generator=g), w, 1e-6, "3-D input of shape (3, 4, 40)")
+    _check_rms_case(fn, torch.randn(5, n, generator=g) * 0.03, w, 1e-3,
+                    "small rows with eps=1e-3")
+    xz = torch.randn(4, n, generator=g)
+    xz[2] = 0.0  # mean square 0: only eps avoids 0/0
+    _check_rms_case(fn, xz, w, 1e-6, "a row of zeros")
+    for dtype in (torch.float16, torch.bfloat16):
+        _check_rms_case(fn, (torch.randn(8, n, generator=g) * 3).to(dtype), w.to(dtype), 1e-6,
+                        f"{dtype} input")
+    return ("check_rms_norm: all 6 cases pass (random, 3-D, eps placement, zero row, "
+            "float16, bfloat16).")
+
+
+# --------------------------------------------------------------------------
+# LayerNorm backward
+# --------------------------------------------------------------------------
+
+def _ln_backward(dy, x, w, eps, drop_mean_g=False, drop_proj=False, no_weight=False,
+                 no_rstd=False, dw_uses_x=False):
+    """Hand-derived LayerNorm backward in float64, with optional mistakes."""
+    dy, x, w = dy.double(), x.double(), w.double()
+    mean = x.mean(-1, keepdim=True)
+    rstd = ((x - mean).pow(2).mean(-1, keepdim=True) + eps).rsqrt()
+    x_hat = (x - mean) * rstd
+    g = dy if no_weight else dy * w
+    inner = g.clone()
+    if not drop_mean_g:
+        inner = inner - g.mean(-1, keepdim=True)
+    if not drop_proj:
+        inner = inner - x_hat * (g * x_hat).mean(-1, keepdim=True)
+    dx = inner if no_rstd else rstd * inner
+    dw = (dy * (x if dw_uses_x else x_hat)).sum(0)
+    return dx, dw, dy.sum(0)
+
+
+@checker
+def check_layer_norm_backward(fn: Callable) -> str:
+    """Check ``fn(dy, x, weight, eps) -> (dx, dweight, dbias)`` for LayerNorm."""
+    g = _gen(1607)
+    cases = []
+    for m, n, scale in ((6, 32, 1.0), (1, 17, 3.0), (16, 64, 0.5)):
+        x = torch.randn(m, n, generator=g) * scale + 0.3
+        w = torch.randn(n, generator=g) * 0.5 + 1
+        dy = torch.randn(m, n, generator=g)
+        cases.append((dy, x, w, 1e-5))
+
+    for dy, x, w, eps in cases:
+        label = f"x of shape {tuple(x.shape)}"
+        out = call_learner(fn, dy, x, w, eps, name="your layer_norm_backward")
+        if not isinstance(out, (tuple, list)) or len(out) != 3:
+            raise Mistake(f"your function should return a tuple (dx, dweight, dbias), got "
+                          f"{type(out).__name__}{'' if not isinstance(out, (tuple, list)) else ' of length ' + str(len(out))}.",
+                          "end with `return dx, dweight, dbias`.")
+        dx, dw, db = out
+        ref_dx, ref_dw, ref_db = _ln_backward(dy, x, w, eps)
+        # float64 autograd through torch's own layer_norm confirms the reference.
+        for got, ref, name in ((dx, ref_dx, "dx"), (dw, ref_dw, "dweight"), (db, ref_db, "dbias")):
+            expect_tensor(got, ref.to(x.dtype), name=f"{name} ({label})",
+                          shape_hint=f"{name} has the shape of " + ("x." if name == "dx" else
+                                     "weight: sum over the rows with .sum(dim=0)."))
+        tol = 1e-4 * (1 + float(ref_dx.abs().max()))
+        if not close(db, ref_db, atol=tol):
+            raise Mistake(f"dbias is wrong ({label}): max error {max_error(db, ref_db):.3g}.",
+                          "dbias is dy summed over the rows: dy.sum(dim=0).")
+        if not close(dw, ref_dw, atol=tol):
+            if close(dw, _ln_backward(dy, x, w, eps, dw_uses_x=True)[1], atol=tol):
+                raise Mistake(f"dweight uses x instead of the normalized x_hat ({label}).",
+                              "dweight = (dy * x_hat).sum(dim=0) with x_hat = (x - mean) * rstd.")
+            raise Mistake(f"dweight is wrong ({label}): max error {max_error(dw, ref_dw):.3g}.",
+                          "dweight = (dy * x_hat).sum(dim=0).")
+        if not close(dx, ref_dx, atol=tol):
+            variants = [
+                (lambda: _ln_backward(dy, x, w, eps, no_weight=True)[0],
+                 ("dx ignores the weight: the gradient reaching x_hat is g = dy * weight, not dy.",
+                  "start from g = dy * weight.")),
+                (lambda: _ln_backward(dy, x, w, eps, drop_mean_g=True)[0],
+                 ("dx is missing the `- mean(g)` term, which comes from the mean's dependence on x.",
+                  "dx = rstd * (g - g.mean(-1, keepdim=True) - x_hat * (g * x_hat).mean(-1, keepdim=True)).")),
+                (lambda: _ln_backward(dy, x, w, eps, drop_proj=True)[0],
+                 ("dx is missing the `- x_hat * mean(g * x_hat)` term, which comes from the "
+                  "variance's dependence on x.",
+                  "dx = rstd * (g - mean(g) - x_hat * mean(g * x_hat)).")),
+                (lambda: _ln_backward(dy, x, w, eps, drop_mean_g=True, drop_proj=True)[0],
+                 ("dx treats mean and variance as constants: it is only rstd * g.",
+                  "both statistics depend on x; differentiate through them.")),
+                (lambda: _ln_backward(dy, x, w, eps, no_rstd=True)[0],
+                 ("dx is missing the overall factor rstd = 1 / sqrt(var + eps).",
+                  "multiply the bracket by rstd.")),
+            ]
+            _diagnose(dx, ref_dx, tol, variants, name=f"dx ({label})")
+    return "check_layer_norm_backward: dx, dweight and dbias match a float64 reference on 3 shapes."

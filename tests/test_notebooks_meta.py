@@ -1,0 +1,103 @@
+"""Notebook hygiene that nbval does not check: structure, links, learner versions."""
+
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CHAPTERS = sorted(p for p in (ROOT / "notebooks").glob("*.ipynb"))
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+REPO_URL = CONFIG["repository"]["url"]
+
+
+def _cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def _source(cell):
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def test_there_are_chapters():
+    assert CHAPTERS, "no notebooks found"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_first_code_cell_installs_normcourse_from_the_configured_repository(path):
+    code = [c for c in _cells(path) if c["cell_type"] == "code"]
+    first = _source(code[0])
+    assert 'find_spec("normcourse") is None' in first, "the install must be a no-op where installed"
+    assert f"git+{REPO_URL}" in first, f"install cell must use {REPO_URL} (from _config.yml)"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_learner_links_point_at_the_configured_repository(path):
+    for cell in _cells(path):
+        for url in re.findall(r"https://colab\.research\.google\.com/github/[^\s)\"]+", _source(cell)):
+            slug = REPO_URL.removeprefix("https://github.com/")
+            assert url.startswith(f"https://colab.research.google.com/github/{slug}/blob/main/"), url
+            target = url.split("/blob/main/", 1)[1]
+            assert (ROOT / target).exists(), f"{url} points at a file that does not exist"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_executed_top_to_bottom_without_stored_errors(path):
+    code = [c for c in _cells(path) if c["cell_type"] == "code" and _source(c).strip()]
+    counts = [c["execution_count"] for c in code]
+    assert counts == list(range(1, len(code) + 1)), f"re-run {path.name} top to bottom (make execute)"
+    for cell in code:
+        tags = cell.get("metadata", {}).get("tags", [])
+        for out in cell["outputs"]:
+            assert out["output_type"] != "error" or "raises-exception" in tags, _source(cell)[:80]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_structure(path):
+    text = "\n".join(_source(c) for c in _cells(path) if c["cell_type"] == "markdown")
+    assert "In this chapter you will" in text
+    assert "## Summary" in text and "## References" in text
+    # every exercise's solution is hidden in the book (sphinx-exercise dropdown)
+    for label in re.findall(r"```\{solution-start\}\s+(\S+)", text):
+        block = text.split(f"{{solution-start}} {label}", 1)[1].split("```", 1)[0]
+        assert ":class: dropdown" in block, f"solution {label} is not hidden"
+        assert f":label: {label}" in text, f"no exercise labelled {label}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_is_in_the_table_of_contents(path):
+    toc = (ROOT / "_toc.yml").read_text()
+    assert f"notebooks/{path.stem}" in toc
+
+
+def test_volatile_cells_assert_their_results():
+    # A cell whose output is not compared must check its claims itself.
+    for path in CHAPTERS:
+        for cell in _cells(path):
+            tags = cell.get("metadata", {}).get("tags", [])
+            if "nbval-ignore-output" in tags:
+                src = _source(cell)
+                following = _cells(path)[_cells(path).index(cell) + 1]
+                assert "assert" in src or "assert" in _source(following), \
+                    f"{path.name}: an nbval-ignore-output cell must assert its result"
+
+
+def test_learner_versions_are_in_sync():
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "learner_notebooks.py"), "--check"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_learner_versions_have_stubs_not_solutions():
+    learner = ROOT / "notebooks" / "learner"
+    for solved in CHAPTERS:
+        if "# BEGIN SOLUTION" not in solved.read_text():
+            continue
+        text = "\n".join(_source(c) for c in _cells(learner / solved.name))
+        assert "BEGIN SOLUTION" not in text
+        assert 'raise NotImplementedError("your code here")' in text
+        assert all(not c.get("outputs") for c in _cells(learner / solved.name))

@@ -1,0 +1,66 @@
+"""normcourse.runtime: the device choice and the Triton interpreter switch."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import normcourse
+from normcourse.runtime import pick_device, triton_self_check
+
+
+def test_interpreter_is_on_without_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the interpreter is only used without it")
+    assert os.environ["TRITON_INTERPRET"] == "1"
+    assert triton_self_check() == "interpreter (CPU)"
+
+
+def test_pick_device():
+    assert pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert pick_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="prefer must be"):
+        pick_device("tpu")
+
+
+def test_importing_normcourse_sets_the_variable_before_kernels_are_defined():
+    # A fresh interpreter: import normcourse first, then define a kernel, and it runs on CPU.
+    code = (
+        "import os; os.environ.pop('TRITON_INTERPRET', None)\n"
+        "import normcourse\n"
+        "from normcourse.runtime import triton_self_check\n"
+        "print(triton_self_check())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    expected = "cuda" if torch.cuda.is_available() else "interpreter (CPU)"
+    assert expected in out.stdout
+
+
+def test_self_check_reports_a_broken_setup():
+    # Kernels defined with the interpreter off cannot run on CPU tensors: the
+    # self-check must say so rather than return garbage.
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    code = (
+        "import os; os.environ['TRITON_INTERPRET'] = '0'\n"
+        "import normcourse\n"
+        "from normcourse.runtime import triton_self_check, TritonSetupError\n"
+        "try:\n    triton_self_check()\nexcept TritonSetupError as e:\n    print('reported:', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "reported:" in out.stdout, out.stdout + out.stderr
+    assert "TRITON_INTERPRET" in out.stdout
+
+
+def test_command_line_selfcheck():
+    out = subprocess.run([sys.executable, "-m", "normcourse", "selfcheck"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "triton:" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "normcourse", "nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "choose one of" in bad.stderr
