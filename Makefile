@@ -14,7 +14,6 @@ NOTEBOOKS := $(filter-out notebooks/learner/%,$(wildcard notebooks/*.ipynb))
 # BLAS keeps stored notebook outputs identical from run to run.
 export OMP_NUM_THREADS ?= 1
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 
 .PHONY: book test unit notebooks book-strict browser execute learner clean help
 help:
