@@ -1,0 +1,107 @@
+"""The public functions: validate, pick a backend, call the kernels.
+
+``backend`` chooses what computes:
+
+- ``"auto"`` (default) and ``"triton"``: the Triton kernels.  On CUDA tensors
+  they are compiled for the GPU; on CPU tensors they run through the Triton
+  interpreter (``import normcourse`` switches it on when there is no GPU).
+  The interpreter is exact but slow: it is how the kernels are tested and
+  taught on a laptop.  Where ``triton`` is not installed, ``"auto"`` falls
+  back to ``"torch"`` (and ``"triton"`` raises a ValueError saying so).
+- ``"torch"``: PyTorch's own fused kernels (``F.layer_norm``, ``F.rms_norm``),
+  the fast choice for CPU users who want speed rather than our kernels.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from normcourse.kernels.validation import check_backend, check_eps, check_input, check_param
+from normcourse.runtime import triton_available, triton_interpreted
+
+__all__ = ["layer_norm", "rms_norm", "add_layer_norm", "add_rms_norm"]
+
+
+def _prepare(op, x, residual, weight, bias, eps, backend):
+    """Validate everything; return (eps as float, resolved backend)."""
+    check_input(op, "x", x)
+    if residual is not None or op.startswith("add_"):
+        check_input(op, "residual", residual, like=x)
+    check_param(op, "weight", weight, x)
+    check_param(op, "bias", bias, x)
+    eps = check_eps(op, eps)
+    if not triton_available():
+        if backend == "triton":
+            raise ValueError(f"{op}: backend='triton' but triton is not installed "
+                             "(pip install triton; on CPU it runs in the interpreter)")
+        backend = "torch" if backend == "auto" else backend
+    backend = check_backend(op, backend, x)
+    if backend == "triton" and x.device.type == "cpu" and not triton_interpreted():
+        raise ValueError(
+            f"{op}: x is on the CPU but the Triton interpreter is off (TRITON_INTERPRET is not "
+            "1); move x to CUDA, or pass backend='torch'"
+        )
+    return eps, backend
+
+
+def _layer_norm_function():
+    # Imported on first use: the kernels need triton, the "torch" backend does not.
+    from normcourse.kernels.triton_layer_norm import LayerNormFunction
+
+    return LayerNormFunction
+
+
+def _rms_norm_function():
+    from normcourse.kernels.triton_rms_norm import RMSNormFunction
+
+    return RMSNormFunction
+
+
+def _param(p, x):
+    # torch's kernels want parameters in x's dtype; the cast is differentiable.
+    return p.to(x.dtype) if p is not None else None
+
+
+def layer_norm(x, weight=None, bias=None, eps=1e-5, *, backend="auto"):
+    """LayerNorm over the last dimension of ``x`` (any leading shape).
+
+    ``weight`` and ``bias`` are ``(N,)`` tensors or None.  Output in x's
+    dtype; statistics in float32.  See the module docstring for ``backend``.
+    """
+    eps, backend = _prepare("layer_norm", x, None, weight, bias, eps, backend)
+    if backend == "torch":
+        return F.layer_norm(x, x.shape[-1:], _param(weight, x), _param(bias, x), eps)
+    return _layer_norm_function().apply(x, None, weight, bias, eps)
+
+
+def rms_norm(x, weight=None, eps=1e-6, *, backend="auto"):
+    """RMSNorm over the last dimension of ``x`` (any leading shape); ``weight`` may be None."""
+    eps, backend = _prepare("rms_norm", x, None, weight, None, eps, backend)
+    if backend == "torch":
+        return F.rms_norm(x, x.shape[-1:], _param(weight, x), eps)
+    return _rms_norm_function().apply(x, None, weight, eps)
+
+
+def add_layer_norm(x, residual, weight=None, bias=None, eps=1e-5, *, backend="auto"):
+    """Fused pre-norm step: ``residual_out = x + residual``, ``y = layer_norm(residual_out)``.
+
+    Returns ``(y, residual_out)``, both in x's dtype.  One pass over memory
+    instead of two: the sum is never re-read from memory to be normalized.
+    """
+    eps, backend = _prepare("add_layer_norm", x, residual, weight, bias, eps, backend)
+    if backend == "torch":
+        s = x + residual
+        return F.layer_norm(s, s.shape[-1:], _param(weight, x), _param(bias, x), eps), s
+    return _layer_norm_function().apply(x, residual, weight, bias, eps)
+
+
+def add_rms_norm(x, residual, weight=None, eps=1e-6, *, backend="auto"):
+    """Fused pre-norm step: ``residual_out = x + residual``, ``y = rms_norm(residual_out)``.
+
+    Returns ``(y, residual_out)``, both in x's dtype.
+    """
+    eps, backend = _prepare("add_rms_norm", x, residual, weight, None, eps, backend)
+    if backend == "torch":
+        s = x + residual
+        return F.rms_norm(s, s.shape[-1:], _param(weight, x), eps), s
+    return _rms_norm_function().apply(x, residual, weight, eps)

@@ -1,0 +1,296 @@
+"""The Triton norm kernels (run through the interpreter on CPU) against float64.
+
+Tolerance rule (flash-attention's): for every output and gradient, the
+kernel's max error against a float64 reference on the same (rounded) inputs
+may be at most twice PyTorch's own error in the same dtype, plus a small atol
+scaled by the reference's magnitude.  Inputs are fresh random values, never
+zeros (a kernel that writes nothing must not pass).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import normcourse.kernels as K
+from normcourse.kernels.triton_layer_norm import layer_norm_forward
+from normcourse.kernels.triton_rms_norm import rms_norm_forward
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+# Floor below which any difference is fine, relative to max |reference|.
+ATOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+OPS = ["layer_norm", "rms_norm", "add_layer_norm", "add_rms_norm"]
+
+
+def _inputs(op, shape, dtype, affine=True, seed=0):
+    """Random x (+ residual), weight, bias, and upstream gradients, in ``dtype``."""
+    g = torch.Generator().manual_seed(seed)
+    n = shape[-1]
+    t = {"x": torch.randn(shape, generator=g) * 2 + 0.5}
+    if op.startswith("add_"):
+        t["residual"] = torch.randn(shape, generator=g)
+    if affine:
+        t["weight"] = torch.randn(n, generator=g) * 0.5 + 1
+        if "layer" in op:
+            t["bias"] = torch.randn(n, generator=g) * 0.5
+    grads = [torch.randn(shape, generator=g)]
+    if op.startswith("add_"):
+        grads.append(torch.randn(shape, generator=g))
+    return {k: v.to(dtype) for k, v in t.items()}, [d.to(dtype) for d in grads]
+
+
+def _run(op, tensors, grads, backend, dtype=None, prep=None):
+    """Outputs and gradients of every tensor input, optionally cast to ``dtype`` first."""
+    leaves = {k: (v.to(dtype) if dtype else v).detach().requires_grad_() for k, v in tensors.items()}
+    args = dict(leaves)
+    if prep is not None:  # e.g. make x non-contiguous without changing its values
+        args["x"] = prep(args["x"])
+    outs = getattr(K, op)(**args, backend=backend)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    gs = [(d.to(dtype) if dtype else d) for d in grads]
+    dins = torch.autograd.grad(outs, list(leaves.values()), gs)
+    return [o.detach() for o in outs] + list(dins)
+
+
+def _err(a, b):
+    return (a.double() - b.double()).abs().max().item() if a.numel() else 0.0
+
+
+def check_against_reference(op, shape, dtype, affine=True, seed=0, prep=None):
+    """Kernel vs float64 reference, with PyTorch's own error as the yardstick."""
+    tensors, grads = _inputs(op, shape, dtype, affine, seed)
+    ours = _run(op, tensors, grads, "triton", prep=prep)
+    theirs = _run(op, tensors, grads, "torch")
+    ref = _run(op, tensors, grads, "torch", dtype=torch.float64)
+    names = ["y", "residual_out"][: 2 if op.startswith("add_") else 1] + list(tensors)
+    for name, o, t, r in zip(names, ours, theirs, ref):
+        assert o.dtype == tensors.get(name, tensors["x"]).dtype, name
+        assert o.shape == r.shape, name
+        tol = 2 * _err(t, r) + ATOL[dtype] * max(1.0, r.abs().max().item() if r.numel() else 0)
+        assert _err(o, r) <= tol, (f"{op} {name} {tuple(shape)} {dtype}: error {_err(o, r):.3g} "
+                                   f"> {tol:.3g} (torch's own error {_err(t, r):.3g})")
+
+
+# --------------------------------------------------------------------------
+# Every op, every dtype, odd sizes
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_matches_float64(op, dtype):
+    for n in (1, 123, 1023):
+        check_against_reference(op, (5, n), dtype, seed=n)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_n_1500_and_3d(op):
+    check_against_reference(op, (2, 3, 1500), torch.bfloat16, seed=3)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_without_weight_and_bias(op):
+    check_against_reference(op, (4, 100), torch.float32, affine=False, seed=4)
+
+
+def test_layer_norm_weight_without_bias():
+    tensors, grads = _inputs("layer_norm", (3, 40), torch.float32, seed=5)
+    del tensors["bias"]
+    x, w = (t.detach().requires_grad_() for t in tensors.values())
+    y = K.layer_norm(x, w, None)
+    ref = torch.nn.functional.layer_norm(x.double(), (40,), w.double())
+    assert _err(y, ref) < 1e-5
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_one_row_and_one_column(op):
+    check_against_reference(op, (1, 257), torch.float32, seed=6)
+    check_against_reference(op, (7, 1), torch.float32, seed=7)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_long_rows_use_the_chunked_backward(op):
+    """Rows beyond MAX_REGISTER_ROW take the chunked (looped) backward kernel."""
+    from normcourse.kernels.launch import backward_is_looped
+
+    assert backward_is_looped(9001)
+    check_against_reference(op, (3, 9001), torch.float32, seed=13)
+    check_against_reference(op, (2, 9001), torch.bfloat16, seed=14)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_long_rows_use_the_chunked_forward(op):
+    """Rows beyond 16384 features: both passes chunked, and no upper limit on N."""
+    from normcourse.kernels.launch import forward_is_looped
+
+    assert forward_is_looped(16385) and not forward_is_looped(16384)
+    check_against_reference(op, (2, 70001), torch.float32, seed=8)
+    check_against_reference(op, (2, 20000), torch.bfloat16, seed=16)
+
+
+# --------------------------------------------------------------------------
+# Saved statistics
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_saved_statistics(dtype):
+    g = torch.Generator().manual_seed(9)
+    x = (torch.randn(6, 300, generator=g) * 3 + 2).to(dtype)
+    r = torch.randn(6, 300, generator=g).to(dtype)
+    x64 = x.double()
+    _, _, mean, rstd = layer_norm_forward(x, None, None, None, 1e-5)
+    assert mean.dtype == rstd.dtype == torch.float32
+    torch.testing.assert_close(mean.double(), x64.mean(-1), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(rstd.double(), (x64.var(-1, unbiased=False) + 1e-5).rsqrt(),
+                               rtol=1e-5, atol=1e-6)
+    _, _, rstd = rms_norm_forward(x, None, None, 1e-6)
+    torch.testing.assert_close(rstd.double(), ((x64 * x64).mean(-1) + 1e-6).rsqrt(),
+                               rtol=1e-5, atol=1e-6)
+    # Fused: the statistics are those of residual_out as stored (rounded to dtype).
+    _, s, rstd = rms_norm_forward(x, r, None, 1e-6)
+    if dtype == torch.bfloat16:
+        # Triton's interpreter rounds float32 -> bfloat16 toward zero (a GPU rounds to
+        # nearest even), so on CPU the stored sum may be 1 ulp off torch's.
+        torch.testing.assert_close(s, x + r)
+    else:
+        assert torch.equal(s, x + r)
+    s64 = s.double()
+    torch.testing.assert_close(rstd.double(), ((s64 * s64).mean(-1) + 1e-6).rsqrt(),
+                               rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------
+# Layouts: strided, transposed, expanded, empty
+# --------------------------------------------------------------------------
+
+LAYOUTS = {
+    "transposed": lambda x: x.transpose(0, 1).contiguous().transpose(0, 1),
+    "row_slice": lambda x: torch.stack([x, x], dim=1).flatten(0, 1)[::2],  # row stride 2N
+    "column_stride": lambda x: torch.stack([x, x], dim=-1)[..., 0],  # stride 2 along N
+}
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_strided_inputs(op, layout):
+    prep = LAYOUTS[layout]
+    check_against_reference(op, (6, 37), torch.float32, seed=10, prep=prep)
+    assert not prep(torch.randn(6, 37)).is_contiguous()
+
+
+def test_non_contiguous_gradient_and_expanded_input():
+    x = torch.randn(1, 64).expand(5, 64)  # stride 0 rows
+    w = torch.randn(64, requires_grad=True)
+    y = K.rms_norm(x, w)
+    torch.testing.assert_close(y, torch.nn.functional.rms_norm(x, (64,), w, 1e-6))
+    dy = torch.randn(64, 5).t()  # a transposed upstream gradient
+    (dw,) = torch.autograd.grad(y, w, dy)
+    (dw_ref,) = torch.autograd.grad(torch.nn.functional.rms_norm(x, (64,), w, 1e-6), w, dy)
+    torch.testing.assert_close(dw, dw_ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_zero_rows(op):
+    tensors, grads = _inputs(op, (0, 16), torch.float32)
+    outs = _run(op, tensors, grads, "triton")
+    assert outs[0].shape == (0, 16)
+    for name, d in zip(list(tensors), outs[-len(tensors):]):
+        assert d.shape == tensors[name].shape
+        if name in ("weight", "bias"):
+            assert torch.equal(d, torch.zeros(16))
+
+
+# --------------------------------------------------------------------------
+# Determinism, modules, property-based shapes, bad inputs
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("op", ["add_layer_norm", "add_rms_norm"])
+@pytest.mark.parametrize("shape", [(37, 200), (9, 9001)], ids=["registers", "chunked"])
+def test_weight_gradient_is_bit_identical(op, shape):
+    """Several programs each write a partial; the fixed-order sum never races."""
+    tensors, grads = _inputs(op, shape, torch.bfloat16, seed=11)
+    first = _run(op, tensors, grads, "triton")
+    for _ in range(2):
+        again = _run(op, tensors, grads, "triton")
+        for a, b in zip(first[-2:], again[-2:]):
+            assert torch.equal(a, b)
+
+
+def test_modules_are_drop_in():
+    torch.manual_seed(12)
+    for ours, theirs, x in (
+        (K.LayerNorm(24), torch.nn.LayerNorm(24), torch.randn(2, 3, 24)),
+        (K.LayerNorm((4, 6), bias=False), torch.nn.LayerNorm((4, 6), bias=False),
+         torch.randn(3, 4, 6)),
+        (K.LayerNorm(24, elementwise_affine=False), torch.nn.LayerNorm(24, elementwise_affine=False),
+         torch.randn(5, 24)),
+        (K.RMSNorm(24), torch.nn.RMSNorm(24), torch.randn(2, 3, 24)),
+        (K.RMSNorm(24, eps=1e-5), torch.nn.RMSNorm(24, eps=1e-5), torch.randn(5, 24)),
+    ):
+        with torch.no_grad():
+            for p in theirs.parameters():
+                p.copy_(torch.randn_like(p))
+        assert list(ours.state_dict()) == list(theirs.state_dict())
+        ours.load_state_dict(theirs.state_dict())
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+        theirs.load_state_dict(ours.state_dict())
+
+
+@settings(max_examples=12, deadline=None, database=None)
+@given(op=st.sampled_from(OPS), dtype=st.sampled_from(DTYPES),
+       lead=st.lists(st.integers(1, 4), min_size=0, max_size=2),
+       n=st.integers(1, 300), seed=st.integers(0, 2**16))
+def test_property_shapes(op, dtype, lead, n, seed):
+    check_against_reference(op, (*lead, n), dtype, seed=seed)
+
+
+def _bad_calls():
+    x = torch.randn(4, 8)
+    w = torch.randn(8)
+    yield "x", lambda: K.layer_norm(torch.ones(4, 8, dtype=torch.int64), w)
+    yield "weight", lambda: K.layer_norm(x, torch.randn(7))
+    yield "bias", lambda: K.layer_norm(x, w, torch.ones(8, dtype=torch.int32))
+    yield "weight", lambda: K.rms_norm(x, w.to(torch.float16))
+    yield "weight", lambda: K.rms_norm(x, torch.randn(8, device="meta"))
+    yield "residual", lambda: K.add_rms_norm(x, torch.randn(4, 9), w)
+    yield "residual", lambda: K.add_layer_norm(x, x.half(), w)
+    yield "residual", lambda: K.add_rms_norm(x, None, w)
+    yield "eps", lambda: K.layer_norm(x, w, eps=0.0)
+    yield "eps", lambda: K.rms_norm(x, w, eps=-1e-6)
+    yield "backend", lambda: K.rms_norm(x, w, backend="cuda")
+    yield "float64", lambda: K.rms_norm(x.double())
+    yield "x", lambda: K.RMSNorm(8)(torch.ones(2, 8, dtype=torch.int32))
+    yield "normalized_shape", lambda: K.LayerNorm(8)(torch.randn(2, 7))
+
+
+@pytest.mark.parametrize("word,call", list(_bad_calls()))
+def test_bad_inputs_raise_value_error_naming_the_argument(word, call):
+    with pytest.raises(ValueError, match=word):
+        call()
+
+
+def test_float32_parameters_with_bfloat16_activations():
+    """Mixed precision: float32 master weights next to bfloat16 x; gradients keep each dtype."""
+    g = torch.Generator().manual_seed(15)
+    x = (torch.randn(4, 96, generator=g) * 2).to(torch.bfloat16).requires_grad_()
+    w = (torch.randn(96, generator=g) * 0.5 + 1).requires_grad_()
+    b = torch.randn(96, generator=g).requires_grad_()
+    y = K.layer_norm(x, w, b)
+    assert y.dtype == torch.bfloat16
+    dy = torch.randn(4, 96, generator=g).to(torch.bfloat16)
+    dx, dw, db = torch.autograd.grad(y, (x, w, b), dy)
+    assert (dx.dtype, dw.dtype, db.dtype) == (torch.bfloat16, torch.float32, torch.float32)
+    x64 = x.detach().double().requires_grad_()
+    w64, b64 = w.detach().double().requires_grad_(), b.detach().double().requires_grad_()
+    y64 = torch.nn.functional.layer_norm(x64, (96,), w64, b64)
+    ref = torch.autograd.grad(y64, (x64, w64, b64), dy.double())
+    assert _err(y, y64) < 0.05 and _err(dx, ref[0]) < 0.05
+    assert _err(dw, ref[1]) < 1e-4 * max(1.0, ref[1].abs().max().item())
+    assert _err(db, ref[2]) < 1e-5 * max(1.0, ref[2].abs().max().item())
+
+
+def test_torch_backend_handles_float64():
+    x = torch.randn(2, 70000, dtype=torch.float64)
+    y = K.rms_norm(x, backend="torch")
+    torch.testing.assert_close(y, torch.nn.functional.rms_norm(x, x.shape[-1:], eps=1e-6))
