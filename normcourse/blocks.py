@@ -1,0 +1,205 @@
+"""Transformer blocks: every place the norm can go.
+
+A block is attention (A) then an MLP (M), each on a residual path.  What
+changes between the schemes of the literature is only *where* the norm N sits
+and how the residual is weighted.  With x the block input and each N its own
+module (its own parameters):
+
+=========  ==============================================  =====================
+placement  computes                                        source
+=========  ==============================================  =====================
+post       h = N(x + A(x));          y = N(h + M(h))       Vaswani et al. 2017
+pre        h = x + A(N(x));          y = h + M(N(h))       Xiong et al. 2020
+peri       h = x + N(A(N(x)));       y = h + N(M(N(h)))    Kim et al. 2025
+b2t        h = N(x + A(x));          y = N(h + M(h) + x)   Takase et al. 2022
+deepnorm   h = N(a*x + A(x));        y = N(a*h + M(h))     Wang et al. 2022
+none       h = x + A(x);             y = h + M(h)
+=========  ==============================================  =====================
+
+DeepNorm up-weights the *skip* (a*x), not the branch: LN(a*x + F(x)), with
+a = (2L)^(1/4) for a decoder-only model of L layers, and initialises the value
+and output projections and both MLP weights with Xavier-normal gain
+b = (8L)^(-1/4) (q and k with gain 1), as in the paper's Figure 2.
+Pre and peri need a final norm before the output head; the model adds it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PLACEMENTS = ("post", "pre", "peri", "b2t", "deepnorm", "none")
+NORMS = ("layernorm", "rmsnorm", "dyt", "identity")
+
+
+# --------------------------------------------------------------------------- norms
+
+class DyT(nn.Module):
+    """Dynamic Tanh (Zhu et al. 2025): gamma * tanh(alpha * x) + beta.
+
+    alpha is one learnable scalar (initial value ``alpha_init``, 0.5 in the
+    paper's default); gamma and beta are per-channel like LayerNorm's affine.
+    """
+
+    def __init__(self, dim: int, alpha_init: float = 0.5):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.full((1,), float(alpha_init)))
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x):
+        return self.weight * torch.tanh(self.alpha * x) + self.bias
+
+
+class ScaledNorm(nn.Module):
+    """A norm whose output is multiplied by a constant (LayerNorm scaling).
+
+    Sun et al. 2025 ("The Curse of Depth") scale the output of the norm in
+    layer l by 1/sqrt(l) so that the variance of a deep pre-norm stack stops
+    growing with depth.
+    """
+
+    def __init__(self, norm: nn.Module, scale: float):
+        super().__init__()
+        self.norm = norm
+        self.scale = scale
+
+    def forward(self, x):
+        return self.norm(x) * self.scale
+
+
+def _kernel_norm(kind: str, dim: int, eps: float):
+    """The fast Triton norm from ``normcourse.kernels``, or None if unavailable."""
+    try:  # imported lazily: the kernels package is optional and CUDA-only here
+        from normcourse import kernels
+        cls = {"layernorm": kernels.LayerNorm, "rmsnorm": kernels.RMSNorm}[kind]
+        return cls(dim, eps=eps)
+    except Exception:  # no triton, no kernels module, other signature: use torch's
+        return None
+
+
+def make_norm(kind: str, dim: int, *, eps: float = 1e-5, dyt_alpha: float = 0.5,
+              device: str | torch.device | None = None) -> nn.Module:
+    """Build one norm module: ``layernorm``, ``rmsnorm``, ``dyt`` or ``identity``.
+
+    Every affine weight starts at 1 and every bias at 0.  On CUDA the Triton
+    kernels of ``normcourse.kernels`` are used when they import; on the CPU
+    torch's own fused ``nn.LayerNorm`` / ``nn.RMSNorm`` are the fast choice.
+    """
+    if kind not in NORMS:
+        raise ValueError(f"unknown norm {kind!r}; choose one of {', '.join(NORMS)}")
+    if kind == "identity":
+        return nn.Identity()
+    if kind == "dyt":
+        return DyT(dim, dyt_alpha)
+    if device is not None and torch.device(device).type == "cuda":
+        fast = _kernel_norm(kind, dim, eps)
+        if fast is not None:
+            return fast
+    if kind == "layernorm":
+        return nn.LayerNorm(dim, eps=eps)
+    return nn.RMSNorm(dim, eps=eps)
+
+
+# ------------------------------------------------------------------ attention, MLP
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention on (B, T, C) tensors."""
+
+    def __init__(self, d_model: int, n_head: int, bias: bool = True):
+        super().__init__()
+        if d_model % n_head != 0:
+            raise ValueError(f"d_model={d_model} must be divisible by n_head={n_head}")
+        self.n_head = n_head
+        self.c_attn = nn.Linear(d_model, 3 * d_model, bias=bias)  # q, k, v in one matmul
+        self.c_proj = nn.Linear(d_model, d_model, bias=bias)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        # (B, T, C) -> (B, nh, T, hs): heads become a batch dimension
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.c_proj(y)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: Linear, GELU, Linear (4x wider inside)."""
+
+    def __init__(self, d_model: int, ratio: int = 4, bias: bool = True):
+        super().__init__()
+        self.c_fc = nn.Linear(d_model, ratio * d_model, bias=bias)
+        self.c_proj = nn.Linear(ratio * d_model, d_model, bias=bias)
+
+    def forward(self, x):
+        return self.c_proj(F.gelu(self.c_fc(x)))
+
+
+# --------------------------------------------------------------------------- block
+
+# How many norm modules each placement holds, by name, in data-flow order.
+NORM_SLOTS = {
+    "post": ("norm_attn", "norm_mlp"),
+    "pre": ("norm_attn", "norm_mlp"),
+    "peri": ("norm_attn_in", "norm_attn_out", "norm_mlp_in", "norm_mlp_out"),
+    "b2t": ("norm_attn", "norm_mlp"),
+    "deepnorm": ("norm_attn", "norm_mlp"),
+    "none": (),
+}
+
+
+def deepnorm_constants(n_layer: int) -> tuple[float, float]:
+    """DeepNet's decoder-only (alpha, beta) = ((2L)^(1/4), (8L)^(-1/4))."""
+    return (2.0 * n_layer) ** 0.25, (8.0 * n_layer) ** -0.25
+
+
+class Block(nn.Module):
+    """One transformer layer; ``placement`` decides where its norms sit.
+
+    ``layer_index`` counts from 0; with ``depth_scaled_norm`` every norm output
+    in this layer is multiplied by 1/sqrt(layer_index + 1).  ``n_layer`` is
+    the depth L of the whole model (DeepNorm's constants depend on it).
+    """
+
+    def __init__(self, d_model: int, n_head: int, *, placement: str = "pre",
+                 norm: str = "layernorm", n_layer: int = 1, layer_index: int = 0,
+                 eps: float = 1e-5, dyt_alpha: float = 0.5, bias: bool = True,
+                 mlp_ratio: int = 4, depth_scaled_norm: bool = False, device=None):
+        super().__init__()
+        if placement not in PLACEMENTS:
+            raise ValueError(f"unknown placement {placement!r}; choose one of {', '.join(PLACEMENTS)}")
+        self.placement = placement
+        self.alpha = deepnorm_constants(n_layer)[0] if placement == "deepnorm" else 1.0
+        self.attn = CausalSelfAttention(d_model, n_head, bias)
+        self.mlp = MLP(d_model, mlp_ratio, bias)
+        scale = 1.0 / math.sqrt(layer_index + 1) if depth_scaled_norm else 1.0
+        for name in NORM_SLOTS[placement]:
+            n = make_norm(norm, d_model, eps=eps, dyt_alpha=dyt_alpha, device=device)
+            setattr(self, name, ScaledNorm(n, scale) if scale != 1.0 else n)
+
+    def forward(self, x):
+        p = self.placement
+        if p == "pre":
+            x = x + self.attn(self.norm_attn(x))
+            return x + self.mlp(self.norm_mlp(x))
+        if p == "post":
+            x = self.norm_attn(x + self.attn(x))
+            return self.norm_mlp(x + self.mlp(x))
+        if p == "peri":
+            x = x + self.norm_attn_out(self.attn(self.norm_attn_in(x)))
+            return x + self.norm_mlp_out(self.mlp(self.norm_mlp_in(x)))
+        if p == "b2t":
+            # the bottom-to-top skip carries the block input past both post-norms
+            h = self.norm_attn(x + self.attn(x))
+            return self.norm_mlp(h + self.mlp(h) + x)
+        if p == "deepnorm":
+            h = self.norm_attn(self.alpha * x + self.attn(x))
+            return self.norm_mlp(self.alpha * h + self.mlp(h))
+        x = x + self.attn(x)  # none
+        return x + self.mlp(x)

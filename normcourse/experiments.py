@@ -1,0 +1,307 @@
+"""Named experiments, a results cache, and the command line that fills it.
+
+An experiment is a grid (placements x depths x learning rates x warmups x
+seeds) over one small model and one measurement.  Each grid point is a *run*
+with a stable key; its result is written to ``normcourse/results/<NAME>.json``
+as soon as it finishes, so an interrupted sweep resumes where it stopped.
+Every run stores its full spec (model and training configs, seed), the
+corpus sha256, the library versions and the code version it ran with.
+
+Notebooks read the cache with :func:`load_results` (cheap) and can re-run a
+grid point with :func:`run_one`.  Command line::
+
+    python -m normcourse experiment list
+    python -m normcourse experiment E3 [--workers 2] [--fresh] [--limit N]
+
+The CPU-sized grids here (d_model 64, context 32) are the previews stored in
+the repository; the chapters' claims are checked against them.
+
+E1 and E2 also vary ``embed_scale``: with GPT-2's N(0, 0.02) embeddings the
+first block sees an input of RMS ~0.03, and a post-norm block's LayerNorm
+divides by that, multiplying its Jacobian by ~30.  Vaswani et al. scale the
+embeddings by sqrt(d_model) so that the input has unit scale; ``embed_scale=50``
+reproduces that scale.  Which one a chapter uses changes the picture at layer 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from normcourse import data as data_mod
+from normcourse.blocks import PLACEMENTS
+from normcourse.model import GPTConfig, TinyGPT
+from normcourse.train import TrainConfig, train
+
+FORMAT_VERSION = 1
+RESULTS_DIR = Path(__file__).parent / "results"
+ENGINE_FILES = ("blocks.py", "model.py", "train.py", "data.py", "experiments.py")
+
+# The CPU-size model every grid starts from; a grid overrides what it varies.
+BASE_MODEL = dict(block_size=32, n_head=4, d_model=64, norm="layernorm")
+BASE_TRAIN = dict(steps=150, batch_size=16, lr=1e-3, warmup_steps=20, grad_clip=1.0,
+                  threads=1, eval_batches=4)
+
+
+@dataclass
+class Experiment:
+    """A named grid: ``axes`` maps a config field to the values it takes."""
+
+    name: str
+    question: str
+    measure: str                 # "init" (statistics at initialisation) or "train"
+    axes: dict
+    model: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+
+    def specs(self) -> list[dict]:
+        """One spec per grid point, in a fixed order."""
+        keys = list(self.axes)
+        out = []
+        for values in itertools.product(*(self.axes[k] for k in keys)):
+            point = dict(zip(keys, values))
+            model = {**BASE_MODEL, **self.model}
+            tr = {**BASE_TRAIN, **self.train}
+            for k, v in point.items():
+                if k in GPTConfig.__dataclass_fields__:
+                    model[k] = v
+                else:
+                    tr[k] = v
+            out.append({"experiment": self.name, "measure": self.measure, "model": model, "train": tr})
+        return out
+
+
+EXPERIMENTS = {e.name: e for e in [
+    Experiment("E1", "hidden-state RMS per layer, at init and after training, per placement",
+               "train", {"placement": list(PLACEMENTS), "n_layer": [6], "embed_scale": [1.0, 50.0],
+                         "seed": [0]}),
+    Experiment("E2", "per-layer gradient norms at initialisation across depth",
+               "init", {"placement": list(PLACEMENTS), "n_layer": [3, 6, 12, 24], "embed_scale": [1.0, 50.0],
+                        "seed": [0, 1, 2]}),
+    Experiment("E3", "learning rate x warmup: where do Post-LN and Pre-LN diverge?",
+               "train", {"placement": ["post", "pre"], "n_layer": [6],
+                         "lr": [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1], "warmup_steps": [0, 50], "seed": [0]},
+               train={"grad_clip": None}),
+    Experiment("E4", "deep stacks: divergence, final loss and loss spikes per placement",
+               "train", {"placement": list(PLACEMENTS), "n_layer": [12], "seed": [0, 1]},
+               train={"lr": 3e-3, "warmup_steps": 10}),
+]}
+
+
+# ------------------------------------------------------------------------- running
+
+def spec_key(spec: dict) -> str:
+    """A stable short key for a spec: sha256 of its canonical JSON."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _configs(spec):
+    d = data_mod.cached(spec["train"].get("data", "python_docs"))
+    mc = GPTConfig(vocab_size=d.vocab_size, **spec["model"])
+    tc = TrainConfig(**spec["train"])
+    return d, mc, tc
+
+
+@torch.no_grad()
+def _layer_rms(model, x) -> list[float]:
+    out, h = [], (model.wte(x) + model.wpe(torch.arange(x.shape[1]))) * model.config.embed_scale
+    if model.norm_embed is not None:
+        h = model.norm_embed(h)
+    for block in model.blocks:
+        h = block(h)
+        out.append(h.pow(2).mean().sqrt().item())
+    return out
+
+
+def init_stats(model, d, mc, tc) -> dict:
+    """Per-layer output RMS and per-layer gradient norm on one fixed batch."""
+    x, y = d.batch("train", tc.batch_size, mc.block_size, torch.Generator().manual_seed(tc.seed))
+    model.zero_grad(set_to_none=True)
+    _, loss = model(x, y)
+    loss.backward()
+    grads = [torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in b.parameters()])).item()
+             for b in model.blocks]
+    model.zero_grad(set_to_none=True)
+    return {"loss": loss.item(), "layer_rms": _layer_rms(model, x), "layer_grad_norm": grads}
+
+
+def run_one(spec: dict) -> dict:
+    """Run one grid point and return its result (numbers only, JSON-ready)."""
+    d, mc, tc = _configs(spec)
+    old = torch.get_num_threads()
+    torch.set_num_threads(tc.threads or old)
+    try:
+        torch.manual_seed(tc.seed)
+        model = TinyGPT(mc)
+        result = {"init": init_stats(model, d, mc, tc)}
+        if spec["measure"] == "train":
+            r = train(mc, tc, data=d, progress=False, keep_model=True)
+            result.update(final_train_loss=r.final_train_loss, val_loss=r.val_loss,
+                          diverged=r.diverged, diverged_at=r.diverged_at, spikes=r.spikes,
+                          loss=r.history["loss"], grad_norm=r.history["grad_norm"])
+            if not r.diverged:
+                result["trained"] = init_stats(r.model, d, mc, tc)
+        return result
+    finally:
+        torch.set_num_threads(old)
+
+
+def _run_keyed(item):
+    key, spec = item
+    t0 = time.perf_counter()
+    return key, run_one(spec), time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- cache
+
+def code_version() -> dict:
+    """git commit (and whether the engine files differ from it) plus a hash of their source."""
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for f in ENGINE_FILES:
+        h.update((here / f).read_bytes())
+    info = {"engine_sha256": h.hexdigest()[:16], "git_commit": None, "git_dirty": None}
+    try:
+        root = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=here, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        if root:
+            info["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                                text=True, timeout=10).stdout.strip() or None
+            status = subprocess.run(["git", "status", "--porcelain", "--", *[str(here / f) for f in ENGINE_FILES]],
+                                    cwd=root, capture_output=True, text=True, timeout=10).stdout
+            info["git_dirty"] = bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def environment() -> dict:
+    """Library versions and machine facts that can change a number."""
+    import numpy
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+            "platform": platform.platform(), "machine": platform.machine()}
+
+
+def cache_path(name: str, results_dir: Path | None = None) -> Path:
+    return Path(results_dir or RESULTS_DIR) / f"{name}.json"
+
+
+def read_cache(name: str, results_dir: Path | None = None) -> dict:
+    """The cache file of one experiment ({} if it was never run)."""
+    path = cache_path(name, results_dir)
+    if not path.exists():
+        return {}
+    cache = json.loads(path.read_text())
+    if cache.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path} has format {cache.get('format_version')}; this code reads {FORMAT_VERSION}")
+    return cache
+
+
+def _write_cache(path: Path, cache: dict):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+    os.replace(tmp, path)  # atomic: an interrupted write never leaves half a file
+
+
+def run(name: str, *, workers: int = 1, fresh: bool = False, limit: int | None = None,
+        progress: bool = True, results_dir: Path | None = None) -> dict:
+    """Run (or resume) an experiment, writing each finished run to its cache file."""
+    from tqdm.auto import tqdm
+
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
+    exp = EXPERIMENTS[name]
+    path = cache_path(name, results_dir)
+    cache = {} if fresh else read_cache(name, results_dir)
+    cache.setdefault("format_version", FORMAT_VERSION)
+    cache.update(experiment=name, question=exp.question)
+    runs = cache.setdefault("runs", {})
+    todo = [(spec_key(s), s) for s in exp.specs()]
+    todo = [(k, s) for k, s in todo if k not in runs][:limit]
+    meta = {"code": code_version(), "env": environment(),
+            "corpus_sha256": data_mod.cached("python_docs").sha256}
+    bar = tqdm(total=len(todo), disable=not progress, desc=name)
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(workers) as pool:
+            done = pool.map(_run_keyed, todo)
+            for key, result, secs in done:
+                _store(runs, key, dict(todo)[key], result, secs, meta, path, cache, bar)
+    else:
+        for item in todo:
+            key, result, secs = _run_keyed(item)
+            _store(runs, key, item[1], result, secs, meta, path, cache, bar)
+    bar.close()
+    return cache
+
+
+def _store(runs, key, spec, result, secs, meta, path, cache, bar):
+    runs[key] = {"spec": spec, "result": result, "seconds": round(secs, 3), **meta,
+                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    _write_cache(path, cache)
+    bar.update(1)
+
+
+def load_results(name: str, results_dir: Path | None = None) -> list[dict]:
+    """Cached runs as flat rows (spec fields first, then results), for plots and tables."""
+    cache = read_cache(name, results_dir)
+    rows = []
+    for key, entry in cache.get("runs", {}).items():
+        spec = entry["spec"]
+        row = {"key": key, **spec["model"], **spec["train"], **entry["result"],
+               "corpus_sha256": entry["corpus_sha256"], "code": entry["code"], "env": entry["env"]}
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------- CLI
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m normcourse experiment NAME``: run or resume a named experiment."""
+    parser = argparse.ArgumentParser(prog="python -m normcourse experiment",
+                                     description="Run a named experiment grid into the results cache.")
+    parser.add_argument("name", help="experiment name, or 'list'")
+    parser.add_argument("--workers", type=int, default=1, help="processes in parallel (one thread each)")
+    parser.add_argument("--fresh", action="store_true", help="ignore cached runs and start over")
+    parser.add_argument("--limit", type=int, default=None, help="run at most N missing grid points")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.name == "list":
+        for e in EXPERIMENTS.values():
+            n = len(e.specs())
+            done = len(read_cache(e.name).get("runs", {}))
+            print(f"{e.name}: {e.question} ({done}/{n} runs cached)")
+        return 0
+    if args.name not in EXPERIMENTS:
+        print(f"unknown experiment {args.name!r}; choose one of: {', '.join(EXPERIMENTS)}, list",
+              file=sys.stderr)
+        return 2
+    cache = run(args.name, workers=args.workers, fresh=args.fresh, limit=args.limit,
+                progress=not args.quiet)
+    print(f"{args.name}: {len(cache['runs'])}/{len(EXPERIMENTS[args.name].specs())} runs in "
+          f"{cache_path(args.name)}")
+    return 0
+
+
+# ------------------------------------------- chapter 5: RMSNorm and DyT (appended)
+# The same 6-layer pre-norm TinyGPT, only the norm module changes (every norm of
+# the model: both per block and the final one).  300 steps instead of 150 so
+# the slower starters get a fair chance; the LayerNorm runs of E5 are E8's baseline
+# (same spec apart from the norm).
+EXPERIMENTS["E5"] = Experiment(
+    "E5", "LayerNorm vs RMSNorm vs DyT: loss and best learning rate on the same model",
+    "train", {"norm": ["layernorm", "rmsnorm", "dyt"], "n_layer": [6],
+              "lr": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1], "seed": [0, 1]},
+    model={"placement": "pre"}, train={"steps": 300})

@@ -1,0 +1,234 @@
+"""Training that survives blowing up.
+
+Half of the course's experiments are about runs that diverge, so a diverging
+run must end cleanly, be recorded, and never crash a sweep or a notebook.
+
+Rules, in one place:
+
+- **Divergence.**  A run has diverged at step t if its training loss is NaN
+  or infinite, or exceeds ``TrainConfig.diverge_loss`` (default: 2 ln V, twice
+  the loss of guessing uniformly among V tokens; no learning run comes back
+  from there in our settings).  Training stops at that step;
+  ``TrainResult.diverged_at`` records it.
+- **Loss spike.**  Step t starts a spike if its loss exceeds ``spike_ratio``
+  (default 1.2) times the median loss of the previous ``spike_window``
+  (default 20) steps, and step t-1 was not itself in a spike.  A spike
+  lasting several steps counts once.
+- **Reproducibility.**  Weights come from ``torch.manual_seed(seed)``, batches
+  from a separate ``torch.Generator`` seeded with ``seed``; with
+  ``threads`` fixed, a CPU run is bit-for-bit repeatable.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from normcourse.data import TokenData, cached
+from normcourse.model import GPTConfig, TinyGPT
+
+
+@dataclass
+class TrainConfig:
+    """How to train: optimiser, schedule, run length, safety rules."""
+
+    steps: int = 200
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup_steps: int = 20
+    min_lr_ratio: float = 0.1      # cosine decays to lr * min_lr_ratio
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float | None = 1.0  # None: no clipping
+    seed: int = 0
+    threads: int | None = None     # torch.set_num_threads during the run
+    eval_interval: int = 0         # 0: only evaluate at the end
+    eval_batches: int = 4
+    diverge_loss: float | None = None   # None: 2 ln(vocab_size)
+    spike_ratio: float = 1.2
+    spike_window: int = 20
+    data: str = "python_docs"
+    device: str = "cpu"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What a run did: per-step history, final losses, divergence."""
+
+    history: dict                   # name -> list, one entry per completed step
+    final_train_loss: float
+    val_loss: float | None
+    diverged: bool
+    diverged_at: int | None
+    spikes: int
+    seconds: float
+    corpus_sha256: str
+    evals: list = field(default_factory=list)   # (step, val_loss)
+    model: TinyGPT | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("model")
+        return d
+
+
+def lr_at(step: int, tc: TrainConfig) -> float:
+    """Linear warmup to ``lr`` over ``warmup_steps``, then cosine down to ``lr * min_lr_ratio``."""
+    if step < tc.warmup_steps:
+        return tc.lr * (step + 1) / tc.warmup_steps
+    span = max(1, tc.steps - tc.warmup_steps)
+    progress = min(1.0, (step - tc.warmup_steps) / span)
+    low = tc.lr * tc.min_lr_ratio
+    return low + 0.5 * (tc.lr - low) * (1 + math.cos(math.pi * progress))
+
+
+def count_spikes(losses, ratio: float = 1.2, window: int = 20) -> int:
+    """Number of loss spikes by the rule in the module docstring."""
+    spikes, in_spike = 0, False
+    for t in range(1, len(losses)):
+        ref = statistics.median(losses[max(0, t - window):t])
+        now = losses[t] > ratio * ref
+        if now and not in_spike:
+            spikes += 1
+        in_spike = now
+    return spikes
+
+
+def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay only on matrices (not on norms, biases)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": tc.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2))
+
+
+@torch.no_grad()
+def evaluate(model, data: TokenData, tc: TrainConfig, block_size: int) -> float:
+    """Mean validation loss over ``eval_batches`` fixed batches."""
+    was_training = model.training
+    model.eval()
+    g = torch.Generator().manual_seed(1234)  # same validation batches for every run
+    losses = []
+    for _ in range(tc.eval_batches):
+        x, y = data.batch("val", tc.batch_size, block_size, g)
+        losses.append(model(x.to(tc.device), y.to(tc.device))[1].item())
+    model.train(was_training)
+    return sum(losses) / len(losses)
+
+
+def _block_rms_hooks(model, store: list):
+    """Forward hooks writing each block's output RMS into ``store`` (one float per block)."""
+    def hook(i):
+        def fn(_module, _inputs, out):
+            store[i] = out.detach().float().pow(2).mean().sqrt()
+        return fn
+    return [b.register_forward_hook(hook(i)) for i, b in enumerate(model.blocks)]
+
+
+def train(model_config: GPTConfig, train_config: TrainConfig | None = None, *,
+          data: TokenData | None = None, progress: bool = True,
+          keep_model: bool = False, model: TinyGPT | None = None) -> TrainResult:
+    """Train a TinyGPT and return its history; divergence ends the run cleanly.
+
+    ``data`` defaults to ``train_config.data`` (the embedded corpus);
+    ``model_config.vocab_size`` must match it.  ``progress=False`` silences
+    the tqdm bar (tests, notebooks with stored outputs).
+    """
+    tc = train_config or TrainConfig()
+    data = data or cached(tc.data)
+    if model_config.vocab_size != data.vocab_size:
+        raise ValueError(f"model vocab_size={model_config.vocab_size} but the data has {data.vocab_size} tokens")
+    old_threads = torch.get_num_threads()
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    try:
+        return _train(model_config, tc, data, progress, keep_model, model)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _train(mc, tc, data, progress, keep_model, model):
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(tc.seed)
+    model = model or TinyGPT(mc, device=tc.device)
+    opt = make_optimizer(model, tc)
+    gen = torch.Generator().manual_seed(tc.seed)
+    limit = tc.diverge_loss if tc.diverge_loss is not None else 2 * math.log(data.vocab_size)
+    L = len(model.blocks)
+    hist = {k: [] for k in ("loss", "lr", "grad_norm", "layer_grad_norm", "layer_rms")}
+    rms = [None] * L
+    hooks = _block_rms_hooks(model, rms)
+    diverged_at, evals = None, []
+    t0 = time.perf_counter()
+    bar = tqdm(range(tc.steps), disable=not progress, desc=_describe(mc), leave=False)
+    try:
+        for step in bar:
+            lr = lr_at(step, tc)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            x, y = data.batch("train", tc.batch_size, mc.block_size, gen)
+            _, loss = model(x.to(tc.device), y.to(tc.device))
+            loss_value = loss.item()
+            if not math.isfinite(loss_value) or loss_value > limit:
+                diverged_at = step
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            layer_norms = [_grad_norm(b.parameters()) for b in model.blocks]
+            if tc.grad_clip is not None:
+                total = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            else:
+                total = _grad_norm(model.parameters())
+            total = float(total)
+            if not math.isfinite(total):  # a NaN gradient would poison the weights
+                diverged_at = step
+                break
+            opt.step()
+            hist["loss"].append(loss_value)
+            hist["lr"].append(lr)
+            hist["grad_norm"].append(total)
+            hist["layer_grad_norm"].append([float(v) for v in layer_norms])
+            hist["layer_rms"].append([float(v) for v in rms])
+            if tc.eval_interval and (step + 1) % tc.eval_interval == 0 and step + 1 < tc.steps:
+                evals.append((step + 1, evaluate(model, data, tc, mc.block_size)))
+            if progress and step % 10 == 0:
+                bar.set_postfix(loss=f"{loss_value:.3f}")
+    finally:
+        bar.close()
+        for h in hooks:
+            h.remove()
+    diverged = diverged_at is not None
+    val = None if diverged else evaluate(model, data, tc, mc.block_size)
+    if val is not None:
+        evals.append((len(hist["loss"]), val))
+    losses = hist["loss"]
+    tail = losses[-10:]
+    return TrainResult(
+        history=hist,
+        final_train_loss=(sum(tail) / len(tail)) if tail else float("nan"),
+        val_loss=val, diverged=diverged, diverged_at=diverged_at,
+        spikes=count_spikes(losses, tc.spike_ratio, tc.spike_window),
+        seconds=time.perf_counter() - t0, corpus_sha256=data.sha256, evals=evals,
+        model=model if keep_model else None)
+
+
+def _grad_norm(params) -> torch.Tensor:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.tensor(0.0)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+
+def _describe(mc: GPTConfig) -> str:
+    p = mc.placement if isinstance(mc.placement, str) else "mixed"
+    return f"{p}/{mc.norm} L={mc.n_layer}"

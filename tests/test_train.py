@@ -1,0 +1,86 @@
+"""Training: schedule, spike rule, divergence handling, bit-reproducibility."""
+
+import math
+
+import pytest
+import torch
+
+from normcourse import data
+from normcourse.model import GPTConfig, TinyGPT
+from normcourse.train import TrainConfig, count_spikes, lr_at, train
+
+torch.set_num_threads(1)
+
+
+def small(placement="pre", **kw):
+    d = data.cached("python_docs")
+    return GPTConfig(vocab_size=d.vocab_size, block_size=16, n_layer=2, n_head=2,
+                     d_model=32, placement=placement, **kw)
+
+
+def test_schedule_warmup_then_cosine():
+    tc = TrainConfig(steps=100, lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_at(0, tc) == pytest.approx(0.1)
+    assert lr_at(9, tc) == pytest.approx(1.0)
+    assert lr_at(55, tc) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_at(100, tc) == pytest.approx(0.1)
+    assert all(lr_at(s, tc) >= lr_at(s + 1, tc) for s in range(10, 99))
+
+
+def test_spike_rule():
+    flat = [2.0] * 30
+    assert count_spikes(flat) == 0
+    one = flat[:25] + [3.0, 3.0, 3.0] + flat[:5]       # a 3-step spike counts once
+    assert count_spikes(one) == 1
+    two = flat[:25] + [3.0] + flat[:10] + [2.6] + flat[:3]
+    assert count_spikes(two) == 2
+    assert count_spikes(flat[:25] + [2.3]) == 0        # below 1.2 x median
+
+
+def test_training_learns_and_records_history():
+    tc = TrainConfig(steps=30, batch_size=8, lr=3e-3, warmup_steps=5, threads=1)
+    r = train(small(), tc, progress=False)
+    h = r.history
+    assert not r.diverged and r.diverged_at is None
+    assert len(h["loss"]) == len(h["lr"]) == len(h["grad_norm"]) == 30
+    assert len(h["layer_grad_norm"][0]) == len(h["layer_rms"][0]) == 2
+    assert sum(h["loss"][-5:]) / 5 < h["loss"][0] - 0.5
+    assert r.val_loss is not None and math.isfinite(r.val_loss)
+    assert r.corpus_sha256 == data.cached("python_docs").sha256
+    # recorded per-layer grad norms combine to the global (pre-clip) norm minus embeddings
+    g = h["layer_grad_norm"][3]
+    assert math.sqrt(sum(v * v for v in g)) <= h["grad_norm"][3] + 1e-6
+
+
+def test_bit_reproducible_for_fixed_seed_and_threads():
+    tc = TrainConfig(steps=12, batch_size=4, lr=3e-3, warmup_steps=2, threads=1, seed=7)
+    a = train(small("post"), tc, progress=False)
+    b = train(small("post"), tc, progress=False)
+    assert a.history == b.history and a.val_loss == b.val_loss
+    c = train(small("post"), TrainConfig(**{**tc.to_dict(), "seed": 8}), progress=False)
+    assert c.history["loss"] != a.history["loss"]
+
+
+def test_nan_weights_stop_the_run_cleanly():
+    mc = small()
+    torch.manual_seed(0)
+    m = TinyGPT(mc)
+    with torch.no_grad():
+        m.blocks[0].mlp.c_fc.weight[0, 0] = float("nan")
+    r = train(mc, TrainConfig(steps=10, batch_size=4, threads=1), model=m, progress=False)
+    assert r.diverged and r.diverged_at == 0 and r.val_loss is None
+    assert r.history["loss"] == []
+
+
+def test_exploding_loss_stops_the_run():
+    # no clipping, no warmup, an absurd learning rate, no norms: the loss leaves 2 ln V
+    tc = TrainConfig(steps=60, batch_size=4, lr=3.0, warmup_steps=0, grad_clip=None, threads=1)
+    r = train(small("none", scaled_residual_init=False), tc, progress=False)
+    assert r.diverged and 0 < r.diverged_at < 60
+    assert len(r.history["loss"]) == r.diverged_at
+    assert all(math.isfinite(v) for v in r.history["loss"])
+
+
+def test_vocab_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="vocab_size"):
+        train(GPTConfig(vocab_size=7), TrainConfig(steps=1), progress=False)
