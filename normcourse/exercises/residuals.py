@@ -1,0 +1,90 @@
+"""Checkers for the chapter "Residual connections".
+
+- :func:`check_residual_jacobian`: the Jacobian of ``x + W2 tanh(W1 x)``, with its identity term.
+- :func:`check_gpt2_init`: GPT-2's 1/sqrt(N) initialization of the layers that write into the stream.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from normcourse.exercises.feedback import Mistake, call_learner, checker, close, expect_tensor
+
+__all__ = ["check_residual_jacobian", "check_gpt2_init"]
+
+
+@checker
+def check_residual_jacobian(fn) -> str:
+    """``fn(W1, W2, x)`` returns d/dx of ``x + W2 @ tanh(W1 @ x)`` for a vector ``x``."""
+    gen = torch.Generator().manual_seed(21)
+    for d, h in ((6, 6), (5, 9), (8, 3)):
+        W1 = torch.randn(h, d, generator=gen, dtype=torch.float64)
+        W2 = torch.randn(d, h, generator=gen, dtype=torch.float64) / math.sqrt(h)
+        x = torch.randn(d, generator=gen, dtype=torch.float64)
+        like = torch.empty(d, d, dtype=torch.float64)
+        out = expect_tensor(call_learner(fn, W1, W2, x, name="residual_jacobian"), like,
+                            name="the Jacobian")
+        s = 1 - torch.tanh(W1 @ x) ** 2
+        branch = W2 @ torch.diag(s) @ W1
+        ref = torch.eye(d, dtype=torch.float64) + branch
+        if close(out, ref, atol=1e-8, rtol=1e-8):
+            continue
+        if close(out, branch, atol=1e-8, rtol=1e-8):
+            raise Mistake("you returned the Jacobian of the branch only: the identity is missing.",
+                          "the skip connection contributes d x / d x = I: add torch.eye(d).")
+        if close(out, torch.eye(d, dtype=torch.float64) + W2 @ W1, atol=1e-8, rtol=1e-8):
+            raise Mistake("the derivative of tanh is missing.",
+                          "d tanh(u)/du = 1 - tanh(u)^2: put diag(1 - tanh(W1 x)^2) between W2 and W1.")
+        if close(out, torch.eye(d, dtype=torch.float64)
+                 + W2 @ torch.diag(torch.tanh(W1 @ x)) @ W1, atol=1e-8, rtol=1e-8):
+            raise Mistake("you used tanh(u) where its derivative 1 - tanh(u)^2 belongs.",
+                          "d tanh(u)/du = 1 - tanh(u)^2.")
+        if close(out, ref.T, atol=1e-8, rtol=1e-8):
+            raise Mistake("your Jacobian is transposed.",
+                          "row i, column j should hold d f_i / d x_j: J = I + W2 diag(s) W1.")
+        raise Mistake(f"for x of size {d} and a hidden size of {h}, the largest error is "
+                      f"{(out - ref).abs().max():.3g}.",
+                      "J = I + W2 @ diag(1 - tanh(W1 @ x)^2) @ W1; check it against "
+                      "torch.autograd.functional.jacobian.")
+    return "residual_jacobian is correct: J = I + W2 diag(1 - tanh^2) W1, the identity included."
+
+
+@checker
+def check_gpt2_init(fn) -> str:
+    """``fn(linear, n_layer, base_std)`` fills linear.weight with N(0, base_std^2 / (2 n_layer))."""
+    for n_layer, base_std, width in ((12, 0.02, 768), (4, 0.1, 256), (48, 0.02, 512)):
+        torch.manual_seed(n_layer)
+        lin = nn.Linear(width, width)
+        before = lin.weight.detach().clone()
+        call_learner(fn, lin, n_layer, base_std, name="gpt2_init_")
+        w = lin.weight.detach()
+        if torch.equal(w, before):
+            raise Mistake("linear.weight was not changed.",
+                          "fill it in place, e.g. torch.nn.init.normal_(linear.weight, 0.0, std).")
+        expected = base_std / math.sqrt(2 * n_layer)
+        std = float(w.std())
+        rel = std / expected
+        if abs(float(w.mean())) > 0.05 * expected:
+            raise Mistake("the weights do not have mean 0.", "use mean=0.0.")
+        if 0.97 < rel < 1.03:
+            continue
+        if math.isclose(rel, math.sqrt(2), rel_tol=0.03):
+            raise Mistake(f"std {std:.3g} is sqrt(2) too large: you divided by sqrt(n_layer).",
+                          "GPT-2 has two residual branches per block (attention and MLP): N = 2 * n_layer.")
+        if math.isclose(std, base_std / (2 * n_layer), rel_tol=0.03):
+            raise Mistake(f"std {std:.3g}: you divided by 2 * n_layer instead of its square root.",
+                          "the standard deviation is base_std / sqrt(2 * n_layer).")
+        if math.isclose(rel, math.sqrt(2 * n_layer), rel_tol=0.03):
+            raise Mistake(f"std {std:.3g}: the weights are not scaled down at all.",
+                          "divide base_std by math.sqrt(2 * n_layer).")
+        if math.isclose(std, expected ** 2, rel_tol=0.05) or math.isclose(
+                std, base_std ** 2 / (2 * n_layer), rel_tol=0.05):
+            raise Mistake(f"std {std:.3g}: you passed the variance where the standard deviation belongs.",
+                          "torch.nn.init.normal_ takes std, not variance.")
+        raise Mistake(f"with n_layer={n_layer}, base_std={base_std} the weights have std {std:.3g}, "
+                      f"expected {expected:.3g}.",
+                      "std = base_std / math.sqrt(2 * n_layer).")
+    return "gpt2_init_ is correct: std = base_std / sqrt(2 * n_layer)."

@@ -1,0 +1,109 @@
+"""Checkers for the chapter "Why deep networks break".
+
+- :func:`check_fraction_saturated`: the share of tanh units stuck near +-1.
+- :func:`check_update_to_data_ratio`: log10 of std(lr * grad) / std(weight).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from normcourse.exercises.feedback import Mistake, call_learner, checker
+
+__all__ = ["check_fraction_saturated", "check_update_to_data_ratio"]
+
+
+def _as_float(out, name: str) -> float:
+    """Accept a Python number or a one-element tensor; anything else is a Mistake."""
+    if isinstance(out, torch.Tensor):
+        if out.numel() != 1:
+            raise Mistake(f"{name} should be a single number, got a tensor of shape "
+                          f"{tuple(out.shape)}.",
+                          "reduce over every element (e.g. .mean() over the whole tensor), "
+                          "not along one dimension.")
+        out = out.item()
+    if isinstance(out, bool) or not isinstance(out, (int, float)):
+        raise Mistake(f"{name} should be a number, got {type(out).__name__}.",
+                      "did you forget a `return` statement?")
+    return float(out)
+
+
+@checker
+def check_fraction_saturated(fn) -> str:
+    """``fn(a, threshold)`` returns the fraction of entries with ``|a| > threshold``."""
+    gen = torch.Generator().manual_seed(11)
+    cases = []
+    # Skewed on purpose: many more units saturated at +1 than at -1, so that forgetting
+    # abs() gives a visibly different answer.  No entry sits exactly on the threshold.
+    a = torch.tanh(2.5 * torch.randn(64, 50, generator=gen) + 1.0)
+    a = torch.where((a.abs() - 0.97).abs() < 1e-4, torch.zeros_like(a), a)
+    cases.append((a, 0.97))
+    b = torch.tanh(torch.randn(3, 7, 11, generator=gen) * 3.0)  # a 3-D tensor
+    b = torch.where((b.abs() - 0.9).abs() < 1e-4, torch.zeros_like(b), b)
+    cases.append((b, 0.9))
+    cases.append((torch.zeros(10, 10), 0.97))  # nothing saturated
+    for a, t in cases:
+        out = _as_float(call_learner(fn, a, t, name="fraction_saturated"), "the fraction")
+        expected = float((a.abs() > t).float().mean())
+        if math.isclose(out, expected, abs_tol=1e-6):
+            continue
+        count = float((a.abs() > t).sum())
+        positive_only = float((a > t).float().mean())
+        below = float((a.abs() < t).float().mean())
+        if math.isclose(out, 100 * expected, abs_tol=1e-4) and expected > 0:
+            raise Mistake(f"you returned {out:.4g}, a percentage; expected the fraction {expected:.4g}.",
+                          "return a number between 0 and 1 (drop the * 100).")
+        if math.isclose(out, count, abs_tol=1e-6) and count != expected:
+            raise Mistake(f"you returned {out:.4g}, the number of saturated entries; expected "
+                          f"the fraction {expected:.4g}.",
+                          "divide by the total number of entries (a.numel()), or use .float().mean().")
+        if math.isclose(out, positive_only, abs_tol=1e-6):
+            raise Mistake("you counted only units near +1; units near -1 are saturated too.",
+                          "compare a.abs() with the threshold.")
+        if math.isclose(out, below, abs_tol=1e-6):
+            raise Mistake("you returned the fraction of units that are *not* saturated.",
+                          "saturated means |a| > threshold.")
+        raise Mistake(f"for a tensor of shape {tuple(a.shape)} and threshold {t} you returned "
+                      f"{out:.4g}, expected {expected:.4g}.",
+                      "count entries with |a| > threshold over the whole tensor, then divide by "
+                      "the number of entries; use the threshold argument, not a constant.")
+    return "fraction_saturated is correct: it counts |a| > threshold over the whole tensor."
+
+
+@checker
+def check_update_to_data_ratio(fn) -> str:
+    """``fn(weight, grad, lr)`` returns ``log10(std(lr * grad) / std(weight))``."""
+    gen = torch.Generator().manual_seed(12)
+    cases = [
+        (torch.randn(100, 100, generator=gen) * 0.17, torch.randn(100, 100, generator=gen) * 3e-3, 0.1),
+        (torch.randn(30, 40, generator=gen) * 0.5 + 0.2, torch.randn(30, 40, generator=gen) * 0.02 + 0.01, 0.5),
+        (torch.randn(64, 8, generator=gen), torch.randn(64, 8, generator=gen) * 1e-4, 1.0),
+    ]
+    for w, g, lr in cases:
+        out = _as_float(call_learner(fn, w, g, lr, name="update_to_data_ratio"), "the ratio")
+        ratio = float((lr * g).std() / w.std())
+        expected = math.log10(ratio)
+        if math.isclose(out, expected, abs_tol=1e-4):
+            continue
+        if math.isclose(out, ratio, rel_tol=1e-3):
+            raise Mistake(f"you returned {out:.4g}, the ratio itself; expected its log10, {expected:.4g}.",
+                          "wrap the ratio in math.log10 (or torch.log10 for a tensor).")
+        if math.isclose(out, math.log10(float(g.std() / w.std())), abs_tol=1e-4) and lr != 1.0:
+            raise Mistake("the learning rate is missing: the update SGD applies is lr * grad.",
+                          "use (lr * grad).std(), not grad.std().")
+        if math.isclose(out, -expected, abs_tol=1e-4):
+            raise Mistake("the ratio is upside down: you divided the weight's spread by the update's.",
+                          "the update goes on top: std(lr * grad) / std(weight).")
+        if math.isclose(out, math.log(ratio), abs_tol=1e-4):
+            raise Mistake("you used the natural logarithm.",
+                          "use log10, so that -3 means an update a thousand times smaller than the weights.")
+        mean_abs = math.log10(float((lr * g).abs().mean() / w.abs().mean()))
+        if math.isclose(out, mean_abs, abs_tol=1e-4):
+            raise Mistake("you used mean absolute values instead of standard deviations.",
+                          "use .std() of the update and of the weight.")
+        raise Mistake(f"for weights of shape {tuple(w.shape)} and lr={lr} you returned {out:.4g}, "
+                      f"expected {expected:.4g}.",
+                      "compute log10( (lr * grad).std() / weight.std() ).")
+    return "update_to_data_ratio is correct: log10(std(lr * grad) / std(weight))."

@@ -1,0 +1,260 @@
+"""Checkers of chapters 1-3 accept right answers (also alternative formulas) and reject typical
+wrong ones with a specific message."""
+
+import math
+
+import pytest
+import torch
+
+from normcourse.exercises import signal_propagation as sp
+from normcourse.exercises.feedback import PASS
+
+
+def run(check, fn, capsys):
+    ok = check(fn)
+    return ok, capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- chapter 1
+
+
+@pytest.mark.parametrize("fn", [
+    lambda a, t: float((a.abs() > t).float().mean()),
+    lambda a, t: (a.abs() > t).sum().item() / a.numel(),
+    lambda a, t: ((a > t) | (a < -t)).double().mean(),           # a 0-d tensor is fine
+    lambda a, t: torch.mean((torch.abs(a) > t).to(torch.float32)),
+])
+def test_fraction_saturated_accepts(fn, capsys):
+    ok, out = run(sp.check_fraction_saturated, fn, capsys)
+    assert ok, out
+    assert PASS in out
+
+
+@pytest.mark.parametrize("fn, message", [
+    (lambda a, t: 100 * float((a.abs() > t).float().mean()), "percentage"),
+    (lambda a, t: float((a.abs() > t).sum()), "number of saturated entries"),
+    (lambda a, t: float((a > t).float().mean()), "only units near +1"),
+    (lambda a, t: float((a.abs() < t).float().mean()), "not* saturated"),
+    (lambda a, t: float((a.abs() > 0.97).float().mean()), "threshold"),
+    (lambda a, t: (a.abs() > t).float().mean(dim=0), "single number"),
+    (lambda a, t: None, "should be a number"),
+    (lambda a, t: 1 / 0, "ZeroDivisionError"),
+])
+def test_fraction_saturated_rejects(fn, message, capsys):
+    ok, out = run(sp.check_fraction_saturated, fn, capsys)
+    assert not ok
+    assert message in out, out
+
+
+def _not_implemented(*args):
+    raise NotImplementedError
+
+
+@pytest.mark.parametrize("fn", [
+    lambda w, g, lr: math.log10(float((lr * g).std() / w.std())),
+    lambda w, g, lr: torch.log10((lr * g).std(unbiased=False) / w.std(unbiased=False)),
+    lambda w, g, lr: math.log10(lr) + math.log10(g.std().item()) - math.log10(w.std().item()),
+])
+def test_update_ratio_accepts(fn, capsys):
+    ok, out = run(sp.check_update_to_data_ratio, fn, capsys)
+    assert ok, out
+
+
+@pytest.mark.parametrize("fn, message", [
+    (lambda w, g, lr: float((lr * g).std() / w.std()), "ratio itself"),
+    (lambda w, g, lr: math.log10(float(g.std() / w.std())), "learning rate is missing"),
+    (lambda w, g, lr: math.log10(float(w.std() / (lr * g).std())), "upside down"),
+    (lambda w, g, lr: math.log(float((lr * g).std() / w.std())), "natural logarithm"),
+    (lambda w, g, lr: math.log10(float((lr * g).abs().mean() / w.abs().mean())), "mean absolute"),
+    (lambda w, g, lr: math.log10(float((lr * g).norm() / w.norm())) + 0.5, "expected"),
+    (_not_implemented, "not implemented"),
+])
+def test_update_ratio_rejects(fn, message, capsys):
+    ok, out = run(sp.check_update_to_data_ratio, fn, capsys)
+    assert not ok
+    assert message in out, out
+
+
+def test_checker_needs_a_function(capsys):
+    assert not sp.check_fraction_saturated(0.5)
+    assert "needs your function" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- chapter 3
+
+import torch.nn.functional as F  # noqa: E402
+
+from normcourse.exercises import batch_vs_layer as bl  # noqa: E402
+
+
+def _bn_manual(x):
+    m = x.mean(0, keepdim=True)
+    v = ((x - m) ** 2).mean(0, keepdim=True)
+    return (x - m) / torch.sqrt(v + 1e-5)
+
+
+@pytest.mark.parametrize("fn", [
+    _bn_manual,
+    lambda x: F.batch_norm(x, None, None, training=True, eps=1e-5),
+    lambda x: torch.nn.BatchNorm1d(x.shape[1], affine=False, dtype=x.dtype).train()(x).detach(),
+    lambda x: (x - x.mean(0)) * torch.rsqrt(x.var(0, unbiased=False) + 1e-5),
+])
+def test_batch_norm_accepts(fn, capsys):
+    ok, out = run(bl.check_batch_norm_train, fn, capsys)
+    assert ok, out
+
+
+@pytest.mark.parametrize("fn, message", [
+    (lambda x: F.layer_norm(x, x.shape[-1:]), "LayerNorm"),
+    (lambda x: (x - x.mean(0)) / torch.sqrt(x.var(0) + 1e-5), "unbiased"),
+    (lambda x: (x - x.mean(0)) / x.std(0, unbiased=False), "eps"),
+    (lambda x: (x - x.mean(0)) / (x.std(0, unbiased=False) + 1e-5), "eps"),
+    (lambda x: x - x.mean(0), "largest error"),
+    (lambda x: _bn_manual(x).float(), "dtype"),
+    (lambda x: _bn_manual(x)[0], "shape"),
+    (_not_implemented, "not implemented"),
+])
+def test_batch_norm_rejects(fn, message, capsys):
+    ok, out = run(bl.check_batch_norm_train, fn, capsys)
+    assert not ok
+    assert message in out, out
+
+
+def _masked_sums(x, mask):
+    w = mask[..., None].to(x.dtype)
+    n = w.sum((0, 1))
+    mean = (x * w).sum((0, 1)) / n
+    var = (((x - mean) * w) ** 2).sum((0, 1)) / n
+    return (x - mean) / torch.sqrt(var + 1e-5) * w
+
+
+def _masked_indexing(x, mask):
+    real = x[mask]                                 # (n_real, C)
+    mean, var = real.mean(0), real.var(0, unbiased=False)
+    out = torch.zeros_like(x)
+    out[mask] = (real - mean) / torch.sqrt(var + 1e-5)
+    return out
+
+
+def _masked_via_functional(x, mask):
+    out = torch.zeros_like(x)
+    out[mask] = F.batch_norm(x[mask], None, None, training=True, eps=1e-5)
+    return out
+
+
+@pytest.mark.parametrize("fn", [_masked_sums, _masked_indexing, _masked_via_functional])
+def test_masked_bn_accepts(fn, capsys):
+    ok, out = run(bl.check_masked_batch_norm, fn, capsys)
+    assert ok, out
+
+
+def _include_pads(x, mask):
+    return F.batch_norm(x.reshape(-1, x.shape[-1]), None, None, training=True).reshape(x.shape) \
+        * mask[..., None]
+
+
+def _divide_by_bt(x, mask):
+    w = mask[..., None].to(x.dtype)
+    n = mask.numel()
+    mean = (x * w).sum((0, 1)) / n
+    var = (((x - mean) * w) ** 2).sum((0, 1)) / n
+    return (x - mean) / torch.sqrt(var + 1e-5) * w
+
+
+def _per_sequence(x, mask):
+    out = torch.zeros_like(x)
+    for b in range(x.shape[0]):
+        n = int(mask[b].sum())
+        out[b, :n] = F.batch_norm(x[b, :n], None, None, training=True)
+    return out
+
+
+def _unbiased(x, mask):
+    real = x[mask]
+    out = torch.zeros_like(x)
+    out[mask] = (real - real.mean(0)) / torch.sqrt(real.var(0) + 1e-5)
+    return out
+
+
+@pytest.mark.parametrize("fn, message", [
+    (_include_pads, "padding tokens were counted"),
+    (lambda x, m: _masked_sums(x, m) + (~m[..., None]) * 1.0, "padded positions are not zero"),
+    (_divide_by_bt, "divided by B * T"),
+    (_per_sequence, "each sequence over its own tokens"),
+    (_unbiased, "unbiased"),
+    (lambda x, m: _masked_sums(x, m).transpose(0, 1), "shape"),
+])
+def test_masked_bn_rejects(fn, message, capsys):
+    ok, out = run(bl.check_masked_batch_norm, fn, capsys)
+    assert not ok
+    assert message in out, out
+
+
+# ---------------------------------------------------------------- chapter 2
+
+from normcourse.exercises import residuals as rs  # noqa: E402
+
+
+def _jac_formula(W1, W2, x):
+    s = 1 - torch.tanh(W1 @ x) ** 2
+    return torch.eye(x.shape[0], dtype=x.dtype) + W2 @ torch.diag(s) @ W1
+
+
+@pytest.mark.parametrize("fn", [
+    _jac_formula,
+    lambda W1, W2, x: torch.autograd.functional.jacobian(lambda v: v + W2 @ torch.tanh(W1 @ v), x),
+    lambda W1, W2, x: torch.eye(len(x), dtype=x.dtype) + (W2 * (1 / torch.cosh(W1 @ x) ** 2)) @ W1,
+])
+def test_residual_jacobian_accepts(fn, capsys):
+    ok, out = run(rs.check_residual_jacobian, fn, capsys)
+    assert ok, out
+
+
+@pytest.mark.parametrize("fn, message", [
+    (lambda W1, W2, x: _jac_formula(W1, W2, x) - torch.eye(len(x), dtype=x.dtype), "identity is missing"),
+    (lambda W1, W2, x: torch.eye(len(x), dtype=x.dtype) + W2 @ W1, "derivative of tanh is missing"),
+    (lambda W1, W2, x: torch.eye(len(x), dtype=x.dtype) + W2 @ torch.diag(torch.tanh(W1 @ x)) @ W1,
+     "where its derivative"),
+    (lambda W1, W2, x: _jac_formula(W1, W2, x).T, "transposed"),
+    (lambda W1, W2, x: 2 * _jac_formula(W1, W2, x), "largest error"),
+    (lambda W1, W2, x: _jac_formula(W1, W2, x).float(), "dtype"),
+])
+def test_residual_jacobian_rejects(fn, message, capsys):
+    ok, out = run(rs.check_residual_jacobian, fn, capsys)
+    assert not ok
+    assert message in out, out
+
+
+def _gpt2_ok(linear, n_layer, base_std):
+    torch.nn.init.normal_(linear.weight, mean=0.0, std=base_std / math.sqrt(2 * n_layer))
+
+
+def _gpt2_ok_manual(linear, n_layer, base_std):
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn_like(linear.weight) * base_std * (2 * n_layer) ** -0.5)
+
+
+def _gpt2_with(std_fn):
+    def init(linear, n_layer, base_std):
+        torch.nn.init.normal_(linear.weight, 0.0, std_fn(n_layer, base_std))
+    return init
+
+
+@pytest.mark.parametrize("fn", [_gpt2_ok, _gpt2_ok_manual])
+def test_gpt2_init_accepts(fn, capsys):
+    ok, out = run(rs.check_gpt2_init, fn, capsys)
+    assert ok, out
+
+
+@pytest.mark.parametrize("fn, message", [
+    (_gpt2_with(lambda n, s: s / math.sqrt(n)), "two residual branches"),
+    (_gpt2_with(lambda n, s: s / (2 * n)), "instead of its square root"),
+    (_gpt2_with(lambda n, s: s), "not scaled down"),
+    (_gpt2_with(lambda n, s: s ** 2 / (2 * n)), "variance"),
+    (_gpt2_with(lambda n, s: 0.5 * s / math.sqrt(2 * n)), "expected"),
+    (lambda linear, n, s: None, "was not changed"),
+])
+def test_gpt2_init_rejects(fn, message, capsys):
+    ok, out = run(rs.check_gpt2_init, fn, capsys)
+    assert not ok
+    assert message in out, out
