@@ -2,19 +2,49 @@
 
 Every checker returns True or False and prints a short, specific message.
 It never raises because of a mistake in your code.
+
+Chapter by chapter:
+
+- 1 Why deep networks break: ``check_fraction_saturated``, ``check_update_to_data_ratio``
+- 2 Residual connections: ``check_residual_jacobian``, ``check_gpt2_init``
+- 3 BatchNorm vs LayerNorm: ``check_batch_norm_train``, ``check_masked_batch_norm``
+- 4 LayerNorm from scratch: ``check_layer_norm``, ``check_layer_norm_backward``, ``check_rms_norm``
+- 6 LayerNorm in Triton: ``check_rms_norm_kernel`` (needs triton; imported on first use)
 """
 
+from normcourse.exercises.batch_vs_layer import check_batch_norm_train, check_masked_batch_norm
 from normcourse.exercises.feedback import Mistake, checker
 from normcourse.exercises.layer_norm import (
     check_layer_norm,
     check_layer_norm_backward,
     check_rms_norm,
 )
+from normcourse.exercises.residuals import check_gpt2_init, check_residual_jacobian
+from normcourse.exercises.signal_propagation import (
+    check_fraction_saturated,
+    check_update_to_data_ratio,
+)
 
 __all__ = [
     "Mistake",
     "checker",
+    "check_fraction_saturated",
+    "check_update_to_data_ratio",
+    "check_residual_jacobian",
+    "check_gpt2_init",
+    "check_batch_norm_train",
+    "check_masked_batch_norm",
     "check_layer_norm",
     "check_rms_norm",
     "check_layer_norm_backward",
+    "check_rms_norm_kernel",
 ]
+
+
+def __getattr__(name):
+    # The Triton checker imports triton, which CPU users may not have installed.
+    if name == "check_rms_norm_kernel":
+        from normcourse.exercises.triton_kernels import check_rms_norm_kernel
+
+        return check_rms_norm_kernel
+    raise AttributeError(f"module 'normcourse.exercises' has no attribute {name!r}")
