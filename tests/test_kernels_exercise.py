@@ -76,3 +76,17 @@ def test_dividing_by_block_size_is_named(capsys):
 def test_not_a_kernel(capsys):
     assert not check_rms_norm_kernel(lambda *a: None)
     assert "failed" in capsys.readouterr().out
+
+
+def test_stub_kernel_is_reported_as_not_implemented(capsys):
+    import triton
+    import triton.language as tl
+
+    from normcourse.exercises import check_rms_norm_kernel
+
+    @triton.jit
+    def stub(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
+        raise NotImplementedError("your code here")
+
+    assert check_rms_norm_kernel(stub) is False
+    assert "not implemented yet" in capsys.readouterr().out

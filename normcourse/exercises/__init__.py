@@ -9,11 +9,18 @@ Chapter by chapter:
 - 2 Residual connections: ``check_residual_jacobian``, ``check_gpt2_init``
 - 3 BatchNorm vs LayerNorm: ``check_batch_norm_train``, ``check_masked_batch_norm``
 - 4 LayerNorm from scratch: ``check_layer_norm``, ``check_layer_norm_backward``, ``check_rms_norm``
-- 6 LayerNorm in Triton: ``check_rms_norm_kernel`` (needs triton; imported on first use)
+- 6 LayerNorm in Triton: ``check_layer_norm_bytes``, ``check_rms_norm_kernel`` (needs
+  triton; imported on first use)
+- 7 Fusing the residual add: ``check_add_norm_bytes``, ``check_add_rms_norm_backward``
 """
 
 from normcourse.exercises.batch_vs_layer import check_batch_norm_train, check_masked_batch_norm
 from normcourse.exercises.feedback import Mistake, checker
+from normcourse.exercises.fused_add import (
+    check_add_norm_bytes,
+    check_add_rms_norm_backward,
+    check_layer_norm_bytes,
+)
 from normcourse.exercises.layer_norm import (
     check_layer_norm,
     check_layer_norm_backward,
@@ -37,7 +44,10 @@ __all__ = [
     "check_layer_norm",
     "check_rms_norm",
     "check_layer_norm_backward",
+    "check_layer_norm_bytes",
     "check_rms_norm_kernel",
+    "check_add_norm_bytes",
+    "check_add_rms_norm_backward",
 ]
 
 

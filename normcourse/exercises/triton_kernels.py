@@ -71,6 +71,9 @@ def _run(kernel, x, w, eps, label):
     try:
         y, ybuf, stride = launch_rms_norm_kernel(kernel, x, w, eps)
     except Exception as err:  # the learner's kernel failed to compile or run
+        if "NotImplementedError" in f"{type(err).__name__}: {err}":
+            raise Mistake("your kernel is not implemented yet.",
+                          "replace `raise NotImplementedError` with the kernel body.") from None
         msg = str(err).strip().splitlines()
         raise Mistake(f"your kernel failed on the {label}: {type(err).__name__}: "
                       f"{msg[-1] if msg else ''}",

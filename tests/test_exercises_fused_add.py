@@ -1,0 +1,132 @@
+"""Checkers of the chapters "LayerNorm in Triton" and "Fusing the residual add"."""
+
+import torch
+
+from normcourse.bench import minimal_bytes
+from normcourse.exercises.fused_add import (
+    add_norm_bytes, check_add_norm_bytes, check_add_rms_norm_backward, check_layer_norm_bytes,
+    layer_norm_bytes,
+)
+
+
+def run(check, fn, capsys):
+    result = check(fn)
+    return result, capsys.readouterr().out
+
+
+def test_byte_models_agree_with_the_benchmark():
+    for m, n in ((4096, 4096), (7, 300)):
+        for dtype in (torch.float32, torch.bfloat16):
+            e = torch.tensor([], dtype=dtype).element_size()
+            assert layer_norm_bytes(m, n, e) == minimal_bytes("layer_norm", "fwd", m, n, dtype)
+            assert add_norm_bytes(m, n, e, True) == minimal_bytes("add_rms_norm", "fwd", m, n, dtype)
+    assert add_norm_bytes(10, 10, 2, False) - add_norm_bytes(10, 10, 2, True) == 10 * 10 * 2
+
+
+# ---- LayerNorm bytes ------------------------------------------------------
+
+def test_layer_norm_bytes_accepts_the_right_count(capsys):
+    ok, out = run(check_layer_norm_bytes, lambda m, n, e: 2 * m * n * e + 2 * n * e + 8 * m, capsys)
+    assert ok and "matches" in out
+
+
+def test_layer_norm_bytes_names_missing_statistics(capsys):
+    ok, out = run(check_layer_norm_bytes, lambda m, n, e: 2 * m * n * e + 2 * n * e, capsys)
+    assert not ok and "statistics are missing" in out
+
+
+def test_layer_norm_bytes_names_parameters_per_row(capsys):
+    ok, out = run(check_layer_norm_bytes, lambda m, n, e: 4 * m * n * e + 8 * m, capsys)
+    assert not ok and "once per row" in out
+
+
+def test_layer_norm_bytes_names_statistics_in_input_dtype(capsys):
+    ok, out = run(check_layer_norm_bytes, lambda m, n, e: 2 * m * n * e + 2 * n * e + 2 * m * e,
+                  capsys)
+    assert not ok and "float32" in out
+
+
+def test_layer_norm_bytes_names_elements_instead_of_bytes(capsys):
+    ok, out = run(check_layer_norm_bytes, lambda m, n, e: 2 * m * n + 2 * n + 2 * m, capsys)
+    assert not ok and "elements, not bytes" in out
+
+
+def test_layer_norm_bytes_stub_and_non_integer(capsys):
+    def stub(m, n, e):
+        raise NotImplementedError("your code here")
+    ok, out = run(check_layer_norm_bytes, stub, capsys)
+    assert not ok and "not implemented" in out
+    ok, out = run(check_layer_norm_bytes, lambda m, n, e: "many", capsys)
+    assert not ok and "whole number" in out
+
+
+# ---- add + norm bytes -----------------------------------------------------
+
+def right_add_norm(m, n, e, fused):
+    return (4 if fused else 5) * m * n * e + n * e + 4 * m
+
+
+def test_add_norm_bytes_accepts_the_right_count(capsys):
+    ok, out = run(check_add_norm_bytes, right_add_norm, capsys)
+    assert ok and "saves" in out
+
+
+def test_add_norm_bytes_names_missing_residual_out(capsys):
+    ok, out = run(check_add_norm_bytes,
+                  lambda m, n, e, f: (3 if f else 5) * m * n * e + n * e + 4 * m, capsys)
+    assert not ok and "residual_out" in out
+
+
+def test_add_norm_bytes_names_unfused_equal_to_fused(capsys):
+    ok, out = run(check_add_norm_bytes, lambda m, n, e, f: 4 * m * n * e + n * e + 4 * m, capsys)
+    assert not ok and "equals the fused one" in out
+
+
+def test_add_norm_bytes_names_missing_parameters(capsys):
+    ok, out = run(check_add_norm_bytes, lambda m, n, e, f: (4 if f else 5) * m * n * e, capsys)
+    assert not ok and "weight" in out
+
+
+# ---- add + RMSNorm backward -----------------------------------------------
+
+def backward(x, r, w, eps, dy, dres):
+    s = x + r
+    rstd = torch.rsqrt((s * s).mean(-1, keepdim=True) + eps)
+    x_hat = s * rstd
+    g = dy * w
+    ds = rstd * (g - x_hat * (g * x_hat).mean(-1, keepdim=True)) + dres
+    return ds, ds, (dy * x_hat).reshape(-1, x.shape[-1]).sum(0)
+
+
+def test_backward_accepts_the_right_answer(capsys):
+    ok, out = run(check_add_rms_norm_backward, backward, capsys)
+    assert ok and "same gradient" in out
+
+
+def test_backward_names_missing_dres(capsys):
+    def no_dres(x, r, w, eps, dy, dres):
+        dx, _, dw = backward(x, r, w, eps, dy, torch.zeros_like(dres))
+        return dx, dx, dw
+    ok, out = run(check_add_rms_norm_backward, no_dres, capsys)
+    assert not ok and "gradient of residual_out" in out
+
+
+def test_backward_names_zero_residual_gradient(capsys):
+    def zero_dr(x, r, w, eps, dy, dres):
+        dx, _, dw = backward(x, r, w, eps, dy, dres)
+        return dx, torch.zeros_like(dx), dw
+    ok, out = run(check_add_rms_norm_backward, zero_dr, capsys)
+    assert not ok and "dresidual is zero" in out
+
+
+def test_backward_names_wrong_dweight_shape(capsys):
+    def per_row_dw(x, r, w, eps, dy, dres):
+        dx, dr, _ = backward(x, r, w, eps, dy, dres)
+        return dx, dr, dy
+    ok, out = run(check_add_rms_norm_backward, per_row_dw, capsys)
+    assert not ok and "dweight has shape" in out
+
+
+def test_backward_wrong_return(capsys):
+    ok, out = run(check_add_rms_norm_backward, lambda *a: a[0], capsys)
+    assert not ok and "three tensors" in out
