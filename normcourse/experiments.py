@@ -298,10 +298,54 @@ def main(argv: list[str] | None = None) -> int:
 # ------------------------------------------- chapter 5: RMSNorm and DyT (appended)
 # The same 6-layer pre-norm TinyGPT, only the norm module changes (every norm of
 # the model: both per block and the final one).  300 steps instead of 150 so
-# the slower starters get a fair chance; the LayerNorm runs of E5 are E8's baseline
-# (same spec apart from the norm).
+# the slower starters get a fair chance.
 EXPERIMENTS["E5"] = Experiment(
     "E5", "LayerNorm vs RMSNorm vs DyT: loss and best learning rate on the same model",
     "train", {"norm": ["layernorm", "rmsnorm", "dyt"], "n_layer": [6],
               "lr": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1], "seed": [0, 1]},
     model={"placement": "pre"}, train={"steps": 300})
+
+
+@dataclass
+class ExperimentUnion(Experiment):
+    """A grid made of several products (e.g. a DyT sweep plus its LayerNorm baseline)."""
+
+    parts: tuple = ()
+
+    def specs(self) -> list[dict]:
+        return [{**s, "experiment": self.name} for p in self.parts for s in p.specs()]
+
+
+# E8: DyT's initial alpha, at the learning rate that is best for LayerNorm in E5 (3e-3),
+# with GPT-2's small embeddings (embed_scale 1: the residual stream starts at RMS ~0.03)
+# and with unit-scale ones (embed_scale 50), each against LayerNorm on the same model.
+_E8_COMMON = dict(model={"placement": "pre", "n_layer": 6}, train={"steps": 300, "lr": 3e-3})
+EXPERIMENTS["E8"] = ExperimentUnion(
+    "E8", "DyT initial alpha sweep vs LayerNorm, with small and unit-scale embeddings",
+    "train", {}, parts=(
+        Experiment("E8", "", "train", {"norm": ["dyt"], "dyt_alpha": [0.1, 0.5, 2.0, 8.0, 32.0],
+                                        "embed_scale": [1.0, 50.0], "seed": [0, 1]}, **_E8_COMMON),
+        Experiment("E8", "", "train", {"norm": ["layernorm"], "embed_scale": [1.0, 50.0],
+                                        "seed": [0, 1]}, **_E8_COMMON),
+    ))
+
+
+# ------------------------------------------------------- grids added for chapter 9
+# Appended (the grids above and their cache files are unchanged).  E3D repeats E3's
+# learning-rate x warmup grid at depths 3 and 12 and adds DeepNorm; E4S adds three
+# seeds to E4's settings so that chapter 9 can show seed-to-seed spread over five seeds;
+# E4U runs the same five seeds with unit-scale embeddings (embed_scale 50).
+EXPERIMENTS.update({e.name: e for e in [
+    Experiment("E3D", "depth x learning rate x warmup: Post-LN, Pre-LN and DeepNorm at 3 and 12 layers",
+               "train", {"placement": ["post", "pre", "deepnorm"], "n_layer": [3, 12],
+                         "lr": [1e-3, 3e-3, 1e-2, 3e-2], "warmup_steps": [0, 50], "seed": [0]},
+               train={"grad_clip": None}),
+    Experiment("E4S", "deep stacks, more seeds: E4's settings with seeds 2-4",
+               "train", {"placement": ["post", "pre", "b2t", "deepnorm"], "n_layer": [12],
+                         "seed": [2, 3, 4]},
+               train={"lr": 3e-3, "warmup_steps": 10}),
+    Experiment("E4U", "deep stacks with unit-scale embeddings: E4's settings, embed_scale 50, seeds 0-4",
+               "train", {"placement": ["post", "pre", "b2t", "deepnorm"], "n_layer": [12],
+                         "embed_scale": [50.0], "seed": [0, 1, 2, 3, 4]},
+               train={"lr": 3e-3, "warmup_steps": 10}),
+]})

@@ -9,9 +9,12 @@ Chapter by chapter:
 - 2 Residual connections: ``check_residual_jacobian``, ``check_gpt2_init``
 - 3 BatchNorm vs LayerNorm: ``check_batch_norm_train``, ``check_masked_batch_norm``
 - 4 LayerNorm from scratch: ``check_layer_norm``, ``check_layer_norm_backward``, ``check_rms_norm``
+- 5 RMSNorm and DyT: ``check_rms_norm_backward``, ``check_dyt``
 - 6 LayerNorm in Triton: ``check_layer_norm_bytes``, ``check_rms_norm_kernel`` (needs
   triton; imported on first use)
 - 7 Fusing the residual add: ``check_add_norm_bytes``, ``check_add_rms_norm_backward``
+- 8 Where the norm goes: ``check_pre_ln_block``, ``check_deepnorm_residual``
+- 9 Training deep stacks: ``check_classify_run``, ``check_count_spikes``
 """
 
 from normcourse.exercises.batch_vs_layer import check_batch_norm_train, check_masked_batch_norm
@@ -25,6 +28,13 @@ from normcourse.exercises.layer_norm import (
     check_layer_norm,
     check_layer_norm_backward,
     check_rms_norm,
+)
+from normcourse.exercises.rms_and_dyt import check_dyt, check_rms_norm_backward
+from normcourse.exercises.placements import (
+    check_classify_run,
+    check_count_spikes,
+    check_deepnorm_residual,
+    check_pre_ln_block,
 )
 from normcourse.exercises.residuals import check_gpt2_init, check_residual_jacobian
 from normcourse.exercises.signal_propagation import (
@@ -44,10 +54,16 @@ __all__ = [
     "check_layer_norm",
     "check_rms_norm",
     "check_layer_norm_backward",
+    "check_rms_norm_backward",
+    "check_dyt",
     "check_layer_norm_bytes",
     "check_rms_norm_kernel",
     "check_add_norm_bytes",
     "check_add_rms_norm_backward",
+    "check_pre_ln_block",
+    "check_deepnorm_residual",
+    "check_classify_run",
+    "check_count_spikes",
 ]
 
 

@@ -1,0 +1,248 @@
+"""Checkers for the chapters "Where the norm goes" and "Training deep stacks".
+
+- :func:`check_pre_ln_block`: a Pre-LN block's forward from attention, MLP and norm callables.
+- :func:`check_deepnorm_residual`: DeepNorm's residual, LN(alpha * x + F(x)).
+- :func:`check_classify_run`: label a stored run "diverged", "failed" or "trained".
+- :func:`check_count_spikes`: the engine's loss-spike rule (:func:`normcourse.train.count_spikes`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from normcourse.exercises.feedback import Mistake, call_learner, checker, close, expect_tensor
+from normcourse.train import count_spikes
+
+__all__ = ["check_pre_ln_block", "check_deepnorm_residual", "check_classify_run",
+           "check_count_spikes", "FAILED_MARGIN", "classify_run"]
+
+# A run "failed to train" when its validation loss is less than this many nats below the
+# loss of predicting every character from its frequency alone (the unigram loss).
+FAILED_MARGIN = 0.1
+
+
+def classify_run(run: dict, unigram_loss: float, margin: float = FAILED_MARGIN) -> str:
+    """The reference: "diverged" (stopped by the engine), "failed" (no better than unigram), "trained"."""
+    if run["diverged"]:
+        return "diverged"
+    if run["val_loss"] > unigram_loss - margin:
+        return "failed"
+    return "trained"
+
+
+# ------------------------------------------------------------------ sub-layers to test with
+
+def _sublayers(d: int, seed: int):
+    """Distinct, nonlinear stand-ins for attention, the MLP and two LayerNorms."""
+    g = torch.Generator().manual_seed(seed)
+    wa = torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d)
+    w1 = torch.randn(d, 2 * d, generator=g, dtype=torch.float64) / math.sqrt(d)
+    w2 = torch.randn(2 * d, d, generator=g, dtype=torch.float64) / math.sqrt(2 * d)
+    def vec():
+        return torch.randn(d, generator=g, dtype=torch.float64)
+
+    ga, ba = 1 + 0.3 * vec(), 0.2 * vec()   # two LayerNorms with different affine parameters
+    gm, bm = 1 + 0.3 * vec(), 0.2 * vec()
+
+    def attn(h):
+        return torch.tanh(h @ wa) * 1.5
+
+    def mlp(h):
+        return F.gelu(h @ w1) @ w2
+
+    def norm_attn(h):
+        return F.layer_norm(h, (d,), ga, ba)
+
+    def norm_mlp(h):
+        return F.layer_norm(h, (d,), gm, bm)
+
+    return attn, mlp, norm_attn, norm_mlp
+
+
+@checker
+def check_pre_ln_block(fn) -> str:
+    """``fn(x, attn, mlp, norm_attn, norm_mlp)`` returns the output of one Pre-LN block."""
+    for d, seed, shape in ((8, 1, (3, 8)), (16, 2, (2, 5, 16))):
+        attn, mlp, na, nm = _sublayers(d, seed)
+        x = 2.0 + 3.0 * torch.randn(*shape, generator=torch.Generator().manual_seed(seed + 10),
+                                    dtype=torch.float64)
+        out = expect_tensor(call_learner(fn, x, attn, mlp, na, nm, name="pre_ln_block"), x,
+                            name="the block output")
+        h = x + attn(na(x))
+        ref = h + mlp(nm(h))
+        if close(out, ref, atol=1e-9, rtol=1e-9):
+            continue
+        wrong = {
+            "you computed a Post-LN block, N(x + F(x)): the norm sits on the residual stream.":
+                (lambda hp: nm(hp + mlp(hp)))(na(x + attn(x))),
+            "the MLP sees the block input x, not h = x + attention(...): the two sub-layers run in "
+            "parallel instead of one after the other.": x + attn(na(x)) + mlp(nm(x)),
+            "the residual (skip) connections are missing: the output should be h + mlp(...).":
+                mlp(nm(attn(na(x)))),
+            "the MLP's residual is missing: return h + mlp(norm_mlp(h)), not mlp(norm_mlp(h)).":
+                mlp(nm(x + attn(na(x)))),
+            "the skip carries the normalized input: the stream must stay un-normalized "
+            "(h = x + attn(norm_attn(x)), not norm_attn(x) + attn(norm_attn(x))).":
+                (lambda a: (lambda hh: hh + mlp(nm(hh)))(a + attn(a)))(na(x)),
+            "you used norm_attn before the MLP too: each sub-layer has its own norm "
+            "(its own learned weight and bias).": h + mlp(na(h)),
+            "there is no norm before the MLP.": h + mlp(h),
+            "there is no norm before attention.": (x + attn(x)) + mlp(nm(x + attn(x))),
+            "you normalized the block's output: Pre-LN leaves the residual stream un-normalized "
+            "(the model adds one final norm before the output head).": nm(ref),
+        }
+        for what, value in wrong.items():
+            if close(out, value, atol=1e-9, rtol=1e-9):
+                raise Mistake(what, "Pre-LN: h = x + attn(norm_attn(x)); y = h + mlp(norm_mlp(h)).")
+        raise Mistake(f"for an input of shape {tuple(shape)} the largest error is "
+                      f"{(out - ref).abs().max():.3g}.",
+                      "Pre-LN: h = x + attn(norm_attn(x)); y = h + mlp(norm_mlp(h)).")
+    return ("pre_ln_block is correct: each sub-layer reads a normalized copy, "
+            "and the stream itself is never normalized.")
+
+
+@checker
+def check_deepnorm_residual(fn) -> str:
+    """``fn(x, sublayer, norm, alpha)`` returns DeepNorm's ``norm(alpha * x + sublayer(x))``."""
+    for d, seed, alpha in ((8, 3, (2 * 6) ** 0.25), (16, 4, (2 * 24) ** 0.25)):
+        sub, _, norm, _ = _sublayers(d, seed)
+        x = 0.5 + torch.randn(4, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        out = expect_tensor(call_learner(fn, x, sub, norm, alpha, name="deepnorm_residual"), x,
+                            name="the output")
+        ref = norm(alpha * x + sub(x))
+        if close(out, ref, atol=1e-9, rtol=1e-9):
+            continue
+        wrong = {
+            "you scaled the branch, LN(x + alpha*F(x)); DeepNorm up-weights the skip: "
+            "LN(alpha*x + F(x)).": norm(x + alpha * sub(x)),
+            "alpha is not used: DeepNorm multiplies the skip by alpha before the norm.":
+                norm(x + sub(x)),
+            "alpha multiplies the output of the norm; it belongs on the skip, inside the norm.":
+                alpha * norm(x + sub(x)),
+            "the norm is missing: DeepNorm is a Post-LN scheme, LN(alpha*x + F(x)).":
+                alpha * x + sub(x),
+            "the sub-layer reads a normalized input (Pre-LN style); in DeepNorm it reads x and "
+            "the norm comes after the addition.": norm(alpha * x + sub(norm(x))),
+        }
+        for what, value in wrong.items():
+            if close(out, value, atol=1e-9, rtol=1e-9):
+                raise Mistake(what, "return norm(alpha * x + sublayer(x)).")
+        if close(out, norm(alpha * (x + sub(x))), atol=1e-6, rtol=1e-6):
+            raise Mistake("you scaled the whole sum alpha*(x + F(x)); LayerNorm removes that scale "
+                          "again, so alpha has no effect.", "only the skip is scaled: alpha * x + F(x).")
+        raise Mistake(f"with alpha={alpha:.3f} the largest error is {(out - ref).abs().max():.3g}.",
+                      "return norm(alpha * x + sublayer(x)).")
+    return "deepnorm_residual is correct: LN(alpha * x + F(x)), the skip up-weighted by alpha."
+
+
+# --------------------------------------------------------------------- training runs
+
+def _run(diverged, val, losses):
+    return {"diverged": diverged, "diverged_at": len(losses) if diverged else None,
+            "val_loss": val, "loss": list(losses),
+            "final_train_loss": sum(losses[-10:]) / len(losses[-10:])}
+
+
+def _runs(unigram: float):
+    down = [4.6 - 2.0 * (1 - math.exp(-t / 30)) for t in range(150)]
+    flat = [4.6 if t < 5 else unigram + 0.04 for t in range(150)]
+    spiky = list(down)
+    spiky[80:83] = [3.9, 4.1, 3.5]
+    return [
+        ("a run the engine stopped (diverged=True, val_loss None)", _run(True, None, down[:40] + [9.8]),
+         "diverged"),
+        (f"a run whose val loss {unigram - 0.02:.3f} is just below the unigram loss {unigram:.3f}",
+         _run(False, unigram - 0.02, flat), "failed"),
+        (f"a run whose val loss {unigram + 0.3:.3f} is above the unigram loss {unigram:.3f}",
+         _run(False, unigram + 0.3, flat), "failed"),
+        (f"a run whose val loss {unigram - 0.06:.3f} is within the margin {FAILED_MARGIN} "
+         f"of the unigram loss {unigram:.3f}", _run(False, unigram - 0.06, flat), "failed"),
+        (f"a run whose val loss {unigram - 0.15:.3f} is {0.15} nats below the unigram loss",
+         _run(False, unigram - 0.15, down), "trained"),
+        ("a run with a loss spike that recovered (val loss 2.7)", _run(False, 2.7, spiky), "trained"),
+        ("a run that learned (val loss 2.4)", _run(False, 2.4, down), "trained"),
+    ]
+
+
+@checker
+def check_classify_run(fn) -> str:
+    """``fn(run, unigram_loss)`` returns "diverged", "failed" or "trained" for a stored run."""
+    for unigram in (3.237, 2.9):
+        for what, run, expected in _runs(unigram):
+            got = call_learner(fn, dict(run), unigram, name="classify_run")
+            if not isinstance(got, str):
+                raise Mistake(f"classify_run returned {type(got).__name__}; expected one of the strings "
+                              "'diverged', 'failed', 'trained'.", "return a string.")
+            got = got.strip().lower()
+            if got == expected:
+                continue
+            if expected == "diverged":
+                raise Mistake(f"for {what} you returned {got!r}; expected 'diverged'.",
+                              "check run['diverged'] first: a stopped run has no validation loss.")
+            if expected == "failed" and got == "diverged":
+                raise Mistake(f"for {what} you returned 'diverged'; it ran to the end without crossing "
+                              "the divergence threshold, so it 'failed'.",
+                              "only run['diverged'] decides divergence.")
+            if expected == "failed":
+                raise Mistake(f"for {what} you returned {got!r}; expected 'failed': it learned no more "
+                              "than the character frequencies.",
+                              f"failed means val_loss > unigram_loss - {FAILED_MARGIN} (mind the margin).")
+            if got == "diverged":
+                raise Mistake(f"for {what} you returned 'diverged'; a spike the run recovered from is "
+                              "not divergence.", "only run['diverged'] decides divergence.")
+            raise Mistake(f"for {what} you returned {got!r}; expected 'trained'.",
+                          f"failed means val_loss > unigram_loss - {FAILED_MARGIN}; "
+                          "anything lower is 'trained'.")
+    return (f"classify_run is correct: diverged if the engine stopped the run, failed if its val loss "
+            f"is not {FAILED_MARGIN} nats below the unigram loss, trained otherwise.")
+
+
+def _spike_cases():
+    g = torch.Generator().manual_seed(7)
+    base = [3.0 - 0.005 * t + 0.02 * float(v) for t, v in enumerate(torch.randn(120, generator=g))]
+    long_spike = list(base)
+    long_spike[50:56] = [5.0] * 6                          # one spike, six steps long
+    two = list(base)
+    two[30], two[90] = 4.5, 4.2                            # two one-step spikes
+    early = list(base)
+    early[2:4] = [9.0, 9.0]                                # early outliers inflate a mean, not a median
+    early[12] = 1.25 * early[11]
+    gap = list(base)
+    gap[40:43], gap[44:47] = [4.0] * 3, [4.0] * 3          # two spikes separated by one normal step
+    second = list(base)
+    second[1] = 1.3 * second[0]                            # a spike at step 1: the window is one loss
+    return [("one spike lasting six steps", long_spike), ("a spike at the second step", second),
+            ("two isolated spikes", two),
+            ("a spike shortly after two very large early losses", early),
+            ("two spikes separated by one normal step", gap), ("a smooth curve", base)]
+
+
+@checker
+def check_count_spikes(fn) -> str:
+    """``fn(losses, ratio, window)`` counts spikes by the rule of :mod:`normcourse.train`."""
+    for what, losses in _spike_cases():
+        for ratio, window in ((1.2, 20), (1.2, 5)):
+            expected = count_spikes(losses, ratio, window)
+            got = call_learner(fn, list(losses), ratio, window, name="count_spikes")
+            if isinstance(got, torch.Tensor) and got.numel() == 1:
+                got = got.item()
+            if not isinstance(got, (int, float)) or isinstance(got, bool) or got != int(got):
+                raise Mistake(f"count_spikes returned {got!r}; expected a whole number.",
+                              "count spikes with an int counter and return it.")
+            got = int(got)
+            if got == expected:
+                continue
+            msg = f"for {what} (ratio {ratio}, window {window}) you counted {got}, expected {expected}."
+            if what.startswith("one spike lasting") and got > expected:
+                raise Mistake(msg, "a spike lasting several steps counts once: count a step only if the "
+                                   "previous step was not itself in a spike.")
+            if what.startswith("a spike shortly after"):
+                raise Mistake(msg, "compare with the *median* of the previous `window` losses; a mean "
+                                   "is dragged up by a few huge values.")
+            raise Mistake(msg, "step t is a spike when losses[t] > ratio * "
+                               "median(losses[max(0, t - window):t]) (the previous `window` steps, not "
+                               "step t itself); count it when step t-1 was not a spike.")
+    return "count_spikes is correct: median of the previous window, a multi-step spike counted once."

@@ -1,0 +1,53 @@
+"""Chapter 5's cached experiments (E5 norms x learning rates, E8 DyT alpha sweep) reproduce."""
+
+import pytest
+
+from normcourse import experiments as ex
+from normcourse.data import cached
+
+
+
+def close(a, b, path="result"):
+    """Recursive comparison of stored and recomputed numbers (as in test_experiments.py)."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float):
+        assert b == pytest.approx(a, rel=1e-5, abs=1e-7), path
+    else:
+        assert a == b, path
+
+
+def _entry(name, **want):
+    """The one cached run of ``name`` whose model/train fields match ``want``."""
+    runs = ex.read_cache(name)["runs"]
+    hits = [(k, e) for k, e in runs.items()
+            if all({**e["spec"]["model"], **e["spec"]["train"]}.get(f) == v for f, v in want.items())]
+    assert len(hits) == 1, f"{name}: {len(hits)} runs match {want}"
+    return hits[0]
+
+
+@pytest.mark.parametrize("name", ["E5", "E8"])
+def test_grid_is_fully_cached(name):
+    cache = ex.read_cache(name)
+    assert cache["format_version"] == ex.FORMAT_VERSION
+    keys = {ex.spec_key(s) for s in ex.EXPERIMENTS[name].specs()}
+    assert set(cache["runs"]) == keys, "re-run: python -m normcourse experiment " + name
+    for entry in cache["runs"].values():
+        assert entry["corpus_sha256"] == cached("python_docs").sha256
+        assert len(entry["result"]["loss"]) == entry["spec"]["train"]["steps"] or entry["result"]["diverged"]
+
+
+@pytest.mark.parametrize("name, want", [
+    ("E5", {"norm": "rmsnorm", "lr": 3e-3, "seed": 0}),        # the chapter's best-lr comparison
+    ("E8", {"norm": "dyt", "dyt_alpha": 2.0, "embed_scale": 50.0, "seed": 1}),  # a DyT run that learns
+])
+def test_a_slice_reproduces(name, want):
+    key, entry = _entry(name, **want)
+    assert key == ex.spec_key(entry["spec"])
+    close(entry["result"], ex.run_one(entry["spec"]))
