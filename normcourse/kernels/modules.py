@@ -8,19 +8,12 @@ flattening the normalized dimensions into one row of ``N`` features.
 
 from __future__ import annotations
 
-
 import torch
-from torch import nn
 
+from normcourse import norms
 from normcourse.kernels.functional import layer_norm, rms_norm
 
 __all__ = ["LayerNorm", "RMSNorm"]
-
-
-def _as_shape(normalized_shape) -> tuple[int, ...]:
-    if isinstance(normalized_shape, int):
-        return (normalized_shape,)
-    return tuple(int(n) for n in normalized_shape)
 
 
 def _rows(x: torch.Tensor, shape: tuple[int, ...], op: str) -> torch.Tensor:
@@ -36,56 +29,30 @@ def _flat(p):
     return p.reshape(-1) if p is not None else None
 
 
-class LayerNorm(nn.Module):
+# The parameters, their initial values and the constructor checks are those of
+# the reference modules in normcourse.norms; only the forward differs.
+
+class LayerNorm(norms.LayerNorm):
     """Drop-in for ``torch.nn.LayerNorm``; ``backend`` as in :func:`layer_norm`."""
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
                  device=None, dtype=None, backend="auto"):
-        super().__init__()
-        self.normalized_shape = _as_shape(normalized_shape)
-        if not (eps > 0):
-            raise ValueError(f"LayerNorm: eps must be > 0, got {eps!r}")
-        self.eps = eps
-        self.elementwise_affine = elementwise_affine
+        super().__init__(normalized_shape, eps, elementwise_affine, bias, device, dtype)
         self.backend = backend
-        factory = {"device": device, "dtype": dtype}
-        if elementwise_affine:
-            self.weight = nn.Parameter(torch.ones(self.normalized_shape, **factory))
-            if bias:
-                self.bias = nn.Parameter(torch.zeros(self.normalized_shape, **factory))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
 
     def forward(self, x):
         rows = _rows(x, self.normalized_shape, "LayerNorm")
         y = layer_norm(rows, _flat(self.weight), _flat(self.bias), self.eps, backend=self.backend)
         return y.view(x.shape)
 
-    def extra_repr(self):
-        return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}")
 
-
-class RMSNorm(nn.Module):
+class RMSNorm(norms.RMSNorm):
     """Drop-in for ``torch.nn.RMSNorm``: ``eps=None`` means ``torch.finfo(x.dtype).eps``."""
 
     def __init__(self, normalized_shape, eps=None, elementwise_affine=True,
                  device=None, dtype=None, backend="auto"):
-        super().__init__()
-        self.normalized_shape = _as_shape(normalized_shape)
-        if eps is not None and not (eps > 0):
-            raise ValueError(f"RMSNorm: eps must be > 0 or None, got {eps!r}")
-        self.eps = eps
-        self.elementwise_affine = elementwise_affine
+        super().__init__(normalized_shape, eps, elementwise_affine, device, dtype)
         self.backend = backend
-        if elementwise_affine:
-            self.weight = nn.Parameter(torch.ones(self.normalized_shape, device=device,
-                                                  dtype=dtype))
-        else:
-            self.register_parameter("weight", None)
 
     def forward(self, x):
         rows = _rows(x, self.normalized_shape, "RMSNorm")
@@ -93,7 +60,3 @@ class RMSNorm(nn.Module):
         if eps is None:  # torch's convention; an int x is left for rms_norm to reject
             eps = torch.finfo(x.dtype).eps if x.is_floating_point() else 1e-6
         return rms_norm(rows, _flat(self.weight), eps, backend=self.backend).view(x.shape)
-
-    def extra_repr(self):
-        return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}")
