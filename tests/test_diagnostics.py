@@ -1,6 +1,5 @@
 """Diagnostics on TinyGPT and on a plain nn.TransformerEncoder; hooks come off; plots draw."""
 
-import math
 
 import matplotlib
 import pytest

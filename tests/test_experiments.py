@@ -3,7 +3,8 @@
 import json
 
 import pytest
-import torch
+
+from cache_compare import assert_same_results
 
 from normcourse import experiments as ex
 from normcourse.data import cached
@@ -11,20 +12,8 @@ from normcourse.data import cached
 CACHED = sorted(p.stem for p in ex.RESULTS_DIR.glob("E*.json"))
 
 
-def close(a, b, path="result"):
-    """Recursive comparison of stored and recomputed numbers."""
-    if isinstance(a, dict):
-        assert set(a) == set(b), path
-        for k in a:
-            close(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, list):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            close(x, y, f"{path}[{i}]")
-    elif isinstance(a, float):
-        assert b == pytest.approx(a, rel=1e-5, abs=1e-7), path
-    else:
-        assert a == b, path
+
+close = assert_same_results
 
 
 def slice_of(name):

@@ -2,25 +2,15 @@
 
 import pytest
 
+from cache_compare import assert_same_results
+
 from normcourse import experiments as ex
 from normcourse.data import cached
 
 
 
-def close(a, b, path="result"):
-    """Recursive comparison of stored and recomputed numbers (as in test_experiments.py)."""
-    if isinstance(a, dict):
-        assert set(a) == set(b), path
-        for k in a:
-            close(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, list):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            close(x, y, f"{path}[{i}]")
-    elif isinstance(a, float):
-        assert b == pytest.approx(a, rel=1e-5, abs=1e-7), path
-    else:
-        assert a == b, path
+
+close = assert_same_results
 
 
 def _entry(name, **want):

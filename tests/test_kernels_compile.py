@@ -9,7 +9,6 @@ reads ``ptxas -v`` for registers and spills and the PTX for vector loads.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from normcourse.kernels.compile_report import KERNELS, compile_many, format_report, ptxas_path
 from normcourse.kernels.launch import (backward_is_looped, forward_is_looped, looped_settings,
