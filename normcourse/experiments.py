@@ -136,23 +136,40 @@ def init_stats(model, d, mc, tc) -> dict:
     return {"loss": loss.item(), "layer_rms": _layer_rms(model, x), "layer_grad_norm": grads}
 
 
+def _measure_train(spec: dict, d, mc, tc) -> dict:
+    """Measure "train": statistics at init, the training history, statistics after."""
+    model = TinyGPT(mc)
+    result = {"init": init_stats(model, d, mc, tc)}
+    r = train(mc, tc, data=d, progress=False, keep_model=True)
+    result.update(final_train_loss=r.final_train_loss, val_loss=r.val_loss,
+                  diverged=r.diverged, diverged_at=r.diverged_at, spikes=r.spikes,
+                  loss=r.history["loss"], grad_norm=r.history["grad_norm"])
+    if not r.diverged:
+        result["trained"] = init_stats(r.model, d, mc, tc)
+    return result
+
+
+def _measure_init(spec: dict, d, mc, tc) -> dict:
+    """Measure "init": statistics of a freshly initialized model only."""
+    return {"init": init_stats(TinyGPT(mc), d, mc, tc)}
+
+
+# What a grid point measures, by name.  Chapters add their own measures below
+# (each a function (spec, data, model_config, train_config) -> JSON-ready dict).
+MEASURES = {"train": _measure_train, "init": _measure_init}
+
+
 def run_one(spec: dict) -> dict:
     """Run one grid point and return its result (numbers only, JSON-ready)."""
+    measure = MEASURES.get(spec["measure"])
+    if measure is None:
+        raise ValueError(f"unknown measure {spec['measure']!r}; choose one of {sorted(MEASURES)}")
     d, mc, tc = _configs(spec)
     old = torch.get_num_threads()
     torch.set_num_threads(tc.threads or old)
     try:
         torch.manual_seed(tc.seed)
-        model = TinyGPT(mc)
-        result = {"init": init_stats(model, d, mc, tc)}
-        if spec["measure"] == "train":
-            r = train(mc, tc, data=d, progress=False, keep_model=True)
-            result.update(final_train_loss=r.final_train_loss, val_loss=r.val_loss,
-                          diverged=r.diverged, diverged_at=r.diverged_at, spikes=r.spikes,
-                          loss=r.history["loss"], grad_norm=r.history["grad_norm"])
-            if not r.diverged:
-                result["trained"] = init_stats(r.model, d, mc, tc)
-        return result
+        return measure(spec, d, mc, tc)
     finally:
         torch.set_num_threads(old)
 
@@ -349,3 +366,71 @@ EXPERIMENTS.update({e.name: e for e in [
                          "embed_scale": [50.0], "seed": [0, 1, 2, 3, 4]},
                train={"lr": 3e-3, "warmup_steps": 10}),
 ]})
+
+
+# ------------------------------------------------------ chapter 10 (appended)
+# E6: how much does each layer of a trained 12-layer model still do?  After training,
+# normcourse.ablations.depth_report measures on fixed validation batches the cosine
+# between the stream before and after each layer and the loss change when that one
+# layer is skipped; the same report at initialisation comes with it.  Variants: Post-LN,
+# Pre-LN, Peri-LN, Pre-LN with LayerNorm scaling (norm outputs of layer l times
+# 1/sqrt(l), Sun et al. 2025) and Mix-LN (Post-LN in the first quarter of the layers,
+# Pre-LN above, Li et al. 2024).  Measure "depth" is _measure_depth below.
+_E6_LAYERS = 12
+_E6_MIX = tuple(["post"] * (_E6_LAYERS // 4) + ["pre"] * (_E6_LAYERS - _E6_LAYERS // 4))
+_E6_COMMON = dict(model={"n_layer": _E6_LAYERS}, train={"steps": 300, "lr": 3e-3, "warmup_steps": 10})
+EXPERIMENTS["E6"] = ExperimentUnion(
+    "E6", "adjacent-layer cosine and the loss change when one layer is skipped, per placement",
+    "depth", {}, parts=(
+        Experiment("E6", "", "depth", {"placement": ["post", "pre", "peri"], "seed": [0, 1]}, **_E6_COMMON),
+        Experiment("E6", "", "depth", {"placement": ["pre"], "depth_scaled_norm": [True], "seed": [0, 1]},
+                   **_E6_COMMON),
+        Experiment("E6", "", "depth", {"placement": [_E6_MIX], "seed": [0, 1]}, **_E6_COMMON),
+    ))
+
+def _measure_depth(spec: dict, d, mc, tc) -> dict:
+    """Measure "depth": train, then chapter 10's layer ablations at init and after training."""
+    from normcourse.ablations import depth_report
+
+    result = {"init": depth_report(TinyGPT(mc), d, tc.batch_size, mc.block_size)}
+    r = train(mc, tc, data=d, progress=False, keep_model=True)
+    result.update(final_train_loss=r.final_train_loss, val_loss=r.val_loss, diverged=r.diverged,
+                  diverged_at=r.diverged_at, spikes=r.spikes, loss=r.history["loss"])
+    if not r.diverged:
+        result["trained"] = depth_report(r.model, d, tc.batch_size, mc.block_size)
+    return result
+
+
+MEASURES["depth"] = _measure_depth
+
+
+# ------------------------------------------------------ chapter 11 (appended)
+# E7: remove LayerNorm from a trained 4-layer pre-LN model (300 steps at lr 3e-3):
+# swap every LayerNorm for the identity, freeze every sigma at its average, or freeze
+# them one at a time with fine-tuning in between (Heimersheim 2024); controls get the
+# same fine-tuning budget with LayerNorm kept, and after the identity swap.  Measure
+# "remove_norm" is handled by normcourse.remove_norm.removal_experiment.
+@dataclass
+class RemovalExperiment(Experiment):
+    """A grid whose specs also carry the removal schedule (``removal``)."""
+
+    removal: dict = field(default_factory=dict)
+
+    def specs(self) -> list[dict]:
+        return [{**s, "removal": dict(self.removal)} for s in super().specs()]
+
+
+EXPERIMENTS["E7"] = RemovalExperiment(
+    "E7", "removing LayerNorm from a trained model: identity swap vs fine-tuning it out",
+    "remove_norm", {"seed": [0, 1, 2]}, model={"placement": "pre", "n_layer": 4},
+    train={"steps": 300, "lr": 3e-3, "eval_batches": 8},
+    removal={"steps_per_norm": 20, "final_steps": 60, "ft_lr": 1e-3})
+
+def _measure_remove_norm(spec: dict, d, mc, tc) -> dict:
+    """Measure "remove_norm": chapter 11's LayerNorm removal (normcourse.remove_norm)."""
+    from normcourse.remove_norm import removal_experiment
+
+    return removal_experiment(spec)
+
+
+MEASURES["remove_norm"] = _measure_remove_norm
