@@ -15,9 +15,14 @@ Chapter by chapter:
 - 7 Fusing the residual add: ``check_add_norm_bytes``, ``check_add_rms_norm_backward``
 - 8 Where the norm goes: ``check_pre_ln_block``, ``check_deepnorm_residual``
 - 9 Training deep stacks: ``check_classify_run``, ``check_count_spikes``
+- 10 Depth that does not pay: ``check_adjacent_cosine``, ``check_forward_skipping``
+- 11 Life without normalization: ``check_adaln_zero``, ``check_strip_layer_norms``
+- 12 Diagnostics in practice: ``check_update_data_ratios``, ``check_flag_massive``
 """
 
 from normcourse.exercises.batch_vs_layer import check_batch_norm_train, check_masked_batch_norm
+from normcourse.exercises.depth import check_adjacent_cosine, check_forward_skipping
+from normcourse.exercises.diagnostics_practice import check_flag_massive, check_update_data_ratios
 from normcourse.exercises.feedback import Mistake, checker
 from normcourse.exercises.fused_add import (
     check_add_norm_bytes,
@@ -30,6 +35,7 @@ from normcourse.exercises.layer_norm import (
     check_rms_norm,
 )
 from normcourse.exercises.rms_and_dyt import check_dyt, check_rms_norm_backward
+from normcourse.exercises.no_norm import check_adaln_zero, check_strip_layer_norms
 from normcourse.exercises.placements import (
     check_classify_run,
     check_count_spikes,
@@ -64,6 +70,12 @@ __all__ = [
     "check_deepnorm_residual",
     "check_classify_run",
     "check_count_spikes",
+    "check_adjacent_cosine",
+    "check_forward_skipping",
+    "check_adaln_zero",
+    "check_strip_layer_norms",
+    "check_update_data_ratios",
+    "check_flag_massive",
 ]
 
 

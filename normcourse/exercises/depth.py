@@ -1,0 +1,179 @@
+"""Checkers for the chapter "Depth that does not pay".
+
+- :func:`check_adjacent_cosine`: the cosine between the residual stream before and
+  after each layer, from a list of hidden states (reference:
+  :func:`normcourse.ablations.adjacent_cosine`).
+- :func:`check_forward_skipping`: a forward pass through a stack of blocks with one
+  block left out (the layer-skip ablation of :func:`normcourse.ablations.loss_skipping`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from normcourse.exercises.feedback import Mistake, call_learner, checker, close, expect_tensor
+
+__all__ = ["check_adjacent_cosine", "check_forward_skipping"]
+
+
+# ------------------------------------------------------------------ adjacent cosine
+
+def _streams(n_layer: int, shape, seed: int) -> list[torch.Tensor]:
+    """A residual stream h_0..h_L whose positions differ in scale and whose layers differ in strength."""
+    g = torch.Generator().manual_seed(seed)
+    d = shape[-1]
+    scale = torch.rand(*shape[:-1], 1, generator=g, dtype=torch.float64) * 3 + 0.2
+    h = (torch.randn(*shape, generator=g, dtype=torch.float64) + 0.7) * scale
+    hs = [h]
+    for layer in range(n_layer):
+        w = torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d)
+        strength = 0.2 + 1.5 * layer / n_layer       # later layers turn the stream more
+        h = h + strength * torch.tanh(h @ w) * scale.flip(0)
+        hs.append(h)
+    return hs
+
+
+def _as_values(out, n_layer: int) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        if out.dim() > 1:
+            raise Mistake(f"your function returned a tensor of shape {tuple(out.shape)}; expected one "
+                          f"number per layer ({n_layer} numbers).",
+                          "average the per-position cosines with .mean() for each layer.")
+        values = out.detach().double().flatten()
+    else:
+        try:
+            values = torch.tensor([float(v) for v in out], dtype=torch.float64)
+        except (TypeError, ValueError):
+            raise Mistake(f"your function returned {type(out).__name__}; expected a list of "
+                          f"{n_layer} numbers (or a 1-D tensor).", "return a list of floats.") from None
+    if values.numel() != n_layer:
+        hint = ("there are len(hiddens) - 1 adjacent pairs (h_0, h_1), ..., (h_{L-1}, h_L)."
+                if values.numel() in (n_layer - 1, n_layer + 1) else
+                "compare each hidden state with the next one: zip(hiddens[:-1], hiddens[1:]).")
+        raise Mistake(f"for {n_layer + 1} hidden states you returned {values.numel()} values; "
+                      f"expected {n_layer}, one per layer.", hint)
+    return values
+
+
+@checker
+def check_adjacent_cosine(fn) -> str:
+    """``fn(hiddens)`` returns, per layer l, the mean over positions of cos(h_{l-1}, h_l)."""
+    for n_layer, shape, seed in ((4, (3, 5, 8), 0), (6, (2, 7, 16), 1)):
+        hs = _streams(n_layer, shape, seed)
+        out = call_learner(fn, list(hs), name="adjacent_cosine")
+        got = _as_values(out, n_layer)
+        pairs = list(zip(hs[:-1], hs[1:]))
+        ref = torch.tensor([F.cosine_similarity(a, b, dim=-1).mean().item() for a, b in pairs],
+                           dtype=torch.float64)
+        if close(got, ref, atol=1e-6):
+            continue
+        if close(got.flip(0), ref, atol=1e-6):
+            raise Mistake("your values are in reverse order: the first should be layer 1's "
+                          "cos(h_0, h_1).", "iterate from the input towards the output.")
+        wrong = {
+            "you took one cosine of the whole flattened tensors; the stream has one vector per "
+            "position (the last dimension), so compute a cosine per position and average them.":
+                [F.cosine_similarity(a.flatten(), b.flatten(), dim=0).item() for a, b in pairs],
+            "you compared every layer with the embeddings h_0; compare each layer's input with its "
+            "output (h_{l-1} with h_l).":
+                [F.cosine_similarity(hs[0], b, dim=-1).mean().item() for b in hs[1:]],
+            "you took the cosine along dimension 0 (across the batch); the features are the last "
+            "dimension: dim=-1.":
+                [F.cosine_similarity(a, b, dim=0).mean().item() for a, b in pairs],
+            "you took the cosine along dimension 1 (across positions); the features are the last "
+            "dimension: dim=-1.":
+                [F.cosine_similarity(a, b, dim=1).mean().item() for a, b in pairs],
+            "you returned the mean dot product; a cosine divides by both vectors' norms.":
+                [(a * b).sum(-1).mean().item() for a, b in pairs],
+            "you returned 1 - cosine (a distance); the exercise asks for the similarity itself.":
+                [1 - F.cosine_similarity(a, b, dim=-1).mean().item() for a, b in pairs],
+            "you divided the mean dot product by the mean norms; average the per-position "
+            "cosines instead (the positions have different scales).":
+                [((a * b).sum(-1).mean() / (a.norm(dim=-1).mean() * b.norm(dim=-1).mean())).item()
+                 for a, b in pairs],
+        }
+        for what, values in wrong.items():
+            if close(got, torch.tensor(values, dtype=torch.float64), atol=1e-6):
+                raise Mistake(what, "F.cosine_similarity(a, b, dim=-1).mean() for each adjacent pair.")
+        worst = int((got - ref).abs().argmax())
+        raise Mistake(f"layer {worst + 1}: you returned {got[worst]:.4f}, expected {ref[worst]:.4f}.",
+                      "F.cosine_similarity(a, b, dim=-1).mean() for each adjacent pair (a, b).")
+    return ("adjacent_cosine is correct: one cosine per position between the stream before and "
+            "after each layer, averaged over positions.")
+
+
+# ------------------------------------------------------------------ skip one block
+
+def _blocks(n: int, d: int, seed: int):
+    """``n`` distinct, nonlinear residual blocks, and a log of which ones were called."""
+    g = torch.Generator().manual_seed(seed)
+    calls: list[int] = []
+
+    def make(i):
+        w = torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d)
+        b = torch.randn(d, generator=g, dtype=torch.float64)
+        s = 0.5 + 0.25 * i
+
+        def block(h):
+            calls.append(i)
+            return h + s * torch.tanh(h @ w + b)
+        return block
+
+    return [make(i) for i in range(n)], calls
+
+
+def _apply(x, blocks, order):
+    for i in order:
+        x = blocks[i](x)
+    return x
+
+
+@checker
+def check_forward_skipping(fn) -> str:
+    """``fn(x, blocks, skip)`` applies ``blocks`` in order, leaving out ``blocks[skip]``."""
+    for n, d, seed in ((5, 8, 3), (7, 16, 4)):
+        for skip in (n // 2, n - 1, 0):   # the middle first: its mistakes are the clearest
+            blocks, calls = _blocks(n, d, seed)
+            x = torch.randn(2, 3, d, generator=torch.Generator().manual_seed(seed + skip),
+                            dtype=torch.float64)
+            out = expect_tensor(call_learner(fn, x, list(blocks), skip, name="forward_skipping"), x,
+                                name="the output", shape_hint="return the stream after the last block.")
+            learner_calls = list(calls)
+            calls.clear()
+            keep = [i for i in range(n) if i != skip]
+            ref = _apply(x, blocks, keep)
+            if close(out, ref, atol=1e-9, rtol=1e-9):
+                if skip in learner_calls:
+                    raise Mistake(f"the output is right, but you called blocks[{skip}] and threw its "
+                                  "result away; a skipped layer should cost nothing.",
+                                  "test `if i == skip: continue` before calling the block.")
+                continue
+            wrong = {
+                f"with skip={skip} you applied every block: nothing was left out.": list(range(n)),
+                f"with skip={skip} you left out blocks[{skip - 1}]: skip is a 0-based index.":
+                    [i for i in range(n) if i != skip - 1] if skip > 0 else None,
+                f"with skip={skip} you left out blocks[{skip + 1}]: skip is a 0-based index.":
+                    [i for i in range(n) if i != skip + 1] if skip < n - 1 else None,
+                f"with skip={skip} you stopped at the skipped block; the blocks after it must still run.":
+                    list(range(skip)),
+                "you applied the blocks in reverse order; the stream flows from blocks[0] upwards.":
+                    [i for i in reversed(range(n)) if i != skip],
+            }
+            for what, order in wrong.items():
+                if order is not None and close(out, _apply(x, blocks, order), atol=1e-9, rtol=1e-9):
+                    raise Mistake(what, "for i, block in enumerate(blocks): skip i == skip, "
+                                        "otherwise x = block(x).")
+            calls.clear()
+            if close(out, _apply(torch.zeros_like(x), blocks, keep[skip:]) if skip < n - 1 else
+                     torch.zeros_like(x), atol=1e-9, rtol=1e-9):
+                raise Mistake(f"with skip={skip} you replaced the stream by zeros at the skipped "
+                              "layer; skipping passes the block's input through unchanged.",
+                              "leave x as it is for the skipped block.")
+            raise Mistake(f"with {n} blocks and skip={skip} the largest error is "
+                          f"{(out - ref).abs().max():.3g}.",
+                          "for i, block in enumerate(blocks): skip i == skip, otherwise x = block(x).")
+    return ("forward_skipping is correct: every block but the skipped one runs, in order, "
+            "and the skipped one passes its input straight on.")

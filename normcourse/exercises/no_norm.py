@@ -1,0 +1,184 @@
+"""Checkers for chapter 11, "Life without normalization".
+
+- :func:`check_adaln_zero`: ``fn(x, shift, scale, gate, branch) -> y``, one
+  AdaLN-Zero residual branch (Peebles & Xie 2022): ``x + gate * branch(LN(x) *
+  (1 + scale) + shift)`` with a LayerNorm without affine parameters and the
+  per-sample conditioning ``shift, scale, gate`` of shape (B, C) broadcast
+  over the T tokens of ``x`` (B, T, C).
+- :func:`check_strip_layer_norms`: ``fn(model)`` replaces every
+  ``nn.LayerNorm`` of a model by ``nn.Identity``, keeping every other weight.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from normcourse.exercises.feedback import Mistake, call_learner, checker, close, expect_tensor
+from normcourse.exercises.layer_norm import _diagnose
+from normcourse.model import GPTConfig, TinyGPT
+
+__all__ = ["check_adaln_zero", "check_strip_layer_norms"]
+
+
+# --------------------------------------------------------------------------
+# AdaLN-Zero
+# --------------------------------------------------------------------------
+
+def _ln(x):
+    return F.layer_norm(x, x.shape[-1:], eps=1e-6)
+
+
+def _adaln_zero(x, shift, scale, gate, branch):
+    """The reference, in float64."""
+    x, shift, scale, gate = x.double(), shift.double(), scale.double(), gate.double()
+    h = _ln(x) * (1 + scale[:, None, :]) + shift[:, None, :]
+    return x + gate[:, None, :] * branch(h)
+
+
+def _adaln_variants(x, shift, scale, gate, branch):
+    x, sh, sc, g = x.double(), shift.double(), scale.double(), gate.double()
+    sh1, sc1, g1 = sh[:, None, :], sc[:, None, :], g[:, None, :]
+    return [
+        (lambda: x + g1 * branch(_ln(x) * sc1 + sh1),
+         ("LN(x) is multiplied by scale, not by (1 + scale).",
+          "AdaLN-Zero modulates with (1 + scale), so that scale = 0 leaves LN(x) unchanged.")),
+        (lambda: x + g1 * branch(_ln(x) * (1 + sh1) + sc1),
+         ("shift and scale are swapped.", "h = LN(x) * (1 + scale) + shift.")),
+        (lambda: x + branch(_ln(x) * (1 + sc1) + sh1),
+         ("the gate is not applied: the branch output is added to x as it is.",
+          "multiply the branch output by gate before adding it to x.")),
+        (lambda: g1 * (x + branch(_ln(x) * (1 + sc1) + sh1)),
+         ("the gate multiplies the whole sum x + branch(...), so it also scales the skip path.",
+          "only the branch is gated: y = x + gate * branch(h).")),
+        (lambda: g1 * branch(_ln(x) * (1 + sc1) + sh1),
+         ("the residual connection is missing: you returned only the gated branch.",
+          "add x: y = x + gate * branch(h).")),
+        (lambda: x + g1 * branch(x * (1 + sc1) + sh1),
+         ("x is modulated without being normalized first.",
+          "normalize each token first: LN(x) without affine parameters (F.layer_norm(x, x.shape[-1:])).")),
+        (lambda: x + g1 * (branch(_ln(x)) * (1 + sc1) + sh1),
+         ("shift and scale modulate the branch's output instead of its input.",
+          "modulate LN(x) before it enters the branch: branch(LN(x) * (1 + scale) + shift).")),
+        (lambda: x + g[None] * branch(_ln(x) * (1 + sc[None]) + sh[None]),
+         ("the conditioning is broadcast over the wrong axis: row b of shift/scale/gate went to "
+          "token b instead of sample b.",
+          "shift, scale and gate are (B, C), one row per sample: use shift[:, None, :] (or "
+          ".unsqueeze(1)) so they broadcast over the T tokens.")),
+    ]
+
+
+@checker
+def check_adaln_zero(fn: Callable) -> str:
+    """Check ``fn(x, shift, scale, gate, branch)``: one AdaLN-Zero residual branch."""
+    g = torch.Generator().manual_seed(1111)
+    w = torch.randn(16, 16, generator=g, dtype=torch.float64) / 4
+
+    def branch(h):  # a fixed, non-linear stand-in for attention or the MLP
+        return torch.tanh(h @ w.to(h.dtype)) + 0.1
+
+    cases = []
+    for B, T, s in ((3, 5, 0.5), (4, 4, 1.0), (2, 7, 0.3)):   # B == T catches a wrong broadcast
+        x = torch.randn(B, T, 16, generator=g) * 2 + 0.5
+        cases.append((x, *(torch.randn(B, 16, generator=g) * s for _ in range(3))))
+    for x, shift, scale, gate in cases:
+        label = f"x of shape {tuple(x.shape)}"
+        out = call_learner(fn, x, shift, scale, gate, branch, name="your adaln_zero")
+        expect_tensor(out, x, name=f"the output ({label})", shape_hint="the output has the shape of x.")
+        ref = _adaln_zero(x, shift, scale, gate, branch)
+        if not close(out, ref, atol=1e-4):
+            _diagnose(out, ref, 1e-4, _adaln_variants(x, shift, scale, gate, branch),
+                      name=f"the output ({label})")
+    # the "Zero": a zero gate (the initial value) makes the block the identity, whatever the rest
+    x, shift, scale, _ = cases[0]
+    out = call_learner(fn, x, shift, scale, torch.zeros_like(shift), branch, name="your adaln_zero")
+    if not close(out, x, atol=1e-6):
+        raise Mistake("with gate = 0 your function does not return x unchanged.",
+                      "y = x + gate * branch(h): a zero gate must switch the branch off.")
+    return ("check_adaln_zero: matches x + gate * branch(LN(x) * (1 + scale) + shift) on 3 shapes, "
+            "and is the identity when gate = 0.")
+
+
+# --------------------------------------------------------------------------
+# Replace every LayerNorm by the identity
+# --------------------------------------------------------------------------
+
+def _reference_strip(model: nn.Module) -> nn.Module:
+    model = copy.deepcopy(model)
+    for name in [n for n, m in model.named_modules() if isinstance(m, nn.LayerNorm)]:
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, nn.Identity())
+    return model
+
+
+def _models():
+    torch.manual_seed(7)
+    pre = TinyGPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, d_model=16, placement="pre"))
+    peri = TinyGPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, d_model=16,
+                             placement="peri", embed_norm=True))
+    seq = nn.Sequential(nn.Linear(6, 16), nn.LayerNorm(16), nn.GELU(), nn.Linear(16, 16), nn.LayerNorm(16))
+    with torch.no_grad():  # trained-looking norms: weights and biases away from 1 and 0
+        for m in (pre, peri, seq):
+            for mod in m.modules():
+                if isinstance(mod, nn.LayerNorm):
+                    mod.weight.normal_(1.0, 0.3)
+                    mod.bias.normal_(0.0, 0.3)
+    x_tok = torch.randint(0, 11, (2, 8), generator=torch.Generator().manual_seed(3))
+    x_vec = torch.randn(5, 6, generator=torch.Generator().manual_seed(4))
+    return [("a pre-LN TinyGPT", pre, x_tok), ("a peri-LN TinyGPT with an embedding norm", peri, x_tok),
+            ("an nn.Sequential MLP", seq, x_vec)]
+
+
+def _output(model, x):
+    out = model(x)
+    return out[0] if isinstance(out, tuple) else out
+
+
+@checker
+def check_strip_layer_norms(fn: Callable) -> str:
+    """Check ``fn(model)``: every nn.LayerNorm replaced by nn.Identity, other weights kept."""
+    for label, model, x in _models():
+        ref = _reference_strip(model)
+        n_norms = sum(isinstance(m, nn.LayerNorm) for m in model.modules())
+        out = call_learner(fn, model, name="your strip_layer_norms")
+        if out is not None and not isinstance(out, nn.Module):
+            raise Mistake(f"your function returned a {type(out).__name__}; return the model "
+                          "(or nothing, if you changed it in place).",
+                          "end with `return model`.")
+        result = out if out is not None else model
+        left = [n for n, m in result.named_modules() if isinstance(m, nn.LayerNorm)]
+        if left:
+            raise Mistake(f"{len(left)} of the {n_norms} LayerNorms of {label} are still there: "
+                          f"{', '.join(left)}.",
+                          "walk every sub-module with model.named_modules() instead of naming "
+                          "attributes, and replace each nn.LayerNorm by nn.Identity() on its parent "
+                          "(model.get_submodule(parent_name)); setting weight to 1 and bias to 0 "
+                          "still divides by sigma.")
+        got, want = result.state_dict(), ref.state_dict()
+        missing = sorted(set(want) - set(got))
+        if missing:
+            raise Mistake(f"weights that are not LayerNorm's are gone from {label}: "
+                          f"{', '.join(missing[:4])}.",
+                          "replace only the nn.LayerNorm modules.")
+        extra = sorted(set(got) - set(want))
+        if extra:
+            raise Mistake(f"{label} has parameters the LayerNorm-free model should not have: "
+                          f"{', '.join(extra[:4])}.",
+                          "nn.Identity() has no weight or bias: the affine map goes with the norm.")
+        changed = [k for k in want if not torch.equal(got[k], want[k])]
+        if changed:
+            raise Mistake(f"the trained weights of {label} changed ({', '.join(changed[:3])}).",
+                          "keep the model's own weights: replace the norms in the model you were "
+                          "given (or a copy of it), do not build a new one.")
+        with torch.no_grad():
+            y, y_ref = _output(result, x), _output(ref, x)
+        if not close(y, y_ref, atol=1e-5):
+            raise Mistake(f"{label} without its LayerNorms computes something else than with each "
+                          "LayerNorm replaced by the identity.",
+                          "use nn.Identity(), which returns its input unchanged.")
+    return ("check_strip_layer_norms: every LayerNorm replaced by the identity in 3 models "
+            "(including nested and embedding norms), all other weights kept.")
