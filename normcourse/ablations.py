@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-VAL_SEED = 1234   # the same validation batches as normcourse.train.evaluate
+from normcourse.train import validation_batches
 
 
 def _embed(model, idx):
@@ -61,10 +61,9 @@ def loss_skipping(model, idx, targets, skip=()) -> float:
     return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1)).item()
 
 
-def val_batches(data, batch_size: int, block_size: int, n_batches: int = 4, seed: int = VAL_SEED):
-    """Fixed validation batches (x, y), the same for every model."""
-    g = torch.Generator().manual_seed(seed)
-    return [data.batch("val", batch_size, block_size, g) for _ in range(n_batches)]
+def val_batches(data, batch_size: int, block_size: int, n_batches: int = 4):
+    """Fixed validation batches (x, y), the same for every model (those of ``train.evaluate``)."""
+    return validation_batches(data, batch_size, block_size, n_batches)
 
 
 def skip_loss_deltas(model, batches) -> tuple[float, list[float]]:

@@ -111,18 +111,38 @@ def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW
     return torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2))
 
 
+VAL_SEED = 1234   # every run is evaluated on the same validation batches
+
+
+def validation_batches(data: TokenData, batch_size: int, block_size: int, n_batches: int):
+    """The fixed validation batches ``[(x, y), ...]`` that :func:`evaluate` averages over."""
+    g = torch.Generator().manual_seed(VAL_SEED)
+    return [data.batch("val", batch_size, block_size, g) for _ in range(n_batches)]
+
+
 @torch.no_grad()
 def evaluate(model, data: TokenData, tc: TrainConfig, block_size: int) -> float:
     """Mean validation loss over ``eval_batches`` fixed batches."""
     was_training = model.training
     model.eval()
-    g = torch.Generator().manual_seed(1234)  # same validation batches for every run
-    losses = []
-    for _ in range(tc.eval_batches):
-        x, y = data.batch("val", tc.batch_size, block_size, g)
-        losses.append(model(x.to(tc.device), y.to(tc.device))[1].item())
+    losses = [model(x.to(tc.device), y.to(tc.device))[1].item()
+              for x, y in validation_batches(data, tc.batch_size, block_size, tc.eval_batches)]
     model.train(was_training)
     return sum(losses) / len(losses)
+
+
+def unigram_loss(data: TokenData, tc: TrainConfig | None = None, block_size: int = 32) -> float:
+    """Loss of predicting every character from its training-set frequency alone.
+
+    Computed on the same validation batches as :func:`evaluate`, so a run whose
+    ``val_loss`` sits at this value has learned character frequencies and nothing more.
+    """
+    tc = tc or TrainConfig()
+    freq = torch.bincount(data.train, minlength=data.vocab_size).double()
+    log_p = torch.log(freq / freq.sum())
+    targets = torch.cat([y.flatten() for _, y in
+                         validation_batches(data, tc.batch_size, block_size, tc.eval_batches)])
+    return -log_p[targets].mean().item()
 
 
 def _block_rms_hooks(model, store: list):

@@ -7,7 +7,7 @@ import torch
 
 from normcourse import data
 from normcourse.model import GPTConfig, TinyGPT
-from normcourse.train import TrainConfig, count_spikes, lr_at, train
+from normcourse.train import TrainConfig, count_spikes, evaluate, lr_at, train, unigram_loss
 
 torch.set_num_threads(1)
 
@@ -84,3 +84,26 @@ def test_exploding_loss_stops_the_run():
 def test_vocab_mismatch_is_an_error():
     with pytest.raises(ValueError, match="vocab_size"):
         train(GPTConfig(vocab_size=7), TrainConfig(steps=1), progress=False)
+
+
+class _FrequencyModel(torch.nn.Module):
+    """Predicts every character from its training-set frequency: logits = log p."""
+
+    def __init__(self, corpus):
+        super().__init__()
+        freq = torch.bincount(corpus.train, minlength=corpus.vocab_size).double()
+        self.log_p = torch.log(freq / freq.sum()).float()
+
+    def forward(self, idx, targets):
+        logits = self.log_p.expand(*idx.shape, -1)
+        return logits, torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                         targets.reshape(-1))
+
+
+def test_unigram_loss_is_what_evaluate_gives_a_frequency_model():
+    corpus = data.cached("python_docs")
+    tc = TrainConfig()
+    expected = evaluate(_FrequencyModel(corpus), corpus, tc, block_size=32)
+    got = unigram_loss(corpus, tc, block_size=32)
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert 0 < got < math.log(corpus.vocab_size)   # better than uniform, worse than perfect
