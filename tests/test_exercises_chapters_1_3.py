@@ -6,13 +6,10 @@ import math
 import pytest
 import torch
 
+from checker_run import run, _not_implemented
+
 from normcourse.exercises import signal_propagation as sp
 from normcourse.exercises.feedback import PASS
-
-
-def run(check, fn, capsys):
-    ok = check(fn)
-    return ok, capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- chapter 1
@@ -44,10 +41,6 @@ def test_fraction_saturated_rejects(fn, message, capsys):
     ok, out = run(sp.check_fraction_saturated, fn, capsys)
     assert not ok
     assert message in out, out
-
-
-def _not_implemented(*args):
-    raise NotImplementedError
 
 
 @pytest.mark.parametrize("fn", [

@@ -6,20 +6,13 @@ import math
 import pytest
 import torch
 
+from checker_run import run, _not_implemented
+
 from normcourse.exercises import diagnostics_practice as dp
 from normcourse.exercises.feedback import FAIL, PASS
 
 # a wrong answer below takes the std of a single entry on purpose
 pytestmark = pytest.mark.filterwarnings("ignore:std\\(\\)")
-
-
-def run(check, fn, capsys):
-    ok = check(fn)
-    return ok, capsys.readouterr().out
-
-
-def _not_implemented(*args):
-    raise NotImplementedError
 
 
 # ------------------------------------------------------------------ update:data ratio

@@ -2,16 +2,13 @@
 
 import torch
 
+from checker_run import run
+
 from normcourse.bench import minimal_bytes
 from normcourse.exercises.fused_add import (
     add_norm_bytes, check_add_norm_bytes, check_add_rms_norm_backward, check_layer_norm_bytes,
     layer_norm_bytes,
 )
-
-
-def run(check, fn, capsys):
-    result = check(fn)
-    return result, capsys.readouterr().out
 
 
 def test_byte_models_agree_with_the_benchmark():

@@ -7,14 +7,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from checker_run import run
+
 from normcourse.exercises.no_norm import check_adaln_zero, check_strip_layer_norms
 from normcourse.model import TinyGPT
 from normcourse.remove_norm import strip_layer_norms
-
-
-def run(check, fn, capsys):
-    result = check(fn)
-    return result, capsys.readouterr().out
 
 
 # ---- AdaLN-Zero -------------------------------------------------------------

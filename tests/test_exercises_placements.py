@@ -7,17 +7,10 @@ import statistics
 import pytest
 import torch
 
+from checker_run import run, _not_implemented
+
 from normcourse.exercises import placements as pl
 from normcourse.exercises.feedback import PASS
-
-
-def run(check, fn, capsys):
-    ok = check(fn)
-    return ok, capsys.readouterr().out
-
-
-def _not_implemented(*args):
-    raise NotImplementedError
 
 
 # ------------------------------------------------------------------ Pre-LN block

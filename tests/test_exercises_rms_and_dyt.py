@@ -4,13 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from checker_run import run
+
 from normcourse.exercises.rms_and_dyt import check_dyt, check_rms_norm_backward
 from normcourse.norms import RMSNormFunction
-
-
-def run(check, fn, capsys):
-    result = check(fn)
-    return result, capsys.readouterr().out
 
 
 # ---- RMSNorm backward ----------------------------------------------------
