@@ -386,6 +386,10 @@ EXPERIMENTS["E6"] = ExperimentUnion(
         Experiment("E6", "", "depth", {"placement": ["pre"], "depth_scaled_norm": [True], "seed": [0, 1]},
                    **_E6_COMMON),
         Experiment("E6", "", "depth", {"placement": [_E6_MIX], "seed": [0, 1]}, **_E6_COMMON),
+        # Sun et al. (2025) advise against combining LN scaling with GPT-2's 1/sqrt(2L)
+        # residual init; these runs leave it out, with and without LN scaling.
+        Experiment("E6", "", "depth", {"placement": ["pre"], "depth_scaled_norm": [False, True],
+                                       "scaled_residual_init": [False], "seed": [0, 1]}, **_E6_COMMON),
     ))
 
 def _measure_depth(spec: dict, d, mc, tc) -> dict:

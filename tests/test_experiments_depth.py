@@ -7,6 +7,8 @@ from cache_compare import assert_same_results
 from normcourse import experiments as ex
 from normcourse.data import cached
 
+# GPTConfig defaults, for specs that leave a field out
+DEFAULTS = {"depth_scaled_norm": False, "scaled_residual_init": True}
 
 
 def close(a, b, path="result"):
@@ -17,7 +19,7 @@ def close(a, b, path="result"):
 def _entry(**want):
     runs = ex.read_cache("E6")["runs"]
     hits = [(k, e) for k, e in runs.items()
-            if all({**e["spec"]["model"], **e["spec"]["train"]}.get(f, False) == v for f, v in want.items())]
+            if all({**DEFAULTS, **e["spec"]["model"], **e["spec"]["train"]}.get(f) == v for f, v in want.items())]
     assert len(hits) == 1, f"E6: {len(hits)} runs match {want}"
     return hits[0]
 
@@ -36,7 +38,8 @@ def test_grid_is_fully_cached():
 
 
 @pytest.mark.parametrize("want", [
-    {"placement": "pre", "depth_scaled_norm": True, "seed": 0},   # LayerNorm scaling
+    # LayerNorm scaling without GPT-2's scaled init: exercises both options at once
+    {"placement": "pre", "depth_scaled_norm": True, "scaled_residual_init": False, "seed": 0},
 ])
 def test_a_slice_reproduces(want):
     key, entry = _entry(**want)
