@@ -31,6 +31,24 @@ __all__ = ["norm_bwd_looped_kernel", "launch_looped_backward"]
 
 
 @triton.jit
+def _chunk_terms(X, DY, W, row64, stride_x, stride_dy, cols, mask, mean, rstd,
+                 HAS_WEIGHT: tl.constexpr):
+    """One chunk of one row, in float32: (x_hat, dy, g) with g = dy * w.
+
+    x_hat is zeroed off the row so that masked lanes add nothing to the sums.
+    Both passes call this: pass 2 recomputes x_hat instead of storing it.
+    """
+    x = tl.load(X + row64 * stride_x + cols, mask=mask, other=0.0).to(tl.float32)
+    dy = tl.load(DY + row64 * stride_dy + cols, mask=mask, other=0.0).to(tl.float32)
+    x_hat = tl.where(mask, (x - mean) * rstd, 0.0)
+    if HAS_WEIGHT:
+        g = dy * tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+    else:
+        g = dy
+    return x_hat, dy, g
+
+
+@triton.jit
 def norm_bwd_looped_kernel(
     X,  # pointer to the forward's normalized input (residual_out for the fused op), row stride stride_x
     DY,  # pointer to the gradient of y, row stride stride_dy
@@ -71,13 +89,8 @@ def norm_bwd_looped_kernel(
         for c in range(NUM_CHUNKS):
             cols = c * CHUNK_N + tl.arange(0, CHUNK_N)
             mask = cols < N
-            x = tl.load(X + row64 * stride_x + cols, mask=mask, other=0.0).to(tl.float32)
-            dy = tl.load(DY + row64 * stride_dy + cols, mask=mask, other=0.0).to(tl.float32)
-            x_hat = tl.where(mask, (x - mean) * rstd, 0.0)
-            if HAS_WEIGHT:
-                g = dy * tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-            else:
-                g = dy
+            x_hat, dy, g = _chunk_terms(X, DY, W, row64, stride_x, stride_dy, cols, mask, mean, rstd,
+                                        HAS_WEIGHT)
             sum_g += g
             sum_gx += g * x_hat
         mean_gx = tl.sum(sum_gx, axis=0) / N
@@ -89,13 +102,8 @@ def norm_bwd_looped_kernel(
         for c in range(NUM_CHUNKS):
             cols = c * CHUNK_N + tl.arange(0, CHUNK_N)
             mask = cols < N
-            x = tl.load(X + row64 * stride_x + cols, mask=mask, other=0.0).to(tl.float32)
-            dy = tl.load(DY + row64 * stride_dy + cols, mask=mask, other=0.0).to(tl.float32)
-            x_hat = tl.where(mask, (x - mean) * rstd, 0.0)
-            if HAS_WEIGHT:
-                g = dy * tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-            else:
-                g = dy
+            x_hat, dy, g = _chunk_terms(X, DY, W, row64, stride_x, stride_dy, cols, mask, mean, rstd,
+                                        HAS_WEIGHT)
             dx = rstd * (g - mean_g - x_hat * mean_gx)
             if HAS_DRESIDUAL:
                 dx += tl.load(DRES + row64 * stride_dres + cols, mask=mask,
