@@ -3,6 +3,7 @@ wrong ones with a specific message."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,6 +21,11 @@ from normcourse.exercises.feedback import PASS
     lambda a, t: (a.abs() > t).sum().item() / a.numel(),
     lambda a, t: ((a > t) | (a < -t)).double().mean(),           # a 0-d tensor is fine
     lambda a, t: torch.mean((torch.abs(a) > t).to(torch.float32)),
+    # NumPy numbers are numbers too
+    lambda a, t: np.float32((a.abs() > t).float().mean().item()),
+    lambda a, t: np.mean(np.abs(a.numpy()) > t),                  # np.float64
+    lambda a, t: np.asarray((a.abs() > t).float().mean().item()),  # a 0-d array
+    lambda a, t: (a.abs() > t).float().mean().reshape(1),          # a one-element tensor
 ])
 def test_fraction_saturated_accepts(fn, capsys):
     ok, out = run(sp.check_fraction_saturated, fn, capsys)
@@ -35,6 +41,7 @@ def test_fraction_saturated_accepts(fn, capsys):
     (lambda a, t: float((a.abs() > 0.97).float().mean()), "threshold"),
     (lambda a, t: (a.abs() > t).float().mean(dim=0), "single number"),
     (lambda a, t: None, "should be a number"),
+    (lambda a, t: np.mean(np.abs(a.numpy()) > t, axis=0), "NumPy array of shape"),
     (lambda a, t: 1 / 0, "ZeroDivisionError"),
 ])
 def test_fraction_saturated_rejects(fn, message, capsys):
@@ -47,6 +54,7 @@ def test_fraction_saturated_rejects(fn, message, capsys):
     lambda w, g, lr: math.log10(float((lr * g).std() / w.std())),
     lambda w, g, lr: torch.log10((lr * g).std(unbiased=False) / w.std(unbiased=False)),
     lambda w, g, lr: math.log10(lr) + math.log10(g.std().item()) - math.log10(w.std().item()),
+    lambda w, g, lr: np.log10(np.std(lr * g.numpy(), ddof=1) / np.std(w.numpy(), ddof=1)),  # np.float32
 ])
 def test_update_ratio_accepts(fn, capsys):
     ok, out = run(sp.check_update_to_data_ratio, fn, capsys)
@@ -251,3 +259,68 @@ def test_gpt2_init_rejects(fn, message, capsys):
     ok, out = run(rs.check_gpt2_init, fn, capsys)
     assert not ok
     assert message in out, out
+
+
+def test_update_ratio_shows_enough_digits_to_see_the_difference(capsys):
+    # 3e-4 off: the tolerance is 1e-4, so the two printed values must differ visibly
+    ok, out = run(sp.check_update_to_data_ratio,
+                  lambda w, g, lr: math.log10(float((lr * g).std() / w.std())) + 3e-4, capsys)
+    assert not ok
+    line = out.splitlines()[0]
+    returned, expected = line.split("you returned ")[1].split(", expected ")
+    assert returned != expected.rstrip("."), out
+
+
+def _bn_float32_inside(x):
+    xf = x.float()
+    m = xf.mean(0, keepdim=True)
+    v = ((xf - m) ** 2).mean(0, keepdim=True)
+    return ((xf - m) / torch.sqrt(v + 1e-5)).to(x.dtype)
+
+
+def _masked_float32_inside(x, mask):
+    return _masked_sums(x.float(), mask).to(x.dtype)
+
+
+def _jac_float32_inside(W1, W2, x):
+    return _jac_formula(W1.float(), W2.float(), x.float()).to(x.dtype)
+
+
+def test_float32_inside_is_accepted_on_float64_inputs(capsys):
+    # the dtype hint itself says "compute in float32 if you like, but convert back"
+    for check, fn in ((bl.check_batch_norm_train, _bn_float32_inside),
+                      (bl.check_masked_batch_norm, _masked_float32_inside),
+                      (rs.check_residual_jacobian, _jac_float32_inside)):
+        ok, out = run(check, fn, capsys)
+        assert ok, out
+
+
+def test_batch_norm_does_not_blame_eps_where_eps_changes_nothing(capsys):
+    # 1e-5 off in scale: wrong, but not the eps mistake (on the first batch eps is invisible)
+    ok, out = run(bl.check_batch_norm_train, lambda x: _bn_manual(x) * (1 + 1e-5), capsys)
+    assert not ok
+    assert "eps" not in out and "largest error" in out, out
+
+
+def test_residual_jacobian_shape_hint_is_about_the_jacobian(capsys):
+    ok, out = run(rs.check_residual_jacobian, lambda W1, W2, x: _jac_formula(W1, W2, x)[0], capsys)
+    assert not ok
+    assert "6 x 6 matrix" in out and "keepdim" not in out, out
+
+
+def _gpt2_uniform(linear, n_layer, base_std):
+    bound = math.sqrt(3) * base_std / math.sqrt(2 * n_layer)   # the right std, the wrong shape
+    torch.nn.init.uniform_(linear.weight, -bound, bound)
+
+
+def _gpt2_truncated(linear, n_layer, base_std):
+    std = base_std / math.sqrt(2 * n_layer)
+    torch.nn.init.trunc_normal_(linear.weight, 0.0, std, -3 * std, 3 * std)
+
+
+def test_gpt2_init_needs_a_normal_distribution(capsys):
+    ok, out = run(rs.check_gpt2_init, _gpt2_uniform, capsys)
+    assert not ok
+    assert "not normally distributed" in out, out
+    ok, out = run(rs.check_gpt2_init, _gpt2_truncated, capsys)   # +-3 std: a normal for all purposes
+    assert ok, out

@@ -35,6 +35,20 @@ def test_adjacent_cosine_accepts(fn, capsys):
     assert PASS in out
 
 
+def _centred_in_place(hs):
+    # a Pearson correlation, computed by centring the caller's hidden states in place
+    for h in hs:
+        h.sub_(h.mean(-1, keepdim=True))
+    return [F.cosine_similarity(a, b, dim=-1).mean().item() for a, b in zip(hs[:-1], hs[1:])]
+
+
+def _normalized_in_place(hs):
+    # the right answer, but the caller's hidden states are rescaled on the way
+    for h in hs:
+        h.div_(h.norm(dim=-1, keepdim=True))
+    return [(a * b).sum(-1).mean().item() for a, b in zip(hs[:-1], hs[1:])]
+
+
 @pytest.mark.parametrize("fn, message", [
     (lambda hs: [F.cosine_similarity(a.flatten(), b.flatten(), dim=0).item() for a, b in zip(hs, hs[1:])],
      "whole flattened"),
@@ -53,6 +67,8 @@ def test_adjacent_cosine_accepts(fn, capsys):
      "one number per layer"),
     (lambda hs: None, "NoneType"),
     (_not_implemented, "not implemented"),
+    (_centred_in_place, "modified its argument number 1 (the tensor at [0]) in place"),
+    (_normalized_in_place, "in place"),
 ])
 def test_adjacent_cosine_rejects(fn, message, capsys):
     ok, out = run(depth.check_adjacent_cosine, fn, capsys)

@@ -3,6 +3,7 @@ wrong ones with a specific message."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -42,7 +43,14 @@ def _ratios_centred(before, after):
     return out
 
 
-@pytest.mark.parametrize("fn", [dp.update_data_ratios, _ratios_loop, _ratios_biased, _ratios_centred])
+def _ratios_numpy(before, after):
+    # NumPy float32 values are numbers too
+    return {n: np.float32(np.std(after[n].numpy() - p.numpy()) / np.std(p.numpy()))
+            for n, p in before.items() if p.numel() > 1}
+
+
+@pytest.mark.parametrize("fn", [dp.update_data_ratios, _ratios_loop, _ratios_biased, _ratios_centred,
+                                _ratios_numpy])
 def test_update_ratios_accepts(fn, capsys):
     ok, out = run(dp.check_update_data_ratios, fn, capsys)
     assert ok, out
@@ -71,7 +79,7 @@ def _inplace(before, after):
     (lambda b, a: {n: float((a[n] - p).std() / p.std()) for n, p in b.items()}, "single entry"),
     (lambda b, a: {n: float((a[n] - p).std() / p.std()) for n, p in b.items() if p.dim() == 2},
      "no entry for"),
-    (lambda b, a: {n: (a[n] - p) / p.std() for n, p in b.items() if p.numel() > 1}, "one number"),
+    (lambda b, a: {n: (a[n] - p) / p.std() for n, p in b.items() if p.numel() > 1}, "single number"),
     (lambda b, a: [float((a[n] - p).std() / p.std()) for n, p in b.items()], "expected a dict"),
     (lambda b, a: {n: 1.1 * float((a[n] - p).std() / p.std()) for n, p in b.items()
                    if p.numel() > 1}, "expected"),
@@ -135,12 +143,21 @@ def _abs_inplace(acts, threshold):
     (lambda acts, threshold: _flag_loop(acts, threshold)[:1], "expected"),
     (_abs_inplace, "in place"),
     (_not_implemented, "not implemented"),
+    # the ratio of each token (row), or of each feature, instead of the whole tensor's
+    (lambda acts, t: [n for n, a in acts.items()
+                      if (a.abs().amax(-1) / a.abs().median(-1).values).max() > t], "per token"),
+    (lambda acts, t: [n for n, a in acts.items()
+                      if (a.abs().amax(0) / a.abs().median(0).values).max() > t], "per feature"),
+    # the activations instead of their names
+    (lambda acts, t: [a for a in acts.values() if a.abs().max() / a.abs().median() > t],
+     "names of the flagged layers"),
 ])
 def test_flag_massive_rejects(fn, message, capsys):
     ok, out = run(dp.check_flag_massive, fn, capsys)
     assert not ok
     assert FAIL in out
     assert message in out, out
+    assert "checker itself failed" not in out
 
 
 def test_non_callable(capsys):

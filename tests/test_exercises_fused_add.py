@@ -1,13 +1,14 @@
 """Checkers of the chapters "LayerNorm in Triton" and "Fusing the residual add"."""
 
+import numpy as np
 import torch
 
 from checker_run import run
 
 from normcourse.bench import minimal_bytes
 from normcourse.exercises.fused_add import (
-    add_norm_bytes, check_add_norm_bytes, check_add_rms_norm_backward, check_layer_norm_bytes,
-    layer_norm_bytes,
+    _CASES, _LN_BYTES_MISTAKES, add_norm_bytes, check_add_norm_bytes, check_add_rms_norm_backward,
+    check_layer_norm_bytes, layer_norm_bytes,
 )
 
 
@@ -40,7 +41,48 @@ def test_layer_norm_bytes_names_parameters_per_row(capsys):
 def test_layer_norm_bytes_names_statistics_in_input_dtype(capsys):
     ok, out = run(check_layer_norm_bytes, lambda m, n, e: 2 * m * n * e + 2 * n * e + 2 * m * e,
                   capsys)
-    assert not ok and "float32" in out
+    assert not ok and "the statistics are float32 (4 bytes each)" in out, out
+
+
+def test_layer_norm_bytes_names_missing_parameters_when_m_equals_n(capsys):
+    # at M = N = 4096 and 2 bytes this count equals two other mistakes' counts
+    ok, out = run(check_layer_norm_bytes, lambda m, n, e: 2 * m * n * e + 2 * m * 4, capsys)
+    assert not ok and "the weight and bias are missing" in out, out
+
+
+def test_layer_norm_bytes_names_one_statistic(capsys):
+    ok, out = run(check_layer_norm_bytes, lambda m, n, e: 2 * m * n * e + 2 * n * e + 4 * m, capsys)
+    assert not ok and "two statistics per row" in out, out
+
+
+def test_layer_norm_bytes_mistakes_are_told_apart_by_the_shapes():
+    # every known mistake gives its own numbers over the test shapes, none of them the right ones
+    counts = {}
+    for formula, what in _LN_BYTES_MISTAKES:
+        values = tuple(formula(*case) for case in _CASES)
+        assert values != tuple(layer_norm_bytes(*case) for case in _CASES), what
+        assert counts.setdefault(values, what) == what, (what, counts[values])
+
+
+def test_layer_norm_bytes_two_mistakes_at_once_are_not_named_as_one(capsys):
+    # weight and bias missing *and* the statistics in element_size: matches no single mistake
+    ok, out = run(check_layer_norm_bytes, lambda m, n, e: 2 * m * n * e + 2 * m * e, capsys)
+    assert not ok and "you counted" in out and "the forward moves" in out, out
+
+
+def test_byte_counts_accept_numpy_and_tensor_integers(capsys):
+    ok, out = run(check_layer_norm_bytes,
+                  lambda m, n, e: np.int64(2 * m * n * e + 2 * n * e + 8 * m), capsys)
+    assert ok, out
+    ok, out = run(check_layer_norm_bytes,
+                  lambda m, n, e: np.prod([2, m, n, e]) + np.int32(2 * n * e) + 8 * m, capsys)
+    assert ok, out
+    ok, out = run(check_add_norm_bytes, lambda m, n, e, f: np.int64(right_add_norm(m, n, e, f)),
+                  capsys)
+    assert ok, out
+    ok, out = run(check_add_norm_bytes,
+                  lambda m, n, e, f: torch.tensor(right_add_norm(m, n, e, f)), capsys)
+    assert ok, out
 
 
 def test_layer_norm_bytes_names_elements_instead_of_bytes(capsys):
@@ -98,6 +140,21 @@ def backward(x, r, w, eps, dy, dres):
 def test_backward_accepts_the_right_answer(capsys):
     ok, out = run(check_add_rms_norm_backward, backward, capsys)
     assert ok and "same gradient" in out
+
+
+def test_backward_accepts_float32_inside(capsys):
+    def in_float32(x, r, w, eps, dy, dres):
+        grads = backward(*(t.float() for t in (x, r, w)), eps, dy.float(), dres.float())
+        return tuple(g.to(x.dtype) for g in grads)
+    ok, out = run(check_add_rms_norm_backward, in_float32, capsys)
+    assert ok, out
+
+
+def test_backward_still_rejects_a_small_real_error(capsys):
+    def eps_too_big(x, r, w, eps, dy, dres):
+        return backward(x, r, w, 100 * eps, dy, dres)
+    ok, out = run(check_add_rms_norm_backward, eps_too_big, capsys)
+    assert not ok and "is wrong" in out, out
 
 
 def test_backward_names_missing_dres(capsys):

@@ -35,7 +35,33 @@ def ln_var_mean(x, w, b, eps):
     return torch.addcmul(b, (x - mean) / (var + eps).sqrt(), w)
 
 
-@pytest.mark.parametrize("fn", [ln_two_pass, ln_float32_inside, ln_torch, ln_float64_inside, ln_var_mean])
+def _welford_sweep(xf):
+    """Welford's single sweep over the last dimension: running mean and M2."""
+    mean = torch.zeros(xf.shape[:-1])
+    m2 = torch.zeros_like(mean)
+    for k in range(xf.shape[-1]):
+        delta = xf[..., k] - mean
+        mean = mean + delta / (k + 1)
+        m2 = m2 + delta * (xf[..., k] - mean)
+    return mean[..., None], (m2 / xf.shape[-1])[..., None]
+
+
+def ln_welford_float32(x, w, b, eps):
+    # chapter 4's recommendation for large means: one sweep gives mean and variance
+    xf = x.float()
+    mean, var = _welford_sweep(xf)
+    return ((xf - mean) * torch.rsqrt(var + eps) * w.float() + b.float()).to(x.dtype)
+
+
+def ln_welford_variance_only(x, w, b, eps):
+    xf = x.float()
+    _, var = _welford_sweep(xf)
+    y = (xf - xf.mean(-1, keepdim=True)) / torch.sqrt(var + eps)
+    return (y * w.float() + b.float()).to(x.dtype)
+
+
+@pytest.mark.parametrize("fn", [ln_two_pass, ln_float32_inside, ln_torch, ln_float64_inside, ln_var_mean,
+                                ln_welford_float32, ln_welford_variance_only])
 def test_check_layer_norm_accepts_correct_implementations(fn, capsys):
     ok, out = run(check_layer_norm, fn, capsys)
     assert ok, out
@@ -84,11 +110,22 @@ def ln_swapped(x, w, b, eps):
     return ln_two_pass(x, b, w, eps)
 
 
+def _ln_one_pass_kept_positive(keep):
+    """E[x^2] - E[x]^2 with the negative variances hidden by clamp or abs: no NaN, still wrong."""
+    def fn(x, w, b, eps):
+        m = x.mean(-1, keepdim=True)
+        v = keep((x * x).mean(-1, keepdim=True) - m * m)
+        return (x - m) / torch.sqrt(v + eps) * w + b
+    return fn
+
+
 @pytest.mark.parametrize("fn, message", [
     (_ln(unbiased=True), "unbiased variance"),
     (_ln(eps_inside=False), "eps is added outside the square root"),
     (_ln(dim=0), "dimension 0"),
     (_ln(one_pass=True), "large mean"),
+    (_ln_one_pass_kept_positive(lambda v: v.clamp(min=0)), "loses all precision"),
+    (_ln_one_pass_kept_positive(torch.abs), "loses all precision"),
     (_ln(affine=False), "without the affine map"),
     (_ln(use_eps=False), "eps is missing"),
     (ln_inplace, "in place"),

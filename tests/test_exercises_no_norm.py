@@ -172,6 +172,16 @@ def strip_everything_named_norm(model):
     return model
 
 
+def _strip_to(make):
+    def strip(model):
+        for name, m in list(model.named_modules()):
+            if isinstance(m, nn.LayerNorm):
+                parent, _, child = name.rpartition(".")
+                setattr(model.get_submodule(parent) if parent else model, child, make())
+        return model
+    return strip
+
+
 WRONG_STRIP = {
     "blocks_only": (strip_blocks_only, "are still there: norm_final"),
     "top_level_only": (strip_top_level_only, "are still there"),
@@ -180,6 +190,10 @@ WRONG_STRIP = {
     "keep_affine": (strip_keep_affine, "should not have"),
     "too_much": (strip_everything_named_norm, "that are not LayerNorm's are gone"),
     "returns_int": (lambda model: 0, "return the model"),
+    # the model's own forward pass fails: the learner's edit, not the checker's bug
+    "to_none": (_strip_to(lambda: None), "by None"),
+    "to_flatten": (_strip_to(nn.Flatten), "no longer runs after your function"),
+    "to_softmax": (_strip_to(lambda: nn.Softmax(-1)), "computes something else"),
 }
 
 
@@ -190,3 +204,4 @@ def test_check_strip_layer_norms_rejects_wrong_implementations(name, capsys):
     assert not ok
     assert "\u2718" in out and "Hint:" in out
     assert message in out, out
+    assert "checker itself failed" not in out

@@ -4,6 +4,7 @@ wrong ones with a specific message."""
 import math
 import statistics
 
+import numpy as np
 import pytest
 import torch
 
@@ -110,6 +111,29 @@ def test_classify_rejects(fn, message, capsys):
     assert message in out, out
 
 
+@pytest.mark.parametrize("key, shown", [
+    ("final_train_loss", "run['final_train_loss']"),
+    ("loss", "run['loss'][-1]"),
+])
+def test_classify_rejects_the_training_loss(key, shown, capsys):
+    def by_train_loss(r, u):
+        if r["diverged"]:
+            return "diverged"
+        train = r["loss"][-1] if key == "loss" else r[key]
+        return "failed" if train > u - 0.1 else "trained"
+    ok, out = run(pl.check_classify_run, by_train_loss, capsys)
+    assert not ok
+    assert shown in out and "run['val_loss']" in out, out
+
+
+def test_classify_explains_the_none_of_a_diverged_run(capsys):
+    ok, out = run(pl.check_classify_run,
+                  lambda r, u: "failed" if r["val_loss"] > u - 0.1 else "trained", capsys)
+    assert not ok
+    assert "val_loss None" in out and "run['diverged'] first" in out, out
+    assert "print the shapes" not in out
+
+
 # ------------------------------------------------------------------ count spikes
 
 def _spikes_alt(losses, ratio, window):
@@ -155,7 +179,16 @@ def _spikes_min(losses, ratio, window):
     return count
 
 
-@pytest.mark.parametrize("fn", [pl.count_spikes, _spikes_alt])
+def _spikes_numpy(losses, ratio, window):
+    # vectorised: the count comes back as np.int64, which is a whole number too
+    L = np.asarray(losses)
+    now = np.array([L[t] > ratio * np.median(L[max(0, t - window):t]) for t in range(1, len(L))])
+    return np.sum(now & ~np.concatenate([[False], now[:-1]]))
+
+
+@pytest.mark.parametrize("fn", [pl.count_spikes, _spikes_alt, _spikes_numpy,
+                                lambda losses, ratio, window: torch.tensor(pl.count_spikes(
+                                    losses, ratio, window))])
 def test_count_spikes_accepts(fn, capsys):
     ok, out = run(pl.check_count_spikes, fn, capsys)
     assert ok, out
@@ -167,12 +200,16 @@ def test_count_spikes_accepts(fn, capsys):
     (_spikes_including_now, "not step t itself"),
     (_spikes_min, "expected"),
     (lambda losses, ratio, window: "3", "whole number"),
+    (lambda losses, ratio, window: float("nan"), "whole number, got nan"),
+    (lambda losses, ratio, window: float("inf"), "whole number, got inf"),
+    (lambda losses, ratio, window: 2.5, "whole number, got 2.5"),
     (lambda losses, ratio, window: 0, "expected"),
 ])
 def test_count_spikes_rejects(fn, message, capsys):
     ok, out = run(pl.check_count_spikes, fn, capsys)
     assert not ok
     assert message in out, out
+    assert "checker itself failed" not in out
 
 
 def test_checkers_need_a_function(capsys):

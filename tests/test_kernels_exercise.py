@@ -90,3 +90,161 @@ def test_stub_kernel_is_reported_as_not_implemented(capsys):
 
     assert check_rms_norm_kernel(stub) is False
     assert "not implemented yet" in capsys.readouterr().out
+
+
+# ---- eps, weight mask, stride, empty body: each mistake gets its own diagnosis --------
+
+@triton.jit
+def rsqrt_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
+    # an equivalent formulation: rsqrt, weight loaded first, division by the RMS
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_N)
+    mask = cols < N
+    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+    x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
+    rms = tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
+    tl.store(Y + row * stride + cols, (w * (x / rms)).to(Y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def no_eps_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_N)
+    mask = cols < N
+    x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
+    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N)
+    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def eps_outside_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_N)
+    mask = cols < N
+    x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
+    rstd = 1.0 / (tl.sqrt(tl.sum(x * x, axis=0) / N) + eps)
+    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def eps_constant_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_N)
+    mask = cols < N
+    x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
+    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + 1e-5)   # not the eps argument
+    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def no_weight_mask_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_N)
+    mask = cols < N
+    x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
+    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
+    w = tl.load(W + cols).to(tl.float32)
+    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def rows_n_apart_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_N)
+    mask = cols < N
+    x = tl.load(X + row * N + cols, mask=mask, other=0.0).to(tl.float32)
+    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
+    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+    tl.store(Y + row * N + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def loads_n_apart_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_N)
+    mask = cols < N
+    x = tl.load(X + row * N + cols, mask=mask, other=0.0).to(tl.float32)
+    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
+    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def empty_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
+    pass
+
+
+@triton.jit
+def first_row_only_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
+    cols = tl.arange(0, BLOCK_N)
+    mask = cols < N
+    x = tl.load(X + cols, mask=mask, other=0.0).to(tl.float32)
+    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
+    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+    tl.store(Y + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
+
+
+def test_equivalent_kernel_passes(capsys):
+    assert check_rms_norm_kernel(rsqrt_kernel), capsys.readouterr().out
+
+
+def test_missing_eps_is_named(capsys):
+    assert not check_rms_norm_kernel(no_eps_kernel)
+    out = capsys.readouterr().out
+    assert "all-zero row" in out and "without eps" in out, out
+
+
+def test_eps_outside_the_square_root_is_named(capsys):
+    assert not check_rms_norm_kernel(eps_outside_kernel)
+    out = capsys.readouterr().out
+    assert "outside the square root" in out, out
+
+
+def test_eps_constant_is_named_not_the_sum_of_squares(capsys):
+    # on a 3 x 1 input the sum of squares equals their mean: it must never be blamed there
+    assert not check_rms_norm_kernel(eps_constant_kernel)
+    out = capsys.readouterr().out
+    assert "as if eps were 1e-05" in out and "eps argument is 0.001" in out, out
+    assert "sum of squares" not in out
+
+
+def test_unmasked_weight_load_is_named(capsys):
+    assert not check_rms_norm_kernel(no_weight_mask_kernel)
+    out = capsys.readouterr().out
+    assert "reads the weight past its N = 100 elements" in out, out
+    assert "mask=cols < N" in out
+
+
+def test_rows_n_apart_are_named(capsys):
+    assert not check_rms_norm_kernel(rows_n_apart_kernel)
+    out = capsys.readouterr().out
+    assert "Y + r * N" in out and "80 elements apart" in out, out
+    assert "not a power of two" not in out and "pass mask" not in out
+
+
+def test_loads_n_apart_are_named(capsys):
+    assert not check_rms_norm_kernel(loads_n_apart_kernel)
+    out = capsys.readouterr().out
+    assert "X + r * N" in out and "80 elements apart" in out, out
+
+
+def test_empty_kernel_is_told_it_never_stored(capsys):
+    assert not check_rms_norm_kernel(empty_kernel)
+    out = capsys.readouterr().out
+    assert "never stored anything" in out, out
+    assert "NaN" not in out and "eps" not in out
+
+
+def test_rows_left_unwritten_are_named(capsys):
+    assert not check_rms_norm_kernel(first_row_only_kernel)
+    out = capsys.readouterr().out
+    assert "unwritten" in out and "rows [1, 2, 3]" in out, out
+
+
+def test_store_mask_message_names_n_only_when_it_is_not_a_power_of_two(capsys):
+    assert not check_rms_norm_kernel(no_store_mask_kernel)
+    out = capsys.readouterr().out
+    assert "N = 100 is not a power of two" in out, out

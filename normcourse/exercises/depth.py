@@ -63,11 +63,14 @@ def check_adjacent_cosine(fn) -> str:
     """``fn(hiddens)`` returns, per layer l, the mean over positions of cos(h_{l-1}, h_l)."""
     for n_layer, shape, seed in ((4, (3, 5, 8), 0), (6, (2, 7, 16), 1)):
         hs = _streams(n_layer, shape, seed)
-        out = call_learner(fn, list(hs), name="adjacent_cosine")
-        got = _as_values(out, n_layer)
         pairs = list(zip(hs[:-1], hs[1:]))
+        # The reference comes first, and the learner gets copies: what it does to its
+        # argument cannot change the answer it is compared with (call_learner still
+        # reports an in-place edit).
         ref = torch.tensor([F.cosine_similarity(a, b, dim=-1).mean().item() for a, b in pairs],
                            dtype=torch.float64)
+        out = call_learner(fn, [h.clone() for h in hs], name="adjacent_cosine")
+        got = _as_values(out, n_layer)
         if close(got, ref, atol=1e-6):
             continue
         if close(got.flip(0), ref, atol=1e-6):

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from normcourse.exercises.feedback import Mistake, call_learner, checker
+from normcourse.exercises.feedback import Mistake, as_number, call_learner, checker
 
 __all__ = ["check_update_data_ratios", "check_flag_massive", "update_data_ratios", "flag_massive"]
 
@@ -34,18 +34,6 @@ def flag_massive(activations: dict, threshold: float) -> list:
         if mag.max() / mag.median() > threshold:
             flagged.append(name)
     return flagged
-
-
-def _snapshot(d: dict) -> dict:
-    return {k: v.detach().clone() for k, v in d.items()}
-
-
-def _untouched(name: str, original: dict, now: dict):
-    for k, v in original.items():
-        if not torch.equal(now[k], v):
-            raise Mistake(f"{name} changed the tensor '{k}' of its argument in place.",
-                          "operations ending in _ (like .abs_()) change the caller's tensors; "
-                          "use out-of-place versions such as a.abs().")
 
 
 # ------------------------------------------------------------------ update:data ratio
@@ -77,28 +65,13 @@ def _parameters(seed: int):
     return before, after
 
 
-def _as_number(value, key: str) -> float:
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise Mistake(f"the value for '{key}' is a tensor of shape {tuple(value.shape)}, "
-                          "expected one number.",
-                          "reduce over the whole tensor: (after - before).std() / before.std().")
-        return float(value)
-    if isinstance(value, (int, float)):
-        return float(value)
-    raise Mistake(f"the value for '{key}' is a {type(value).__name__}, expected a number.",
-                  "return a dict mapping each name to a float.")
-
-
 @checker
 def check_update_data_ratios(fn) -> str:
     """``fn(before, after)`` returns {name: std(after - before) / std(before)} for tensors with > 1 entry."""
     for seed in (0, 1):
         before, after = _parameters(seed)
-        b0, a0 = _snapshot(before), _snapshot(after)
+        # call_learner also reports an in-place edit of any tensor in the two dicts
         out = call_learner(fn, before, after, name="update_data_ratios")
-        _untouched("update_data_ratios", b0, before)
-        _untouched("update_data_ratios", a0, after)
         if not isinstance(out, dict):
             raise Mistake(f"update_data_ratios returned a {type(out).__name__}, expected a dict.",
                           "return {name: ratio for each parameter}; did you forget `return`?")
@@ -116,7 +89,9 @@ def check_update_data_ratios(fn) -> str:
         if extra:
             raise Mistake(f"the result has entries {extra} that are not parameters.",
                           "use the names of `before` as keys.")
-        got = {k: _as_number(out[k], k) for k in ref}
+        got = {k: as_number(out[k], f"the value for '{k}'",
+                            shape_hint="reduce over the whole tensor: (after - before).std() / "
+                                       "before.std().") for k in ref}
         if all(math.isclose(got[k], ref[k], rel_tol=1e-4, abs_tol=1e-9) for k in ref):
             continue
         d = {k: (after[k].double() - before[k].double()) for k in ref}
@@ -153,7 +128,14 @@ def check_update_data_ratios(fn) -> str:
 # ------------------------------------------------------------------ massive activations
 
 def _activations(seed: int) -> dict:
-    """Five 'layers' of 1001 entries (odd, so the median is one entry), symmetric around 0."""
+    """Seven 'layers' of 7 tokens x 143 features (1001 entries, odd, so the median is one entry).
+
+    layers.0-4 are symmetric around 0, some with a single huge entry.  Two more
+    tell the whole-tensor ratio from a per-token (per-row) one: in layers.5 one
+    token is quiet (x 0.001) except for one entry of 3, which is huge for that
+    row only; in layers.6 one whole token is loud (x 170), which is massive for
+    the layer but ordinary within its own row.
+    """
     g = torch.Generator().manual_seed(seed)
 
     def symmetric():
@@ -166,11 +148,19 @@ def _activations(seed: int) -> dict:
         if outlier is not None:
             a[int(torch.randint(1000, (1,), generator=g))] = outlier
         acts[f"layers.{i}"] = a.reshape(7, 143)
+    quiet = symmetric().reshape(7, 143)
+    quiet[3] *= 1e-3
+    quiet[3, int(torch.randint(143, (1,), generator=g))] = 3.0
+    acts["layers.5"] = quiet
+    loud = symmetric().reshape(7, 143)
+    loud[5] *= 170.0
+    acts["layers.6"] = loud
     return acts
 
 
 def _variant(acts: dict, threshold: float, ratio) -> list:
-    return [n for n, a in acts.items() if ratio(a.double().flatten()) > threshold]
+    """The names a wrong ``ratio(a)`` flags (``a`` as given: tokens x features, in float64)."""
+    return [n for n, a in acts.items() if ratio(a.double()) > threshold]
 
 
 @checker
@@ -178,9 +168,7 @@ def check_flag_massive(fn) -> str:
     """``fn(activations, threshold)`` returns the names whose max|a| / median|a| > threshold, in order."""
     for seed, threshold in ((0, 300.0), (1, 1000.0), (2, 20.0)):
         acts = _activations(seed)
-        before = _snapshot(acts)
-        out = call_learner(fn, acts, threshold, name="flag_massive")
-        _untouched("flag_massive", before, acts)
+        out = call_learner(fn, acts, threshold, name="flag_massive")  # in-place edits too
         if isinstance(out, dict):
             raise Mistake("flag_massive returned a dict; return the names of the flagged layers "
                           "(a list), not their ratios.",
@@ -192,29 +180,42 @@ def check_flag_massive(fn) -> str:
             raise Mistake(f"flag_massive returned a {type(out).__name__}, expected a list of names.",
                           "did you forget `return`?")
         got = list(out)
+        if not all(isinstance(name, str) for name in got):
+            kinds = sorted({type(name).__name__ for name in got if not isinstance(name, str)})
+            raise Mistake(f"flag_massive returned a list of {', '.join(kinds)}; expected the "
+                          "names of the flagged layers (strings).",
+                          "iterate with `for name, a in activations.items()` and append name, "
+                          "not the activation a.")
         ref = flag_massive(acts, threshold)
         if got == ref:
             continue
         wrong = {
             "you took the median of the signed values: for activations centred on 0 it is close "
             "to 0 and every layer looks massive. Use the median of |a|.":
-                lambda m: m.abs().max() / m.median(),
+                lambda a: a.abs().max() / a.median(),
             "you took the largest *signed* value, so a huge negative activation goes unseen; "
             "use max |a|.":
-                lambda m: m.max() / m.abs().median(),
+                lambda a: a.max() / a.abs().median(),
             "you divided by the mean of |a|; one huge activation drags the mean up with it. The "
             "median ignores the outlier: use it.":
-                lambda m: m.abs().max() / m.abs().mean(),
+                lambda a: a.abs().max() / a.abs().mean(),
             "you divided by the RMS; one huge activation dominates the RMS and hides itself. "
             "Divide by the median of |a|.":
-                lambda m: m.abs().max() / m.pow(2).mean().sqrt(),
+                lambda a: a.abs().max() / a.pow(2).mean().sqrt(),
+            "you computed the ratio per token (along the last dimension) and took the largest; "
+            "the ratio is over the whole tensor: a token that is large everywhere is massive, "
+            "a quiet token with one ordinary entry is not.":
+                lambda a: (a.abs().amax(-1) / a.abs().median(-1).values).max(),
+            "you computed the ratio per feature (along dimension 0) and took the largest; the "
+            "ratio is over the whole tensor.":
+                lambda a: (a.abs().amax(0) / a.abs().median(0).values).max(),
         }
         for what, ratio in wrong.items():
             if got == _variant(acts, threshold, ratio):
                 raise Mistake(what, "ratio = a.abs().max() / a.abs().median().")
         if sorted(got) == sorted(ref):
             raise Mistake("the right layers, in the wrong order.", "keep the order of the dict.")
-        if got == _variant(acts, 100.0, lambda m: m.abs().max() / m.abs().median()):
+        if got == _variant(acts, 100.0, lambda a: a.abs().max() / a.abs().median()):
             raise Mistake(f"with threshold={threshold:g} you flagged {got}, expected {ref}: the "
                           "threshold looks fixed at 100.", "compare with the `threshold` argument.")
         raise Mistake(f"with threshold={threshold:g} you flagged {got}, expected {ref}.",

@@ -14,9 +14,11 @@ request to report it) rather than as a traceback.
 from __future__ import annotations
 
 import functools
+import math
 import traceback
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 PASS = "\u2714"  # heavy check mark (a Dingbat, present in common fonts)
@@ -64,12 +66,44 @@ def checker(func: Callable[..., str]) -> Callable[..., bool]:
     return run
 
 
+def _tensors_in(value, at: str = "", depth: int = 0):
+    """Every tensor inside ``value`` (nested lists, tuples and dicts), with where it sits."""
+    if isinstance(value, torch.Tensor):
+        yield at, value
+    elif depth < 3 and isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _tensors_in(item, f"{at}[{i}]", depth + 1)
+    elif depth < 3 and isinstance(value, dict):
+        for key, item in value.items():
+            yield from _tensors_in(item, f"{at}[{key!r}]", depth + 1)
+
+
 def _snapshot(args):
-    return [a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args]
+    """(where, the tensor object, a copy of its values) for every tensor the learner receives."""
+    return [(f"argument number {i + 1}" + (f" (the tensor at {at})" if at else ""),
+             t, t.detach().clone())
+            for i, a in enumerate(args) for at, t in _tensors_in(a)]
 
 
-def call_learner(fn: Callable, *args, name: str = "your function"):
-    """Call ``fn(*args)``; turn its exceptions and in-place edits into Mistakes."""
+def _unchanged(now: torch.Tensor, before: torch.Tensor) -> bool:
+    """Same values, NaN counting as equal to NaN (an input may hold NaN on purpose)."""
+    if now.shape != before.shape or now.dtype != before.dtype:
+        return False
+    same = now.detach() == before
+    if now.is_floating_point() or now.is_complex():
+        same |= now.detach().isnan() & before.isnan()
+    return bool(same.all())
+
+
+def call_learner(fn: Callable, *args, name: str = "your function",
+                 explain: Callable[[Exception], str | None] | None = None):
+    """Call ``fn(*args)``; turn its exceptions and in-place edits into Mistakes.
+
+    In-place edits are found in tensor arguments and in tensors inside list, tuple
+    and dict arguments (a list of hidden states, a dict of parameters): the caller
+    keeps using them.  ``explain(err)`` may return a hint specific to the checker
+    for an exception (None keeps the generic one).
+    """
     before = _snapshot(args)
     try:
         out = fn(*args)
@@ -78,19 +112,54 @@ def call_learner(fn: Callable, *args, name: str = "your function"):
                       "replace `raise NotImplementedError` with your code.") from None
     except Exception as err:
         where = traceback.extract_tb(err.__traceback__)[-1]
+        hint = explain(err) if explain is not None else None
         raise Mistake(
             f"{name} raised {type(err).__name__}: {err} (line {where.lineno}: "
             f"`{(where.line or '').strip()}`)",
-            "run it on a small input yourself and print the shapes of the intermediate tensors.",
+            hint or "run it on a small input yourself and print the shapes of the intermediate "
+                    "tensors.",
         ) from None
-    for i, (a, b) in enumerate(zip(args, before)):
-        if isinstance(a, torch.Tensor) and not torch.equal(a, b) and not (a.isnan() & b.isnan()).all():
+    for where, tensor, values in before:
+        if not _unchanged(tensor, values):
             raise Mistake(
-                f"{name} modified its argument number {i + 1} in place.",
+                f"{name} modified its {where} in place.",
                 "operations ending in _ (like x.sub_()) and `x -= ...` change the caller's "
                 "tensor; use out-of-place versions such as x = x - mean.",
             )
     return out
+
+
+def as_number(value, what: str = "the result", *, whole: bool = False,
+              shape_hint: str = "reduce over the whole tensor (e.g. .mean() with no dim), not "
+                                "along one dimension."):
+    """The number the learner returned, as a Python ``float`` (``int`` when ``whole``).
+
+    Accepts a Python int or float, a NumPy scalar (np.int64, np.float32, ...), and a
+    NumPy array or torch tensor holding one element: all are a number to the learner.
+    Anything else, a bool, or (with ``whole``) a fraction, NaN or inf is a Mistake.
+    """
+    kind = "a whole number" if whole else "a number"
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        size = value.numel() if isinstance(value, torch.Tensor) else value.size
+        if size != 1:
+            array = "tensor" if isinstance(value, torch.Tensor) else "NumPy array"
+            raise Mistake(f"{what} should be a single number, got a {array} of shape "
+                          f"{tuple(value.shape)}.", shape_hint)
+        value = value.item()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        shown = f" {value!r}" if isinstance(value, (bool, str)) else ""
+        raise Mistake(f"{what} should be {kind}, got {type(value).__name__}{shown}.",
+                      "did you forget a `return` statement?" if value is None else
+                      f"return {kind} (an int or a float), not a {type(value).__name__}.")
+    if not whole:
+        return float(value)
+    if not math.isfinite(value) or value != int(value):
+        raise Mistake(f"{what} should be a whole number, got {value!r}.",
+                      "count with an int and return it; NaN or inf usually comes from a "
+                      "median or mean of an empty slice, or a division by zero.")
+    return int(value)
 
 
 def expect_tensor(out, like: torch.Tensor, name: str = "the result",
@@ -121,3 +190,33 @@ def close(out: torch.Tensor, ref: torch.Tensor, atol: float, rtol: float = 0.0) 
     if out64.isnan().any() or out64.isinf().any():
         return False
     return bool(((out64 - ref64).abs() <= atol + rtol * ref64.abs()).all())
+
+
+def is_mistake(out: torch.Tensor, candidate: torch.Tensor, ref: torch.Tensor, atol: float,
+               rtol: float = 0.0) -> bool:
+    """``out`` matches a known wrong ``candidate`` that really differs from ``ref`` here.
+
+    On some inputs a wrong formula gives the right answer (a sum of squares equals
+    their mean over one element): naming that mistake would send the learner
+    after a bug they do not have.
+    """
+    return (candidate.shape == out.shape and close(out, candidate, atol, rtol)
+            and not close(candidate, ref, atol, rtol))
+
+
+def float32_error(fn: Callable, *args):
+    """How far ``fn`` computed in float32 lands from ``fn`` computed in float64, on ``args``.
+
+    Float64 test inputs give exact references, but a learner may compute in
+    float32 inside and cast back; a tolerance a few times this error accepts
+    that while still rejecting wrong formulas.  Returns one error per output
+    when ``fn`` returns a tuple.
+    """
+    def cast(a, dtype):
+        return a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+
+    lo = fn(*(cast(a, torch.float32) for a in args))
+    hi = fn(*(cast(a, torch.float64) for a in args))
+    if isinstance(hi, (tuple, list)):
+        return tuple(max_error(a, b) for a, b in zip(lo, hi))
+    return max_error(lo, hi)

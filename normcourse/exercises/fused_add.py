@@ -24,7 +24,8 @@ from typing import Callable
 import torch
 
 from normcourse.exercises.feedback import (
-    Mistake, call_learner, checker, close, expect_tensor, max_error,
+    Mistake, as_number, call_learner, checker, close, expect_tensor, float32_error, is_mistake,
+    max_error,
 )
 
 __all__ = ["layer_norm_bytes", "add_norm_bytes", "check_layer_norm_bytes",
@@ -49,49 +50,60 @@ def add_norm_bytes(m: int, n: int, element_size: int, fused: bool) -> int:
     return rows * m * n * element_size + n * element_size + m * 4
 
 
-def _as_int(out, what):
-    if isinstance(out, torch.Tensor) and out.numel() == 1:
-        out = out.item()
-    if isinstance(out, float) and out.is_integer():
-        out = int(out)
-    if not isinstance(out, int) or isinstance(out, bool):
-        raise Mistake(f"{what} should be a whole number of bytes, got {out!r}.",
-                      "return an int, e.g. 2 * m * n * element_size + ...")
-    return out
+def _count(fn, *args) -> int:
+    """The learner's byte count for one shape, as an int (NumPy and tensor integers too)."""
+    return as_number(call_learner(fn, *args, name="your function"), "your count of bytes",
+                     whole=True, shape_hint="count the bytes of the whole operation: one number.")
+
+
+# Known wrong ways to count the LayerNorm forward, as formulas of (m, n, element_size).
+# A mistake is named only when the learner's count follows its formula on *every*
+# test shape: on a single shape two of them can give the same number (with
+# element_size 2, two float32 statistics in element_size bytes each weigh as much as
+# one float32 statistic).
+_LN_BYTES_MISTAKES = (
+    (lambda m, n, e: 2 * m * n * e,
+     "you counted x and y but not the weight, the bias, or the saved mean and rstd."),
+    (lambda m, n, e: 2 * m * n * e + 2 * n * e,
+     "the saved statistics are missing: the forward writes a float32 mean and rstd per row "
+     "(8 bytes per row) for the backward."),
+    (lambda m, n, e: 2 * m * n * e + 2 * m * 4,
+     "the weight and bias are missing: each is read once (N elements)."),
+    (lambda m, n, e: 4 * m * n * e + 2 * m * 4,
+     "you read the weight and bias once per row: a parameter is N elements, read once."),
+    (lambda m, n, e: 2 * m * n * e + 2 * n * e + 2 * m * e,
+     "the statistics are float32 (4 bytes each), whatever the input's dtype."),
+    (lambda m, n, e: m * n * e + 2 * n * e + 2 * m * 4,
+     "count the output too: y is written (M x N elements)."),
+    (lambda m, n, e: 2 * m * n * e + 2 * n * e + m * 4,
+     "LayerNorm saves two statistics per row (mean and rstd)."),
+    (lambda m, n, e: 2 * m * n + 2 * n + 2 * m,
+     "you counted elements, not bytes."),
+    (lambda m, n, e: layer_norm_bytes(m, n, e) // e,
+     "you counted elements, not bytes."),
+)
 
 
 @checker
 def check_layer_norm_bytes(fn: Callable) -> str:
     """Check ``fn(m, n, element_size)``: the bytes the LayerNorm forward must move."""
-    for m, n, e in _CASES:
-        got = _as_int(call_learner(fn, m, n, e, name="your function"), "your count")
-        want = layer_norm_bytes(m, n, e)
-        if got == want:
-            continue
-        label = f"M={m}, N={n}, element_size={e}"
-        rows = 2 * m * n * e
-        known = {
-            rows: "you counted x and y but not the weight, the bias, or the saved mean and rstd.",
-            rows + 2 * n * e: "the saved statistics are missing: the forward writes a float32 "
-                              "mean and rstd per row (8 bytes per row) for the backward.",
-            rows + 2 * m * 4: "the weight and bias are missing: each is read once (N elements).",
-            rows + 2 * m * n * e + 2 * m * 4: "you read the weight and bias once per row: a "
-                                              "parameter is N elements, read once.",
-            rows + 2 * n * e + 2 * m * e: "the statistics are float32 (4 bytes each), whatever "
-                                          "the input's dtype.",
-            m * n * e + 2 * n * e + 2 * m * 4: "count the output too: y is written (M x N "
-                                               "elements).",
-            rows + 2 * n * e + m * 4: "LayerNorm saves two statistics per row (mean and rstd).",
-        }
-        hint = "x in and y out are M*N elements each; weight and bias N each; 2 float32 per row."
-        if got in known:
-            raise Mistake(f"{known[got]} (for {label})", hint)
-        if got == want // e or got == 2 * m * n + 2 * n + 2 * m:
-            raise Mistake(f"you counted elements, not bytes (for {label}).",
-                          "multiply by element_size (4 bytes per float32 statistic).")
-        raise Mistake(f"for {label} you counted {got:,} bytes; the forward moves {want:,}.", hint)
-    return ("check_layer_norm_bytes: your count matches on 4 shapes and dtypes "
-            "(x, y, weight, bias and two float32 statistics per row).")
+    counts = [(case, _count(fn, *case)) for case in _CASES]
+    wrong = [(case, got) for case, got in counts if got != layer_norm_bytes(*case)]
+    if not wrong:
+        return ("check_layer_norm_bytes: your count matches on 4 shapes and dtypes "
+                "(x, y, weight, bias and two float32 statistics per row).")
+    (m, n, e), got = wrong[0]
+    label = f"M={m}, N={n}, element_size={e}"
+    hint = "x in and y out are M*N elements each; weight and bias N each; 2 float32 per row."
+    named = {what for formula, what in _LN_BYTES_MISTAKES
+             if all(formula(*case) == count for case, count in counts)}
+    if len(named) == 1:
+        what = named.pop()
+        raise Mistake(f"{what} (for {label})",
+                      "multiply by element_size (4 bytes per float32 statistic)."
+                      if "elements, not bytes" in what else hint)
+    raise Mistake(f"for {label} you counted {got:,} bytes; the forward moves "
+                  f"{layer_norm_bytes(m, n, e):,}.", hint)
 
 
 @checker
@@ -100,7 +112,7 @@ def check_add_norm_bytes(fn: Callable) -> str:
     for m, n, e in _CASES:
         label = f"M={m}, N={n}, element_size={e}"
         for fused in (True, False):
-            got = _as_int(call_learner(fn, m, n, e, fused, name="your function"), "your count")
+            got = _count(fn, m, n, e, fused)
             want = add_norm_bytes(m, n, e, fused)
             if got == want:
                 continue
@@ -144,6 +156,16 @@ def _reference_backward(x, r, w, eps, dy, dres):
     return x64.grad, r64.grad, w64.grad
 
 
+def _formula_backward(x, r, w, eps, dy, dres):
+    """The hand-derived backward in the inputs' own dtype (to measure float32's error)."""
+    s = x + r
+    rstd = torch.rsqrt((s * s).mean(-1, keepdim=True) + eps)
+    x_hat = s * rstd
+    g = dy * w
+    ds = rstd * (g - x_hat * (g * x_hat).mean(-1, keepdim=True)) + dres
+    return ds, ds, (dy * x_hat).reshape(-1, s.shape[-1]).sum(0)
+
+
 def _unpack(out):
     if not isinstance(out, (tuple, list)) or len(out) != 3:
         raise Mistake("your function should return three tensors: (dx, dresidual, dweight).",
@@ -172,24 +194,26 @@ def check_add_rms_norm_backward(fn: Callable) -> str:
         expect_tensor(dw, w, name="dweight",
                       shape_hint="dweight has the weight's shape (N,): sum over every leading "
                                  "dimension.")
-        tol = 1e-9
-        if not close(dw, ref_dw, atol=tol, rtol=1e-9):
+        # float64 inputs, but float32 math inside (cast back) is fine: allow a few times
+        # the error the same formula makes in float32 on this input, per output.
+        tol_dx, tol_dr, tol_dw = (4 * err + 1e-9 for err in
+                                  float32_error(_formula_backward, x, r, w, eps, dy, dres))
+        if not close(dw, ref_dw, atol=tol_dw):
             raise Mistake(f"dweight is wrong on {label} (max error {max_error(dw, ref_dw):.3g}).",
                           "dweight = sum over all rows of dy * x_hat, with x_hat = s * rstd and "
                           "s = x + residual.")
-        if not close(dx, ref_dx, atol=tol, rtol=1e-9):
-            no_dres = ref_dx - dres
-            if close(dx, no_dres, atol=tol, rtol=1e-9):
+        if not close(dx, ref_dx, atol=tol_dx):
+            if is_mistake(dx, ref_dx - dres, ref_dx, atol=tol_dx):
                 raise Mistake(f"dx is missing the gradient of residual_out on {label}.",
                               "residual_out = x + residual is an output too: add dres to the "
                               "gradient that comes back through the norm.")
-            if close(dx, dres, atol=tol, rtol=1e-9):
+            if is_mistake(dx, dres, ref_dx, atol=tol_dx):
                 raise Mistake(f"dx is only dres on {label}: the path through the norm is missing.",
                               "ds = rstd * (g - x_hat * mean(g * x_hat)) + dres, g = dy * weight.")
             raise Mistake(f"dx is wrong on {label} (max error {max_error(dx, ref_dx):.3g}).",
                           "ds = rstd * (g - x_hat * mean(g * x_hat, -1)) + dres, with "
                           "g = dy * weight; then dx = ds.")
-        if not close(dr, ref_dr, atol=tol, rtol=1e-9):
+        if not close(dr, ref_dr, atol=tol_dr):
             if (dr == 0).all():
                 raise Mistake(f"dresidual is zero on {label}, but the residual feeds the sum too.",
                               "s = x + residual: ds/dx = ds/dresidual = 1, so dresidual = dx.")

@@ -138,12 +138,30 @@ def _output(model, x):
     return out[0] if isinstance(out, tuple) else out
 
 
+def _none_children(model: nn.Module) -> list[str]:
+    """Names of sub-module slots that hold None (named_modules() silently skips them)."""
+    return [f"{parent}.{child}" if parent else child
+            for parent, module in model.named_modules()
+            for child, sub in module._modules.items() if sub is None]
+
+
+def _run_stripped(model: nn.Module, x: torch.Tensor, label: str) -> torch.Tensor:
+    """The stripped model's output; its failure is the learner's edit, not the checker's."""
+    try:
+        return _output(model, x)
+    except Exception as err:
+        raise Mistake(f"{label} no longer runs after your function: {type(err).__name__}: {err}",
+                      "replace each nn.LayerNorm by nn.Identity() and leave every other module "
+                      "as it is.") from None
+
+
 @checker
 def check_strip_layer_norms(fn: Callable) -> str:
     """Check ``fn(model)``: every nn.LayerNorm replaced by nn.Identity, other weights kept."""
     for label, model, x in _models():
         ref = _reference_strip(model)
         n_norms = sum(isinstance(m, nn.LayerNorm) for m in model.modules())
+        empty_before = set(_none_children(model))
         out = call_learner(fn, model, name="your strip_layer_norms")
         if out is not None and not isinstance(out, nn.Module):
             raise Mistake(f"your function returned a {type(out).__name__}; return the model "
@@ -158,6 +176,12 @@ def check_strip_layer_norms(fn: Callable) -> str:
                           "attributes, and replace each nn.LayerNorm by nn.Identity() on its parent "
                           "(model.get_submodule(parent_name)); setting weight to 1 and bias to 0 "
                           "still divides by sigma.")
+        emptied = [n for n in _none_children(result) if n not in empty_before]
+        if emptied:
+            raise Mistake(f"you replaced {', '.join(emptied[:4])} of {label} by None; the forward "
+                          "pass still calls each of them, and None cannot be called.",
+                          "replace each nn.LayerNorm by nn.Identity(), a module that returns its "
+                          "input unchanged.")
         got, want = result.state_dict(), ref.state_dict()
         missing = sorted(set(want) - set(got))
         if missing:
@@ -175,7 +199,13 @@ def check_strip_layer_norms(fn: Callable) -> str:
                           "keep the model's own weights: replace the norms in the model you were "
                           "given (or a copy of it), do not build a new one.")
         with torch.no_grad():
-            y, y_ref = _output(result, x), _output(ref, x)
+            y, y_ref = _run_stripped(result, x, label), _output(ref, x)
+        if not isinstance(y, torch.Tensor) or y.shape != y_ref.shape:
+            raise Mistake(f"{label} no longer returns what it did: after your function its output "
+                          f"is {type(y).__name__} {tuple(getattr(y, 'shape', ()))}, expected a "
+                          f"tensor of shape {tuple(y_ref.shape)}.",
+                          "nn.Identity() returns its input unchanged; replace the LayerNorms "
+                          "by it.")
         if not close(y, y_ref, atol=1e-5):
             raise Mistake(f"{label} without its LayerNorms computes something else than with each "
                           "LayerNorm replaced by the identity.",

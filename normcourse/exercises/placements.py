@@ -13,7 +13,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from normcourse.exercises.feedback import Mistake, call_learner, checker, close, expect_tensor
+from normcourse.exercises.feedback import (
+    Mistake, as_number, call_learner, checker, close, expect_tensor,
+)
 from normcourse.train import count_spikes
 
 __all__ = ["check_pre_ln_block", "check_deepnorm_residual", "check_classify_run",
@@ -164,7 +166,31 @@ def _runs(unigram: float):
          _run(False, unigram - 0.15, down), "trained"),
         ("a run with a loss spike that recovered (val loss 2.7)", _run(False, 2.7, spiky), "trained"),
         ("a run that learned (val loss 2.4)", _run(False, 2.4, down), "trained"),
+        # Training and validation loss on opposite sides of the line: only val_loss decides.
+        (f"a run whose training loss fell to {down[-1]:.2f} but whose val loss "
+         f"{unigram - 0.03:.3f} is within the margin of the unigram loss {unigram:.3f} (it "
+         "memorised its training text)", _run(False, unigram - 0.03, down), "failed"),
+        (f"a run whose val loss {unigram - 0.3:.3f} is well below the unigram loss "
+         f"{unigram:.3f} while its training loss (measured with dropout on) stayed at "
+         f"{flat[-1]:.3f}", _run(False, unigram - 0.3, flat), "trained"),
     ]
+
+
+def _by_training_loss(run: dict, unigram_loss: float, key: str) -> str:
+    """The classification a learner gets who reads the training loss instead of val_loss."""
+    if run["diverged"]:
+        return "diverged"
+    train = run["loss"][-1] if key == "loss" else run[key]
+    return "failed" if train > unigram_loss - FAILED_MARGIN else "trained"
+
+
+def _explain_none(err: Exception) -> str | None:
+    """A diverged run's val_loss is None: comparing it with a number raises TypeError."""
+    if isinstance(err, TypeError) and "NoneType" in str(err):
+        return ("a run the engine stopped has val_loss None (it never reached validation), and "
+                "None cannot be compared with a number: check run['diverged'] first and return "
+                "'diverged' before you look at val_loss.")
+    return None
 
 
 @checker
@@ -172,13 +198,24 @@ def check_classify_run(fn) -> str:
     """``fn(run, unigram_loss)`` returns "diverged", "failed" or "trained" for a stored run."""
     for unigram in (3.237, 2.9):
         for what, run, expected in _runs(unigram):
-            got = call_learner(fn, dict(run), unigram, name="classify_run")
+            got = call_learner(fn, dict(run), unigram, name="classify_run", explain=_explain_none)
             if not isinstance(got, str):
                 raise Mistake(f"classify_run returned {type(got).__name__}; expected one of the strings "
                               "'diverged', 'failed', 'trained'.", "return a string.")
             got = got.strip().lower()
             if got == expected:
                 continue
+            # Both training losses may give the same answer here: name each one that does.
+            used = [shown for key, shown in (("final_train_loss", "run['final_train_loss']"),
+                                             ("loss", "run['loss'][-1]"))
+                    if got == _by_training_loss(run, unigram, key)]
+            if used:
+                raise Mistake(f"for {what} you returned {got!r}; expected {expected!r}. You "
+                              f"classified by the training loss ({' or '.join(used)}); a run is "
+                              "judged by its validation loss, run['val_loss'].",
+                              "the training loss can be low on text the model memorised, or "
+                              "high because of dropout; held-out text tells whether it learned: "
+                              f"failed means val_loss > unigram_loss - {FAILED_MARGIN}.")
             if expected == "diverged":
                 raise Mistake(f"for {what} you returned {got!r}; expected 'diverged'.",
                               "check run['diverged'] first: a stopped run has no validation loss.")
@@ -226,13 +263,9 @@ def check_count_spikes(fn) -> str:
     for what, losses in _spike_cases():
         for ratio, window in ((1.2, 20), (1.2, 5)):
             expected = count_spikes(losses, ratio, window)
-            got = call_learner(fn, list(losses), ratio, window, name="count_spikes")
-            if isinstance(got, torch.Tensor) and got.numel() == 1:
-                got = got.item()
-            if not isinstance(got, (int, float)) or isinstance(got, bool) or got != int(got):
-                raise Mistake(f"count_spikes returned {got!r}; expected a whole number.",
-                              "count spikes with an int counter and return it.")
-            got = int(got)
+            got = as_number(call_learner(fn, list(losses), ratio, window, name="count_spikes"),
+                            "the number of spikes", whole=True,
+                            shape_hint="return one count for the whole curve.")
             if got == expected:
                 continue
             msg = f"for {what} (ratio {ratio}, window {window}) you counted {got}, expected {expected}."

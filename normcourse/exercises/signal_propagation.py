@@ -10,24 +10,12 @@ import math
 
 import torch
 
-from normcourse.exercises.feedback import Mistake, call_learner, checker
+from normcourse.exercises.feedback import Mistake, as_number, call_learner, checker
 
 __all__ = ["check_fraction_saturated", "check_update_to_data_ratio"]
 
-
-def _as_float(out, name: str) -> float:
-    """Accept a Python number or a one-element tensor; anything else is a Mistake."""
-    if isinstance(out, torch.Tensor):
-        if out.numel() != 1:
-            raise Mistake(f"{name} should be a single number, got a tensor of shape "
-                          f"{tuple(out.shape)}.",
-                          "reduce over every element (e.g. .mean() over the whole tensor), "
-                          "not along one dimension.")
-        out = out.item()
-    if isinstance(out, bool) or not isinstance(out, (int, float)):
-        raise Mistake(f"{name} should be a number, got {type(out).__name__}.",
-                      "did you forget a `return` statement?")
-    return float(out)
+_ONE_NUMBER = ("reduce over every element (e.g. .mean() over the whole tensor), not along one "
+               "dimension.")
 
 
 @checker
@@ -45,7 +33,8 @@ def check_fraction_saturated(fn) -> str:
     cases.append((b, 0.9))
     cases.append((torch.zeros(10, 10), 0.97))  # nothing saturated
     for a, t in cases:
-        out = _as_float(call_learner(fn, a, t, name="fraction_saturated"), "the fraction")
+        out = as_number(call_learner(fn, a, t, name="fraction_saturated"), "the fraction",
+                        shape_hint=_ONE_NUMBER)
         expected = float((a.abs() > t).float().mean())
         if math.isclose(out, expected, abs_tol=1e-6):
             continue
@@ -66,7 +55,7 @@ def check_fraction_saturated(fn) -> str:
             raise Mistake("you returned the fraction of units that are *not* saturated.",
                           "saturated means |a| > threshold.")
         raise Mistake(f"for a tensor of shape {tuple(a.shape)} and threshold {t} you returned "
-                      f"{out:.4g}, expected {expected:.4g}.",
+                      f"{out:.6g}, expected {expected:.6g}.",
                       "count entries with |a| > threshold over the whole tensor, then divide by "
                       "the number of entries; use the threshold argument, not a constant.")
     return "fraction_saturated is correct: it counts |a| > threshold over the whole tensor."
@@ -82,13 +71,14 @@ def check_update_to_data_ratio(fn) -> str:
         (torch.randn(64, 8, generator=gen), torch.randn(64, 8, generator=gen) * 1e-4, 1.0),
     ]
     for w, g, lr in cases:
-        out = _as_float(call_learner(fn, w, g, lr, name="update_to_data_ratio"), "the ratio")
+        out = as_number(call_learner(fn, w, g, lr, name="update_to_data_ratio"), "the ratio",
+                        shape_hint=_ONE_NUMBER)
         ratio = float((lr * g).std() / w.std())
         expected = math.log10(ratio)
         if math.isclose(out, expected, abs_tol=1e-4):
             continue
         if math.isclose(out, ratio, rel_tol=1e-3):
-            raise Mistake(f"you returned {out:.4g}, the ratio itself; expected its log10, {expected:.4g}.",
+            raise Mistake(f"you returned {out:.6g}, the ratio itself; expected its log10, {expected:.6g}.",
                           "wrap the ratio in math.log10 (or torch.log10 for a tensor).")
         if math.isclose(out, math.log10(float(g.std() / w.std())), abs_tol=1e-4) and lr != 1.0:
             raise Mistake("the learning rate is missing: the update SGD applies is lr * grad.",
@@ -103,7 +93,7 @@ def check_update_to_data_ratio(fn) -> str:
         if math.isclose(out, mean_abs, abs_tol=1e-4):
             raise Mistake("you used mean absolute values instead of standard deviations.",
                           "use .std() of the update and of the weight.")
-        raise Mistake(f"for weights of shape {tuple(w.shape)} and lr={lr} you returned {out:.4g}, "
-                      f"expected {expected:.4g}.",
+        raise Mistake(f"for weights of shape {tuple(w.shape)} and lr={lr} you returned {out:.6g}, "
+                      f"expected {expected:.6g}.",
                       "compute log10( (lr * grad).std() / weight.std() ).")
     return "update_to_data_ratio is correct: log10(std(lr * grad) / std(weight))."

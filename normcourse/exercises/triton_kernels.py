@@ -11,55 +11,144 @@ per row::
 the ``(N,)`` weight.  :func:`check_rms_norm_kernel` launches it itself (the
 interpreter on CPU, the GPU on CUDA) and explains what went wrong.
 
-Out-of-bounds access is made visible, and harmless: every row lives inside a
-bigger buffer whose gaps are filled with NaN.  A load without its mask reads
-NaN from the gap and the row's result turns NaN; a store without its mask
-writes into the gap, which we check is untouched.  Nothing outside our own
-allocation is ever read or written.
+Mistakes are made visible, and harmless:
+
+- every row lives inside a bigger buffer, so ``stride > N``: a kernel that
+  steps from row to row by ``N`` reads and writes the wrong places;
+- the gaps after the rows of ``X`` are NaN (except in the first case, where
+  they hold ordinary numbers so that a wrong stride gives a recognisable
+  answer): a load without its mask reads NaN and the row's result turns NaN;
+- ``Y`` starts out filled with a sentinel, so we see which elements the kernel
+  stored, whether it stored outside the rows, and whether it stored at all;
+- one row is all zeros and one has a small RMS with a large eps, which shows
+  whether eps is inside the square root;
+- on the Triton interpreter, every address a ``tl.load`` reads is recorded, so
+  a weight load without its mask is seen even though the masked store throws
+  those lanes away.  On a GPU that read cannot be seen and is not checked.
+
+Nothing outside our own allocations is ever read or written.
 """
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 
-from normcourse.exercises.feedback import Mistake, checker, close, max_error
+from normcourse.exercises.feedback import Mistake, checker, close, is_mistake, max_error
 
 __all__ = ["check_rms_norm_kernel", "launch_rms_norm_kernel"]
 
-_GAP = 16  # NaN-filled elements after each row's block (and after the weight's)
+_GAP = 16  # elements after each row's block (and after the weight's)
+# Y is filled with this before the launch: no output of RMSNorm on the test rows comes
+# near it (and it is exact in every float dtype), so an element still equal to it was
+# never stored.
+_UNWRITTEN = 2.0 ** 15
 
 
 def _padded(n: int) -> int:
     """Room for a whole block (the next power of two >= n) plus a gap."""
-    return (1 << (n - 1).bit_length()) + _GAP
+    return _block(n) + _GAP
 
 
-def _guarded_rows(x: torch.Tensor):
-    """Rows of x inside a NaN-padded buffer: returns (buffer, view, stride)."""
+def _block(n: int) -> int:
+    """BLOCK_N for a row of n elements: the next power of two, as triton.next_power_of_2."""
+    return 1 << (n - 1).bit_length()
+
+
+def _guarded_rows(x: torch.Tensor, gaps: torch.Tensor | None = None):
+    """Rows of x inside a bigger buffer: returns (buffer, view, stride).
+
+    The buffer holds ``gaps`` (same shape) around the rows, or NaN when None.
+    """
     m, n = x.shape
     stride = _padded(n)
-    buf = torch.full((m + 1, stride), float("nan"), dtype=x.dtype, device=x.device)
+    if gaps is None:
+        buf = torch.full((m + 1, stride), float("nan"), dtype=x.dtype, device=x.device)
+    else:
+        buf = gaps.to(x.device, x.dtype).clone()
     view = buf[:m, :n]
     view.copy_(x)
     return buf, view, stride
 
 
-def launch_rms_norm_kernel(kernel, x, weight, eps=1e-6):
-    """Launch a learner's ``rms_norm_kernel`` on 2-D ``x``; return ``(y, out_buffer, stride)``."""
+@dataclass
+class _Launch:
+    """Everything a launch left behind, for the diagnosis."""
+
+    y: torch.Tensor             # the (M, N) output rows, as a view of ybuf
+    ybuf: torch.Tensor          # the whole output buffer, gaps included
+    xbuf: torch.Tensor          # the whole input buffer
+    stride: int
+    weight_reads: np.ndarray | None  # element offsets read from W (interpreter only)
+
+
+@contextlib.contextmanager
+def _recorded_loads():
+    """On the Triton interpreter, collect the address of every element a tl.load reads.
+
+    Yields a list that fills up with arrays of addresses (masked-off lanes left
+    out; None for a load the hook could not read), or None where the interpreter
+    has no hook for it (another Triton version): then nothing is checked.  The
+    recording never changes what the kernel does.
+    """
+    try:
+        from triton.runtime.interpreter import interpreter_builder as builder
+        original = type(builder).create_masked_load
+    except (ImportError, AttributeError):
+        yield None
+        return
+    seen: list[np.ndarray] = []
+
+    def record(ptrs, mask, *args, **kwargs):
+        try:
+            addresses = np.asarray(ptrs.data)
+            if mask is not None:
+                addresses = addresses[np.broadcast_to(np.asarray(mask.data, dtype=bool),
+                                                      addresses.shape)]
+            seen.append(addresses.astype(np.int64).ravel())
+        except Exception:  # a load this hook does not understand: the record is incomplete
+            seen.append(None)
+        return original(builder, ptrs, mask, *args, **kwargs)
+
+    builder.create_masked_load = record
+    try:
+        yield seen
+    finally:
+        del builder.create_masked_load  # back to the class's own method
+
+
+def _launch(kernel, x, weight, eps, gaps=None) -> _Launch:
     import triton
 
+    from normcourse.runtime import triton_interpreted
+
     m, n = x.shape
-    _, xv, stride = _guarded_rows(x)
+    xbuf, xv, stride = _guarded_rows(x, gaps)
     wbuf = torch.full((_padded(n),), float("nan"), dtype=weight.dtype, device=x.device)
     wbuf[:n].copy_(weight)
-    ybuf = torch.full((m + 1, stride), float("nan"), dtype=x.dtype, device=x.device)
-    # A sentinel (not NaN) in the gaps of the output: a stray store changes it.
-    ybuf[:, n:] = 7.0
-    ybuf[m:] = 7.0
-    kernel[(m,)](xv, ybuf, wbuf, stride, n, eps, BLOCK_N=triton.next_power_of_2(n))
-    return ybuf[:m, :n], ybuf, stride
+    ybuf = torch.full((m + 1, stride), _UNWRITTEN, dtype=x.dtype, device=x.device)
+    watch = _recorded_loads() if triton_interpreted() and x.device.type == "cpu" \
+        else contextlib.nullcontext()
+    # NumPy's warnings about the learner's 0/0 would only repeat what the diagnosis says.
+    with watch as seen, np.errstate(all="ignore"):
+        kernel[(m,)](xv, ybuf, wbuf, stride, n, eps, BLOCK_N=triton.next_power_of_2(n))
+    reads = None
+    if seen is not None and all(a is not None for a in seen):
+        addresses = np.concatenate(seen) if seen else np.zeros(0, dtype=np.int64)
+        offsets = addresses - wbuf.data_ptr()
+        inside = (offsets >= 0) & (offsets < wbuf.numel() * wbuf.element_size())
+        reads = offsets[inside] // wbuf.element_size()
+    return _Launch(ybuf[:m, :n], ybuf, xbuf, stride, reads)
+
+
+def launch_rms_norm_kernel(kernel, x, weight, eps=1e-6):
+    """Launch a learner's ``rms_norm_kernel`` on 2-D ``x``; return ``(y, out_buffer, stride)``."""
+    launch = _launch(kernel, x, weight, eps)
+    return launch.y, launch.ybuf, launch.stride
 
 
 def _reference(x, w, eps):
@@ -67,9 +156,9 @@ def _reference(x, w, eps):
     return x64 * torch.rsqrt((x64 * x64).mean(-1, keepdim=True) + eps) * w.double()
 
 
-def _run(kernel, x, w, eps, label):
+def _run(kernel, x, w, eps, label, gaps=None) -> _Launch:
     try:
-        y, ybuf, stride = launch_rms_norm_kernel(kernel, x, w, eps)
+        return _launch(kernel, x, w, eps, gaps)
     except Exception as err:  # the learner's kernel failed to compile or run
         if "NotImplementedError" in f"{type(err).__name__}: {err}":
             raise Mistake("your kernel is not implemented yet.",
@@ -80,13 +169,178 @@ def _run(kernel, x, w, eps, label):
                       "check the signature rms_norm_kernel(X, Y, W, stride, N, eps, "
                       "BLOCK_N: tl.constexpr), and that shapes inside the kernel are BLOCK_N "
                       "long.") from None
+
+
+# --------------------------------------------------------------------------
+# What the kernel stored, and where
+# --------------------------------------------------------------------------
+
+def _check_stores(launch: _Launch, m: int, n: int, label: str):
+    """Stores: none at all, rows N apart instead of stride, outside the rows, or missing."""
+    written = launch.ybuf != _UNWRITTEN  # a stored NaN counts as written, too
+    if not written.any():
+        raise Mistake(f"your kernel never stored anything on the {label}: the output is "
+                      "exactly as it was before the launch.",
+                      "end the kernel with tl.store(Y + row * stride + cols, y, mask=mask).")
+    rows = written[:m, :n]
+    flat = written.flatten()
+    if m > 1 and flat[:m * n].all() and int(flat.sum()) == m * n and not rows.all():
+        raise Mistake(f"your kernel stores row r at Y + r * N, but on the {label} the rows are "
+                      f"{launch.stride} elements apart (stride = {launch.stride}, as for a slice "
+                      "of a wider matrix).",
+                      "row r starts at Y + row * stride (and X + row * stride); N is only the "
+                      "length of a row.")
+    outside = written.clone()
+    outside[:m, :n] = False
+    if outside.any():
+        nb = _block(n)
+        if nb > n:
+            raise Mistake(f"your kernel wrote outside the rows on the {label}: N = {n} is not a "
+                          f"power of two, so the block has BLOCK_N = {nb} lanes and the last "
+                          f"{nb - n} of them are padding.",
+                          "pass mask=cols < N to tl.store too.")
+        raise Mistake(f"your kernel wrote outside the rows on the {label}.",
+                      "store to Y + row * stride + cols, the same offsets you load x from.")
+    if not rows.all():
+        missing = (~rows).any(-1).nonzero().flatten().tolist()
+        raise Mistake(f"your kernel left part of the output unwritten on the {label} (rows "
+                      f"{missing}).",
+                      "one program per row: row = tl.program_id(0), and store all N columns "
+                      "of that row.")
+
+
+def _check_weight_reads(launch: _Launch, n: int, label: str):
+    """Interpreter only: did a load read the weight past its N elements?"""
+    if launch.weight_reads is not None and (launch.weight_reads >= n).any():
+        nb = _block(n)
+        raise Mistake(f"your kernel reads the weight past its N = {n} elements on the {label}: "
+                      f"tl.load(W + cols) without a mask reads all BLOCK_N = {nb} lanes. The "
+                      "masked store drops those lanes here, but past the end of a real tensor "
+                      "such a read can crash the kernel.",
+                      "load the weight with the row's mask: tl.load(W + cols, mask=cols < N, "
+                      "other=0.0).")
+
+
+# --------------------------------------------------------------------------
+# What the kernel computed
+# --------------------------------------------------------------------------
+
+_FORMULA = "rstd = 1 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)."
+
+
+def _wrong_formulas(x, w, eps, launch: _Launch):
+    """(value, what, hint) for the known mistakes, each computed on this input."""
     m, n = x.shape
-    gaps = torch.cat([ybuf[:, n:].reshape(-1), ybuf[m:].reshape(-1)])
-    if not (gaps == 7.0).all():
-        raise Mistake(f"your kernel wrote outside the rows on the {label} (N = {n}, not a "
-                      "power of two).",
-                      "the block has BLOCK_N >= N lanes: pass mask=cols < N to tl.store too.")
-    return y
+    x64, w64 = x.double(), w.double()
+    ms = (x64 * x64).mean(-1, keepdim=True)
+    wrong = [
+        (x64 * torch.rsqrt(ms * n + eps) * w64,
+         "you used the sum of squares; RMSNorm uses their mean (divide by N, not BLOCK_N).",
+         _FORMULA),
+        (x64 * torch.rsqrt(ms * n / _block(n) + eps) * w64,
+         "you divided by BLOCK_N instead of N: padding lanes are not features.", _FORMULA),
+        (_reference(x, torch.ones_like(w), eps), "the weight is missing.",
+         "load W + cols (with the mask) and multiply: y = x * rstd * w."),
+        (_reference(x - x.mean(-1, keepdim=True), w, eps),
+         "you subtracted the mean: that is LayerNorm.", _FORMULA),
+        (x64 / (ms.sqrt() + eps) * w64,
+         "eps is added outside the square root: RMSNorm divides by sqrt(mean(x^2) + eps).",
+         _FORMULA),
+    ]
+    if m > 1 and launch.stride > n:  # rows read N apart from the bigger buffer
+        idx = torch.arange(m)[:, None] * n + torch.arange(n)[None, :]
+        x_n_apart = launch.xbuf.flatten().cpu()[idx]
+        wrong.append((_reference(x_n_apart, w, eps),
+                      f"your kernel loads row r from X + r * N, but the rows are "
+                      f"{launch.stride} elements apart (stride = {launch.stride}, as for a "
+                      "slice of a wider matrix).",
+                      "row r starts at X + row * stride; N is only the length of a row."))
+    return wrong
+
+
+def _effective_eps(y, x, w) -> float | None:
+    """The eps that ``y`` implies on the row where eps matters most (smallest nonzero RMS).
+
+    There y = x * w / sqrt(mean(x^2) + eps_used), so eps_used = (x * w / y)^2 - mean(x^2).
+    None when no row allows it.
+    """
+    x64, y64, w64 = x.double(), y.double(), w.double()
+    ms = (x64 * x64).mean(-1)
+    rows = (ms > 0).nonzero().flatten()
+    if len(rows) == 0:
+        return None
+    r = rows[ms[rows].argmin()]
+    usable = (x64[r] * w64 != 0) & (y64[r] != 0)
+    if not usable.any():
+        return None
+    rstd = (y64[r][usable] / (x64[r][usable] * w64[usable])).median()
+    used = float(1 / rstd ** 2 - ms[r]) if rstd > 0 else float("nan")
+    return used if used >= 0 and used == used else None
+
+
+def _diagnose(y, x, w, eps, label, launch: _Launch, atol: float, rtol: float):
+    """Raise the Mistake that explains a wrong output ``y``."""
+    y, x, w = y.cpu(), x.cpu(), w.cpu()  # the candidates are small: compare them on the CPU
+    m, n = x.shape
+    ref = _reference(x, w, eps)
+    nan_rows = y.isnan().any(-1)
+    zero_rows = (x == 0).all(-1)
+    if nan_rows.any():
+        if not (nan_rows & ~zero_rows).any():
+            raise Mistake(f"your output is NaN on the all-zero row of the {label}: without eps "
+                          "inside the square root, a zero row divides 0 by 0.", _FORMULA)
+        if _block(n) > n and nan_rows.all():
+            raise Mistake(f"your output on the {label} contains NaN: the kernel read past the end "
+                          "of the row (the block has BLOCK_N lanes, N is smaller).",
+                          "load with mask=cols < N and other=0.0, so padding lanes add nothing "
+                          "to the sum of squares.")
+        raise Mistake(f"your output on the {label} contains NaN (rows "
+                      f"{nan_rows.nonzero().flatten().tolist()}).",
+                      "NaN comes from 0/0, the square root of a negative number, or memory "
+                      "outside the row (filled with NaN here); the interpreter runs print() "
+                      "inside a kernel, so print the intermediate values of one row.")
+    if (y == 0).all() and not (ref == 0).all():
+        raise Mistake(f"your output on the {label} is all zeros.",
+                      "store y = x * rstd * w, converted with .to(Y.dtype.element_ty).")
+    for value, what, hint in _wrong_formulas(x, w, eps, launch):
+        if is_mistake(y, value, ref, atol=10 * atol, rtol=10 * rtol):
+            raise Mistake(f"{what} (on the {label})", hint)
+    used = _effective_eps(y, x, w)
+    if used is not None and is_mistake(y, _reference(x, w, used), ref, atol=10 * atol,
+                                       rtol=10 * rtol):
+        raise Mistake(f"on the {label} your kernel behaves as if eps were {used:.2g}, but the "
+                      f"eps argument is {eps:g}.",
+                      "use the eps argument (not a constant of your own) inside the square "
+                      "root: " + _FORMULA)
+    raise Mistake(f"your output on the {label} is wrong (max error {max_error(y, ref):.3g}).",
+                  "row = tl.program_id(0); cols = tl.arange(0, BLOCK_N); load X + row * "
+                  "stride + cols; y = x * rstd * w.")
+
+
+def _check_case(kernel, x, w, eps, label, atol, rtol, gaps=None):
+    """Launch on one input and raise a Mistake for the first thing that is wrong."""
+    m, n = x.shape
+    launch = _run(kernel, x, w, eps, label, gaps)
+    _check_stores(launch, m, n, label)
+    if not close(launch.y, _reference(x, w, eps), atol=atol, rtol=rtol):
+        _diagnose(launch.y, x, w, eps, label, launch, atol, rtol)
+    _check_weight_reads(launch, n, label)
+
+
+def _math_case(g: torch.Generator):
+    """4 x 64, a power of two: no mask needed, so only the math and the stride are tested.
+
+    Row 1 is all zeros and row 2 has a small RMS, and eps = 1e-3 is large: eps
+    missing gives NaN on row 1, eps outside the square root or a constant of the
+    kernel's own changes row 2.  The gaps between rows hold ordinary numbers, so
+    that rows read N apart give a wrong but finite answer we can recognise.
+    """
+    x = torch.randn(4, 64, generator=g) + 0.5
+    x[1] = 0.0
+    x[2] *= 0.02
+    w = torch.randn(64, generator=g) * 0.5 + 1
+    gaps = torch.randn(5, _padded(64), generator=g) + 0.5
+    return x, w, 1e-3, gaps
 
 
 @checker
@@ -95,59 +349,30 @@ def check_rms_norm_kernel(kernel: Callable) -> str:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     g = torch.Generator().manual_seed(1910)
 
-    # A power-of-two row first: no mask needed, so only the math is tested.
-    for (m, n, label) in ((4, 64, "4 x 64 input"), (5, 100, "5 x 100 input"),
-                          (3, 1, "3 x 1 input")):
+    x, w, eps, gaps = _math_case(g)
+    _check_case(kernel, x.to(device), w.to(device), eps, "4 x 64 input", 1e-5, 1e-4,
+                gaps=gaps)
+    for (m, n, label) in ((5, 100, "5 x 100 input"), (3, 1, "3 x 1 input")):
         x = (torch.randn(m, n, generator=g) + 0.5).to(device)
         w = (torch.randn(n, generator=g) * 0.5 + 1).to(device)
-        y = _run(kernel, x, w, 1e-6, label)
-        ref = _reference(x, w, 1e-6)
-        if close(y, ref, atol=1e-5, rtol=1e-4):
-            continue
-        if y.isnan().any():
-            if n & (n - 1):
-                raise Mistake(f"your output on the {label} contains NaN: the kernel read past "
-                              "the end of the row (the block has BLOCK_N lanes, N is smaller).",
-                              "load with mask=cols < N and other=0.0, so padding lanes add "
-                              "nothing to the sum of squares.")
-            raise Mistake(f"your output on the {label} contains NaN.",
-                          "is eps inside the square root? Do you load the weight with the "
-                          "row's column offsets?")
-        if (y == 0).all():
-            raise Mistake(f"your output on the {label} is all zeros.",
-                          "did you tl.store the result to Y + row * stride + cols?")
-        x64 = x.double()
-        wrong = {
-            "you used the sum of squares; RMSNorm uses their mean (divide by N, not BLOCK_N).":
-                x64 * torch.rsqrt((x64 * x64).sum(-1, keepdim=True) + 1e-6) * w.double(),
-            "the weight is missing.": _reference(x, torch.ones_like(w), 1e-6),
-            "you subtracted the mean: that is LayerNorm.":
-                _reference(x - x.mean(-1, keepdim=True), w, 1e-6),
-        }
-        nb = 1 << (n - 1).bit_length()
-        wrong["you divided by BLOCK_N instead of N: padding lanes are not features."] = \
-            x64 * torch.rsqrt((x64 * x64).sum(-1, keepdim=True) / nb + 1e-6) * w.double()
-        for what, candidate in wrong.items():
-            if close(y, candidate, atol=1e-4, rtol=1e-3):
-                raise Mistake(f"{what} (on the {label})",
-                              "rstd = 1 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps).")
-        raise Mistake(f"your output on the {label} is wrong (max error "
-                      f"{max_error(y, ref):.3g}).",
-                      "row = tl.program_id(0); cols = tl.arange(0, BLOCK_N); load X + row * "
-                      "stride + cols; y = x * rstd * w.")
+        _check_case(kernel, x, w, 1e-6, label, 1e-5, 1e-4)
 
     # bfloat16: statistics must be computed in float32.
     x = (torch.randn(6, 200, generator=g) * 3).to(device, torch.bfloat16)
     w = (torch.randn(200, generator=g) * 0.5 + 1).to(device, torch.bfloat16)
-    y = _run(kernel, x, w, 1e-6, "bfloat16 input")
-    if y.dtype != torch.bfloat16:
-        raise Mistake("your bfloat16 output changed dtype.", "store y.to(Y.dtype.element_ty).")
+    launch = _run(kernel, x, w, 1e-6, "bfloat16 input")
+    _check_stores(launch, 6, 200, "bfloat16 input")
     ref = _reference(x, w, 1e-6)
     tol = 2 * max_error(torch.nn.functional.rms_norm(x, (200,), w, 1e-6), ref) + 3e-2
-    if not close(y, ref, atol=tol):
-        raise Mistake(f"your bfloat16 output is off by {max_error(y, ref):.3g} (allowed "
+    if launch.y.isnan().any():
+        raise Mistake("your bfloat16 output contains NaN.",
+                      "convert the loaded values to float32 with .to(tl.float32) before summing, "
+                      "and the result back with .to(Y.dtype.element_ty).")
+    if not close(launch.y, ref, atol=tol):
+        raise Mistake(f"your bfloat16 output is off by {max_error(launch.y, ref):.3g} (allowed "
                       f"{tol:.2g}).",
                       "convert the loaded values to float32 with .to(tl.float32) before summing.")
+    _check_weight_reads(launch, 200, "bfloat16 input")
     where = "the GPU" if device == "cuda" else "the Triton interpreter (CPU)"
     return (f"check_rms_norm_kernel: your kernel is correct on 4 shapes, including N not a "
             f"power of two and bfloat16, with no access outside the rows (ran on {where}).")

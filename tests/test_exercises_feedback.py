@@ -1,0 +1,97 @@
+"""The helpers every checker shares: numbers in any form, in-place edits inside containers,
+mistakes named only where they make a difference, and float32 allowances."""
+
+import numpy as np
+import pytest
+import torch
+
+from normcourse.exercises.feedback import (
+    Mistake, as_number, call_learner, float32_error, is_mistake,
+)
+
+
+@pytest.mark.parametrize("value", [
+    3, 3.0, np.int64(3), np.int32(3), np.float32(3.0), np.float64(3.0), np.array(3),
+    np.array([3.0]), torch.tensor(3), torch.tensor([3.0]), torch.tensor(3.0, dtype=torch.float64),
+])
+def test_as_number_accepts_every_form_of_a_number(value):
+    assert as_number(value) == 3.0
+    assert as_number(value, whole=True) == 3
+    assert type(as_number(value, whole=True)) is int
+
+
+@pytest.mark.parametrize("value, message", [
+    (None, "got NoneType"),
+    ("3", "got str '3'"),
+    (True, "got bool"),
+    (np.bool_(True), "got bool"),
+    (torch.ones(2), "tensor of shape (2,)"),
+    (np.ones((2, 2)), "NumPy array of shape (2, 2)"),
+    ([3], "got list"),
+])
+def test_as_number_rejects_what_is_not_one_number(value, message):
+    with pytest.raises(Mistake) as err:
+        as_number(value)
+    assert message in err.value.what
+
+
+@pytest.mark.parametrize("value", [2.5, float("nan"), float("inf"), np.float64("nan")])
+def test_as_number_whole_rejects_fractions_nan_and_inf(value):
+    with pytest.raises(Mistake) as err:
+        as_number(value, "the count", whole=True)
+    assert "should be a whole number" in err.value.what
+
+
+def test_call_learner_sees_in_place_edits_inside_lists_and_dicts():
+    hs = [torch.ones(3), torch.ones(3)]
+    with pytest.raises(Mistake) as err:
+        call_learner(lambda h: h[1].mul_(2), hs, name="f")
+    assert "argument number 1 (the tensor at [1]) in place" in err.value.what
+    params = {"w": torch.ones(2)}
+    with pytest.raises(Mistake) as err:
+        call_learner(lambda a, d: d["w"].zero_(), 0, params, name="f")
+    assert "argument number 2 (the tensor at ['w']) in place" in err.value.what
+
+
+def test_call_learner_lets_rebinding_and_nan_inputs_pass():
+    hs = [torch.ones(3)]
+
+    def rebinds(h):
+        h[0] = h[0] - 1          # the caller's tensor is untouched
+        return 0
+
+    assert call_learner(rebinds, hs) == 0
+    x = torch.tensor([1.0, float("nan")])
+    assert call_learner(lambda t: 1, x) == 1
+
+
+def test_call_learner_explain_gives_a_specific_hint():
+    def explain(err):
+        return "a specific hint" if isinstance(err, KeyError) else None
+
+    with pytest.raises(Mistake) as err:
+        call_learner(lambda d: d["missing"], {}, explain=explain)
+    assert err.value.hint == "a specific hint"
+    with pytest.raises(Mistake) as err:
+        call_learner(lambda: 1 / 0, explain=explain)
+    assert "print the shapes" in err.value.hint
+
+
+def test_is_mistake_only_when_the_mistake_changes_the_answer():
+    x = torch.tensor([[2.0], [3.0]])                   # one element per row: sum == mean
+    ref = x / (x * x).mean(-1, keepdim=True).sqrt()
+    summed = x / (x * x).sum(-1, keepdim=True).sqrt()
+    assert not is_mistake(ref, summed, ref, atol=1e-6)
+    x = torch.tensor([[2.0, 1.0]])
+    ref = x / (x * x).mean(-1, keepdim=True).sqrt()
+    summed = x / (x * x).sum(-1, keepdim=True).sqrt()
+    assert is_mistake(summed, summed, ref, atol=1e-6)
+    assert not is_mistake(ref, summed, ref, atol=1e-6)
+
+
+def test_float32_error_measures_the_float32_version_of_a_formula():
+    x = torch.randn(100, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    err = float32_error(lambda v: v.exp().sum(), x)
+    assert 0 < err < 1e-4
+    errs = float32_error(lambda v: (v * 3, v.sin()), x)
+    assert len(errs) == 2 and all(0 <= e < 1e-6 for e in errs)
