@@ -102,6 +102,8 @@ def test_classify_accepts(fn, capsys):
      "expected 'trained'"),
     (lambda r, u: "diverged" if r["diverged"] or max(r["loss"][5:]) > 1.2 * min(r["loss"]) else
      ("failed" if r["val_loss"] > u - 0.1 else "trained"), "not divergence"),
+    (lambda r, u: "diverged" if r["diverged"] or r["spikes"] > 0 else          # the engine's spike count
+     ("failed" if r["val_loss"] > u - 0.1 else "trained"), "not divergence"),
     (lambda r, u: r["val_loss"] > u - 0.1, "expected one of the strings"),
     (lambda r, u: "failed" if r["val_loss"] > u - 0.1 else "trained", "TypeError"),
 ])

@@ -143,8 +143,9 @@ def check_deepnorm_residual(fn) -> str:
 # --------------------------------------------------------------------- training runs
 
 def _run(diverged, val, losses):
+    """A stored run as the engine writes it, with the fields a classifier might reach for."""
     return {"diverged": diverged, "diverged_at": len(losses) if diverged else None,
-            "val_loss": val, "loss": list(losses),
+            "val_loss": val, "loss": list(losses), "spikes": count_spikes(losses),
             "final_train_loss": sum(losses[-10:]) / len(losses[-10:])}
 
 
