@@ -390,6 +390,9 @@ EXPERIMENTS["E6"] = ExperimentUnion(
         # residual init; these runs leave it out, with and without LN scaling.
         Experiment("E6", "", "depth", {"placement": ["pre"], "depth_scaled_norm": [False, True],
                                        "scaled_residual_init": [False], "seed": [0, 1]}, **_E6_COMMON),
+        # Mix-LN's paper builds on a LLaMA setup without that init either.
+        Experiment("E6", "", "depth", {"placement": [_E6_MIX], "scaled_residual_init": [False],
+                                       "seed": [0, 1]}, **_E6_COMMON),
     ))
 
 def _measure_depth(spec: dict, d, mc, tc) -> dict:
