@@ -37,9 +37,10 @@ class GPTConfig:
     mlp_ratio: int = 4
     init_std: float = 0.02        # GPT-2's N(0, 0.02) for every weight
     embed_scale: float = 1.0      # multiplies token + position embeddings in forward; 50
-                                  # (= 1/init_std) gives the first block the unit-scale input
-                                  # that sqrt(d)-scaled embeddings give in Vaswani et al. and
-                                  # fairseq; the tied output head is unaffected
+                                  # (= 1/init_std) makes each of the two unit-scale (their sum
+                                  # has RMS ~1.4), an order-one input like the sqrt(d)-scaled
+                                  # embeddings of Vaswani et al. and fairseq; the tied output
+                                  # head is unaffected
     scaled_residual_init: bool = True   # GPT-2: branch outputs get std/sqrt(2L)
     depth_scaled_norm: bool = False     # LayerNorm scaling: norm output * 1/sqrt(l)
     embed_norm: bool = False      # a norm on the embeddings before the first block
