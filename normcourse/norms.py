@@ -29,18 +29,27 @@ The chapter "LayerNorm from scratch" derives these line by line.
 Numerics.  Statistics use two passes (mean first, then the mean of squared
 deviations), never ``E[x^2] - E[x]^2``, which cancels catastrophically when
 |mean| >> std.  Half-precision inputs (float16, bfloat16) are computed in
-float32 and the result is returned in the input dtype.
+float32 and the result is returned in the input dtype.  ``eps`` is added in
+that compute dtype, so an eps below its smallest normal number (about 1e-38
+in float32) rounds to 0 there and a constant row then divides 0 by 0: use
+such tiny values only with float64 inputs.
+
+Second derivatives.  The hand-written backward is not itself differentiable,
+so ``create_graph=True`` (double backward, e.g. a gradient penalty) raises a
+RuntimeError instead of silently dropping the second-order terms; use
+``torch.nn.functional.layer_norm`` / ``rms_norm`` or the ``*_reference``
+functions below, which autograd differentiates as often as needed.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 from numbers import Number
 from typing import Sequence
 
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 __all__ = [
     "layer_norm",
@@ -62,10 +71,69 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return _COMPUTE_DTYPE.get(dtype, dtype)
 
 
-def _as_shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
-    if isinstance(normalized_shape, int):
-        return (normalized_shape,)
-    return tuple(int(n) for n in normalized_shape)
+# The dtypes a norm accepts: the float8 types and friends have no arithmetic
+# in torch (their ops raise NotImplementedError deep inside), so they are
+# refused up front with a message that names the argument.
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _as_int(value) -> int | None:
+    """``value`` as an int if it is an integer (int, numpy or 0-d torch integer), else None.
+
+    bool is an int subclass but never a size, and floats are not silently truncated.
+    """
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def _as_shape(normalized_shape, op: str = "LayerNorm") -> tuple[int, ...]:
+    """``normalized_shape`` (an int or a sequence of ints) as a tuple of positive ints.
+
+    Stricter than ``nn.LayerNorm``, which runs ``tuple()`` on anything: there
+    ``'12'`` becomes two dimensions and ``[5.7]`` is truncated to 5.
+    """
+    single = _as_int(normalized_shape)
+    if single is not None:
+        dims = [single]
+    elif isinstance(normalized_shape, Sequence) and not isinstance(normalized_shape, (str, bytes)):
+        dims = [_as_int(d) for d in normalized_shape]
+    else:
+        dims = [None]
+    if any(d is None for d in dims):
+        raise ValueError(f"{op}: normalized_shape must be an int or a sequence of ints, "
+                         f"got {normalized_shape!r}")
+    shape = tuple(dims)
+    if not shape:
+        raise ValueError(f"{op}: normalized_shape must have at least one dimension, got ()")
+    if any(d < 0 for d in shape):
+        raise ValueError(f"{op}: normalized_shape {shape} has a negative size; sizes must be >= 1")
+    if math.prod(shape) == 0:
+        raise ValueError(f"{op}: normalized_shape {shape} has no features to normalize over")
+    return shape
+
+
+def _check_eps(op: str, eps, allow_none: bool = False) -> None:
+    """``eps`` is a positive finite real number (not a bool, str or tensor).
+
+    ``allow_none``: RMSNorm's None, meaning ``torch.finfo(x.dtype).eps`` as in torch.
+    """
+    if eps is None and allow_none:
+        return
+    if not isinstance(eps, Number) or isinstance(eps, (bool, complex)) or not (eps > 0) \
+            or not math.isfinite(eps):
+        also = " or None (meaning torch.finfo(x.dtype).eps)" if allow_none else ""
+        raise ValueError(f"{op}: eps must be a positive finite number{also}, got {eps!r}")
+
+
+def _check_dtype(op: str, name: str, dtype) -> None:
+    """``dtype`` is one of the floating dtypes a norm computes in."""
+    if dtype not in _FLOAT_DTYPES:
+        raise ValueError(f"{op}: {name} must be float16, bfloat16, float32 or float64, "
+                         f"got {dtype}")
 
 
 def _validate(x, weight, bias, eps, normalized_shape, op: str) -> tuple[int, ...]:
@@ -75,23 +143,22 @@ def _validate(x, weight, bias, eps, normalized_shape, op: str) -> tuple[int, ...
     """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{op}: x must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
+    if x.dtype not in _FLOAT_DTYPES:
         raise ValueError(
             f"{op}: x must be a floating-point tensor (float16, bfloat16, float32 or "
             f"float64), got dtype {x.dtype}; convert it with x.float()"
         )
     if normalized_shape is None:
-        shape = (x.shape[-1],) if x.dim() > 0 else ()
+        if x.dim() == 0:
+            raise ValueError(f"{op}: x must have at least one dimension (the features)")
+        shape = _as_shape(x.shape[-1:], op)
     else:
-        shape = _as_shape(normalized_shape)
-    if x.dim() < len(shape) or len(shape) == 0 or tuple(x.shape[-len(shape):]) != shape:
+        shape = _as_shape(normalized_shape, op)
+    if x.dim() < len(shape) or tuple(x.shape[-len(shape):]) != shape:
         raise ValueError(
             f"{op}: x of shape {tuple(x.shape)} does not end with normalized_shape {shape}"
         )
-    if math.prod(shape) == 0:
-        raise ValueError(f"{op}: normalized_shape {shape} has no features to normalize over")
-    if not isinstance(eps, Number) or isinstance(eps, bool) or not (eps > 0) or not math.isfinite(eps):
-        raise ValueError(f"{op}: eps must be a positive finite number, got {eps!r}")
+    _check_eps(op, eps)
     for name, p in (("weight", weight), ("bias", bias)):
         if p is None:
             continue
@@ -106,6 +173,22 @@ def _validate(x, weight, bias, eps, normalized_shape, op: str) -> tuple[int, ...
         if p.device != x.device:
             raise ValueError(f"{op}: {name} is on {p.device} but x is on {x.device}")
     return shape
+
+
+def _refuse_double_backward(op: str) -> None:
+    """Raise if autograd asked for a differentiable backward (``create_graph=True``).
+
+    The engine runs a backward with grad mode on exactly when the caller passed
+    create_graph=True.  The hand-written backward below is a formula autograd
+    cannot see through: its result would silently lack every second-order term.
+    """
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            f"{op}: double backward (create_graph=True) is not supported by this hand-written "
+            f"backward: autograd cannot differentiate it, so second-order terms would be silently "
+            f"missing.  Use torch.nn.functional.{op} or normcourse.norms.{op}_reference, which "
+            f"autograd differentiates twice."
+        )
 
 
 # --------------------------------------------------------------------------
@@ -136,7 +219,8 @@ def rms_norm_reference(x, weight=None, eps=1e-6):
 
 # --------------------------------------------------------------------------
 # autograd.Functions: forward saves (x, rstd[, mean]); backward is the
-# hand-derived formula from the module docstring, no autograd inside.
+# hand-derived formula from the module docstring, no autograd inside, so it
+# refuses create_graph=True (see _refuse_double_backward).
 # --------------------------------------------------------------------------
 
 
@@ -167,8 +251,8 @@ class LayerNormFunction(torch.autograd.Function):
         return y.to(x.dtype)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dy):
+        _refuse_double_backward("layer_norm")
         x, mean, rstd, weight, bias = ctx.saved_tensors
         dtype = _compute_dtype(x.dtype)
         dy = dy.to(dtype)
@@ -199,8 +283,8 @@ class RMSNormFunction(torch.autograd.Function):
         return y.to(x.dtype)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dy):
+        _refuse_double_backward("rms_norm")
         x, rstd, weight = ctx.saved_tensors
         dtype = _compute_dtype(x.dtype)
         dy = dy.to(dtype)
@@ -253,15 +337,33 @@ def rms_norm(x, weight=None, eps=None, normalized_shape=None):
 # --------------------------------------------------------------------------
 
 
+def _check_module_args(op: str, normalized_shape, eps, dtype, allow_none_eps: bool):
+    """The constructor checks of both modules; returns the normalized shape as a tuple.
+
+    Done at construction, so a typo fails where it was written, not at the
+    first forward.
+    """
+    shape = _as_shape(normalized_shape, op)
+    _check_eps(op, eps, allow_none=allow_none_eps)
+    if dtype is not None:
+        _check_dtype(op, "dtype", dtype)
+    return shape
+
+
 class LayerNorm(nn.Module):
-    """Drop-in replacement for ``torch.nn.LayerNorm`` backed by :func:`layer_norm`."""
+    """Drop-in replacement for ``torch.nn.LayerNorm`` backed by :func:`layer_norm`.
+
+    Same signature and state_dict keys; the arguments are checked here
+    (``normalized_shape`` positive ints, ``eps`` a positive finite number).
+    Note that eps is added in float32 for float32 and half inputs: below
+    about 1e-38 it becomes 0 there.
+    """
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
                  device=None, dtype=None):
         super().__init__()
-        self.normalized_shape = _as_shape(normalized_shape)
-        if not (eps > 0):
-            raise ValueError(f"LayerNorm: eps must be > 0, got {eps!r}")
+        self.normalized_shape = _check_module_args("LayerNorm", normalized_shape, eps, dtype,
+                                                   allow_none_eps=False)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         factory = {"device": device, "dtype": dtype}
@@ -275,19 +377,22 @@ class LayerNorm(nn.Module):
         return layer_norm(x, self.weight, self.bias, self.eps, self.normalized_shape)
 
     def extra_repr(self):
+        # nn.LayerNorm's own format, bias= included
         return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}")
+                f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
 
 
 class RMSNorm(nn.Module):
-    """Drop-in replacement for ``torch.nn.RMSNorm`` backed by :func:`rms_norm`."""
+    """Drop-in replacement for ``torch.nn.RMSNorm`` backed by :func:`rms_norm`.
+
+    ``eps=None`` (the default) means ``torch.finfo(x.dtype).eps``, as in torch.
+    """
 
     def __init__(self, normalized_shape, eps=None, elementwise_affine=True,
                  device=None, dtype=None):
         super().__init__()
-        self.normalized_shape = _as_shape(normalized_shape)
-        if eps is not None and not (eps > 0):
-            raise ValueError(f"RMSNorm: eps must be > 0 or None, got {eps!r}")
+        self.normalized_shape = _check_module_args("RMSNorm", normalized_shape, eps, dtype,
+                                                   allow_none_eps=True)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         if elementwise_affine:

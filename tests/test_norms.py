@@ -97,12 +97,40 @@ def test_backward_matches_torch_autograd_float32():
         torch.testing.assert_close(ours.grad, ref.grad, rtol=1e-4, atol=1e-4)
 
 
-def test_backward_does_not_use_autograd_inside():
-    # once_differentiable: a second derivative is refused instead of silently wrong.
-    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
-    (g,) = torch.autograd.grad(layer_norm(x).pow(3).sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError):
-        g.sum().backward()
+@pytest.mark.parametrize("op", ["layer_norm", "rms_norm"])
+def test_double_backward_raises_instead_of_dropping_second_order_terms(op):
+    # The hand-written backward is invisible to autograd: with create_graph=True
+    # it used to return a gradient without its second-order terms (or one that
+    # silently did not require grad).  It must refuse, and say what to use.
+    fn = {"layer_norm": layer_norm, "rms_norm": rms_norm}[op]
+    x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, dtype=torch.float64)
+    target = torch.randn(3, 5, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match=rf"{op}: double backward \(create_graph=True\).*"
+                                           rf"torch.nn.functional.{op}"):
+        torch.autograd.grad((fn(x, w, eps=1e-5) * target).sum(), x, create_graph=True)
+    # Ordinary backward is unaffected and matches torch's.
+    (g,) = torch.autograd.grad((fn(x, w, eps=1e-5) * target).sum(), x)
+    torch_fn = {"layer_norm": lambda x: F.layer_norm(x, (5,), w, eps=1e-5),
+                "rms_norm": lambda x: F.rms_norm(x, (5,), w, eps=1e-5)}[op]
+    (g_ref,) = torch.autograd.grad((torch_fn(x) * target).sum(), x)
+    torch.testing.assert_close(g, g_ref)
+
+
+def test_suggested_alternatives_are_twice_differentiable():
+    x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda x, w: layer_norm_reference(x, w, None, 1e-5), (x, w))
+    assert torch.autograd.gradgradcheck(lambda x, w: rms_norm_reference(x, w, 1e-6), (x, w))
+
+
+def test_strided_and_expanded_parameters():
+    n = 12
+    x, _, _ = _inputs((4, n), seed=21)
+    w_base, b_base = torch.randn(2 * n), torch.randn(2 * n + 1)
+    for w, b in ((w_base[::2], b_base[1::2]), (torch.randn(()).expand(n), torch.randn(()).expand(n))):
+        torch.testing.assert_close(layer_norm(x, w, b), F.layer_norm(x, (n,), w, b))
+        torch.testing.assert_close(rms_norm(x, w, 1e-6), F.rms_norm(x, (n,), w, 1e-6))
 
 
 def test_non_contiguous_input():
@@ -150,9 +178,67 @@ def test_rms_norm_default_eps_follows_torch():
     (lambda: layer_norm(torch.randn(2, 3), eps=-1e-5), "eps must be a positive"),
     (lambda: rms_norm(torch.randn(2, 3), torch.ones(3, dtype=torch.int64)), "weight must be floating"),
     (lambda: rms_norm(torch.randn(2, 0)), "no features"),
-    (lambda: LayerNorm(4, eps=0), "eps must be > 0"),
+    (lambda: LayerNorm(4, eps=0), "eps must be a positive"),
     (lambda: layer_norm([1.0, 2.0]), "x must be a torch.Tensor"),
+    (lambda: layer_norm(torch.randn(2, 5), normalized_shape=[5.7]), "normalized_shape must be an int"),
+    (lambda: layer_norm(torch.randn(2, 5), normalized_shape=5.0), "normalized_shape must be an int"),
+    (lambda: layer_norm(torch.randn(2, 1), normalized_shape=True), "normalized_shape must be an int"),
+    (lambda: layer_norm(torch.randn(2, 3).to(torch.float8_e4m3fn)), "x must be a floating-point"),
+    (lambda: rms_norm(torch.randn(2, 3).to(torch.float8_e5m2)), "x must be a floating-point"),
+    (lambda: layer_norm(torch.tensor(1.0)), "x must have at least one dimension"),
 ])
 def test_bad_input_raises_value_error_naming_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("module", [LayerNorm, RMSNorm])
+@pytest.mark.parametrize("kwargs, match", [
+    ({"normalized_shape": -5}, r"normalized_shape \(-5,\) has a negative size"),
+    ({"normalized_shape": 0}, r"normalized_shape \(0,\) has no features"),
+    ({"normalized_shape": (4, 0)}, r"normalized_shape \(4, 0\) has no features"),
+    ({"normalized_shape": ()}, "normalized_shape must have at least one dimension"),
+    ({"normalized_shape": True}, "normalized_shape must be an int or a sequence of ints, got True"),
+    ({"normalized_shape": 5.0}, "normalized_shape must be an int or a sequence of ints, got 5.0"),
+    ({"normalized_shape": "12"}, "normalized_shape must be an int or a sequence of ints, got '12'"),
+    ({"normalized_shape": [5.7]}, r"normalized_shape must be an int or a sequence of ints, got \[5.7\]"),
+    ({"normalized_shape": None}, "normalized_shape must be an int or a sequence of ints, got None"),
+    ({"normalized_shape": 5, "eps": "1e-5"}, "eps must be a positive finite number"),
+    ({"normalized_shape": 5, "eps": float("inf")}, "eps must be a positive finite number"),
+    ({"normalized_shape": 5, "eps": float("nan")}, "eps must be a positive finite number"),
+    ({"normalized_shape": 5, "eps": -1e-5}, "eps must be a positive finite number"),
+    ({"normalized_shape": 5, "eps": True}, "eps must be a positive finite number"),
+    ({"normalized_shape": 5, "dtype": torch.int64}, "dtype must be float16, bfloat16, float32"),
+])
+def test_module_constructors_validate_their_arguments(module, kwargs, match):
+    with pytest.raises(ValueError, match=f"{module.__name__}: {match}"):
+        module(**kwargs)
+
+
+def test_module_constructors_accept_what_torch_accepts():
+    import numpy as np
+
+    for shape in (5, (5,), [5], torch.Size([5]), np.int64(5), torch.tensor(5)):
+        assert LayerNorm(shape).normalized_shape == (5,) == RMSNorm(shape).normalized_shape
+    assert LayerNorm([2, 3]).weight.shape == (2, 3)
+    with pytest.raises(ValueError, match="LayerNorm: eps must be a positive finite number, got None"):
+        LayerNorm(5, eps=None)
+    assert RMSNorm(5, eps=None).eps is None  # finfo(x.dtype).eps at forward, as in torch
+    assert LayerNorm(5, eps=1).eps == 1 and RMSNorm(5, eps=1e-3).eps == 1e-3
+
+
+def test_module_repr_matches_torch():
+    for kwargs in ({}, {"bias": False}, {"elementwise_affine": False}, {"eps": 1e-3}):
+        assert repr(LayerNorm((3, 4), **kwargs)) == repr(nn.LayerNorm((3, 4), **kwargs))
+    assert repr(RMSNorm(6)) == repr(nn.RMSNorm(6))
+    assert repr(RMSNorm(6, eps=1e-6, elementwise_affine=False)) == \
+        repr(nn.RMSNorm(6, eps=1e-6, elementwise_affine=False))
+
+
+def test_in_place_change_after_forward_raises_the_standard_error():
+    x = torch.randn(4, 6, requires_grad=True)
+    xi = x * 1.0
+    y = layer_norm(xi)
+    xi.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()

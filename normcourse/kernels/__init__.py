@@ -12,7 +12,10 @@ and the modules :class:`LayerNorm` / :class:`RMSNorm`, drop-ins for
 ``torch.nn.LayerNorm`` / ``torch.nn.RMSNorm``.
 
 Every function takes ``backend="auto" | "triton" | "torch"``: the kernels
-(compiled on CUDA, interpreted on CPU) or PyTorch's own fast kernels.
+(compiled on CUDA, interpreted on CPU) or PyTorch's own fast kernels.  The
+kernels' backward gives first derivatives only (``create_graph=True`` raises;
+``backend="torch"`` differentiates twice), and the RMSNorm functions also take
+``eps=None``, meaning ``torch.finfo(x.dtype).eps`` as in torch.
 
 Layout, one concept per module: ``launch`` (block size, warps, row layout),
 ``validation`` (argument checks), ``triton_layer_norm`` and ``triton_rms_norm``

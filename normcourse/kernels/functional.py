@@ -9,14 +9,24 @@
   taught on a laptop.  Where ``triton`` is not installed, ``"auto"`` falls
   back to ``"torch"`` (and ``"triton"`` raises a ValueError saying so).
 - ``"torch"``: PyTorch's own fused kernels (``F.layer_norm``, ``F.rms_norm``),
-  the fast choice for CPU users who want speed rather than our kernels.
+  the fast choice for CPU users who want speed rather than our kernels, and
+  the one to use for second derivatives (``create_graph=True``): the Triton
+  backward is a hand-written kernel autograd cannot differentiate, so it
+  raises a RuntimeError there rather than return incomplete gradients.
+
+``eps`` of the RMSNorm functions may be None: ``torch.finfo(x.dtype).eps``,
+as in ``torch.nn.functional.rms_norm`` (the default stays 1e-6).  The
+kernels add eps in float32, so on the Triton path it must lie in float32's
+normal range (about 1.2e-38 to 3.4e38).
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
-from normcourse.kernels.validation import check_backend, check_eps, check_input, check_param
+from normcourse.kernels.validation import (check_backend, check_eps, check_eps_float32,
+                                           check_features, check_input, check_param)
 from normcourse.runtime import triton_available, triton_interpreted
 
 __all__ = ["layer_norm", "rms_norm", "add_layer_norm", "add_rms_norm"]
@@ -25,6 +35,7 @@ __all__ = ["layer_norm", "rms_norm", "add_layer_norm", "add_rms_norm"]
 def _prepare(op, x, residual, weight, bias, eps, backend):
     """Validate everything; return (eps as float, resolved backend)."""
     check_input(op, "x", x)
+    check_features(op, x)
     if residual is not None or op.startswith("add_"):
         check_input(op, "residual", residual, like=x)
     check_param(op, "weight", weight, x)
@@ -41,6 +52,8 @@ def _prepare(op, x, residual, weight, bias, eps, backend):
             f"{op}: x is on the CPU but the Triton interpreter is off (TRITON_INTERPRET is not "
             "1); move x to CUDA, or pass backend='torch'"
         )
+    if backend == "triton":
+        check_eps_float32(op, eps)
     return eps, backend
 
 
@@ -55,6 +68,14 @@ def _rms_norm_function():
     from normcourse.kernels.triton_rms_norm import RMSNormFunction
 
     return RMSNormFunction
+
+
+def _default_eps(eps, x):
+    """RMSNorm's ``eps=None``: ``torch.finfo(x.dtype).eps``, as in torch."""
+    # A non-float x is passed through untouched, for check_input to reject by name.
+    if eps is None and isinstance(x, torch.Tensor) and x.is_floating_point():
+        return torch.finfo(x.dtype).eps
+    return eps
 
 
 def _param(p, x):
@@ -75,8 +96,11 @@ def layer_norm(x, weight=None, bias=None, eps=1e-5, *, backend="auto"):
 
 
 def rms_norm(x, weight=None, eps=1e-6, *, backend="auto"):
-    """RMSNorm over the last dimension of ``x`` (any leading shape); ``weight`` may be None."""
-    eps, backend = _prepare("rms_norm", x, None, weight, None, eps, backend)
+    """RMSNorm over the last dimension of ``x`` (any leading shape); ``weight`` may be None.
+
+    ``eps=None`` means ``torch.finfo(x.dtype).eps`` (torch's default).
+    """
+    eps, backend = _prepare("rms_norm", x, None, weight, None, _default_eps(eps, x), backend)
     if backend == "torch":
         return F.rms_norm(x, x.shape[-1:], _param(weight, x), eps)
     return _rms_norm_function().apply(x, None, weight, eps)
@@ -98,9 +122,10 @@ def add_layer_norm(x, residual, weight=None, bias=None, eps=1e-5, *, backend="au
 def add_rms_norm(x, residual, weight=None, eps=1e-6, *, backend="auto"):
     """Fused pre-norm step: ``residual_out = x + residual``, ``y = rms_norm(residual_out)``.
 
-    Returns ``(y, residual_out)``, both in x's dtype.
+    Returns ``(y, residual_out)``, both in x's dtype.  ``eps=None`` as in :func:`rms_norm`.
     """
-    eps, backend = _prepare("add_rms_norm", x, residual, weight, None, eps, backend)
+    eps, backend = _prepare("add_rms_norm", x, residual, weight, None, _default_eps(eps, x),
+                            backend)
     if backend == "torch":
         s = x + residual
         return F.rms_norm(s, s.shape[-1:], _param(weight, x), eps), s

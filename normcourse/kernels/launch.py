@@ -24,7 +24,7 @@ MAX_REGISTER_ROW = 8192  # longest row the backward keeps in registers
 
 __all__ = ["MAX_REGISTER_ROW_FORWARD", "MAX_REGISTER_ROW", "LaunchSettings", "row_settings",
            "forward_is_looped", "backward_is_looped", "looped_settings", "backward_programs",
-           "as_rows"]
+           "as_rows", "as_vector", "rows_to_save"]
 
 
 class LaunchSettings(tuple):
@@ -114,3 +114,29 @@ def as_rows(t: torch.Tensor) -> torch.Tensor:
     if rows.stride(-1) != 1 and rows.shape[-1] > 1:
         rows = rows.contiguous()
     return rows
+
+
+def as_vector(p: torch.Tensor | None) -> torch.Tensor | None:
+    """A weight or bias as a contiguous ``(N,)`` vector (None stays None).
+
+    The kernels read parameter ``j`` at ``ptr + j``: a strided view such as
+    ``w[::2]`` would be read wrongly and an expanded one (stride 0, e.g.
+    ``torch.tensor(0.5).expand(N)``) out of bounds.  Only ``N`` elements are
+    copied, and only when needed.  Called inside the autograd Functions, so
+    the gradient (a plain ``(N,)`` tensor of the same shape) still flows back
+    to the caller's strided view.
+    """
+    return p.contiguous() if p is not None else None
+
+
+def rows_to_save(t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """What a backward should save of input ``t``, given ``rows = as_rows(t)``.
+
+    If ``rows`` is a view of ``t``, save ``t`` itself: autograd then tracks
+    its version, and changing ``t`` in place before the backward raises the
+    usual "modified by an inplace operation" error (a view made inside the
+    forward, in no-grad mode, would raise a misleading "view created in
+    no_grad mode" error instead).  If ``rows`` is a private copy, save that:
+    nothing else can change it.  The backward calls :func:`as_rows` again.
+    """
+    return t if rows.untyped_storage().data_ptr() == t.untyped_storage().data_ptr() else rows

@@ -12,16 +12,18 @@ import torch
 
 from normcourse import norms
 from normcourse.kernels.functional import layer_norm, rms_norm
+from normcourse.kernels.validation import check_backend_name
 
 __all__ = ["LayerNorm", "RMSNorm"]
 
 
 def _rows(x: torch.Tensor, shape: tuple[int, ...], op: str) -> torch.Tensor:
     """Flatten the trailing ``shape`` dims of x into one feature dimension."""
-    if not isinstance(x, torch.Tensor) or x.dim() < len(shape) or \
-            tuple(x.shape[x.dim() - len(shape):]) != shape:
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{op}: x of shape {got} does not end with normalized_shape {shape}")
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{op}: x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() < len(shape) or tuple(x.shape[x.dim() - len(shape):]) != shape:
+        raise ValueError(f"{op}: x of shape {tuple(x.shape)} does not end with normalized_shape "
+                         f"{shape}")
     return x if len(shape) == 1 else x.flatten(x.dim() - len(shape))
 
 
@@ -30,13 +32,16 @@ def _flat(p):
 
 
 # The parameters, their initial values and the constructor checks are those of
-# the reference modules in normcourse.norms; only the forward differs.
+# the reference modules in normcourse.norms; only the forward differs, and the
+# backend is checked here too, so a typo fails at construction, not at the
+# first forward.
 
 class LayerNorm(norms.LayerNorm):
     """Drop-in for ``torch.nn.LayerNorm``; ``backend`` as in :func:`layer_norm`."""
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
                  device=None, dtype=None, backend="auto"):
+        check_backend_name("LayerNorm", backend)
         super().__init__(normalized_shape, eps, elementwise_affine, bias, device, dtype)
         self.backend = backend
 
@@ -51,12 +56,11 @@ class RMSNorm(norms.RMSNorm):
 
     def __init__(self, normalized_shape, eps=None, elementwise_affine=True,
                  device=None, dtype=None, backend="auto"):
+        check_backend_name("RMSNorm", backend)
         super().__init__(normalized_shape, eps, elementwise_affine, device, dtype)
         self.backend = backend
 
     def forward(self, x):
         rows = _rows(x, self.normalized_shape, "RMSNorm")
-        eps = self.eps
-        if eps is None:  # torch's convention; an int x is left for rms_norm to reject
-            eps = torch.finfo(x.dtype).eps if x.is_floating_point() else 1e-6
-        return rms_norm(rows, _flat(self.weight), eps, backend=self.backend).view(x.shape)
+        # eps=None is torch's finfo(x.dtype).eps; rms_norm resolves it
+        return rms_norm(rows, _flat(self.weight), self.eps, backend=self.backend).view(x.shape)

@@ -40,10 +40,11 @@ import torch
 import triton
 import triton.language as tl
 
-from normcourse.kernels.launch import (as_rows, backward_is_looped, backward_programs,
-                                       forward_is_looped, row_settings)
+from normcourse.kernels.launch import (as_rows, as_vector, backward_is_looped, backward_programs,
+                                       forward_is_looped, row_settings, rows_to_save)
 from normcourse.kernels.triton_norm_forward_looped import launch_looped_forward
 from normcourse.kernels.triton_norm_backward_looped import launch_looped_backward
+from normcourse.kernels.validation import refuse_double_backward
 
 __all__ = ["layer_norm_forward", "layer_norm_backward", "LayerNormFunction"]
 
@@ -156,7 +157,9 @@ def layer_norm_forward(x, residual, weight, bias, eps):
     ``x`` and ``residual`` (or None) are ``(M, N)`` with unit stride along N
     (see :func:`normcourse.kernels.launch.as_rows`).  ``residual_out`` is None
     without a residual.  ``y`` and ``residual_out`` are contiguous, in x's dtype.
+    ``weight`` and ``bias`` may have any stride (see :func:`~normcourse.kernels.launch.as_vector`).
     """
+    weight, bias = as_vector(weight), as_vector(bias)
     m, n = x.shape
     block_n, num_warps = row_settings(n)
     y = torch.empty((m, n), dtype=x.dtype, device=x.device)
@@ -188,6 +191,7 @@ def layer_norm_backward(dy, dres, x, weight, bias, mean, rstd):
     ``dres`` the gradient of residual_out or None.  ``dweight`` / ``dbias``
     are None when ``weight`` / ``bias`` is, else in the parameter's dtype.
     """
+    weight = as_vector(weight)
     m, n = x.shape
     block_n, num_warps = row_settings(n)
     dx = torch.empty((m, n), dtype=x.dtype, device=x.device)
@@ -221,8 +225,9 @@ class LayerNormFunction(torch.autograd.Function):
     """Autograd glue: ``apply(x, residual, weight, bias, eps)``.
 
     Returns ``y`` when ``residual`` is None, else ``(y, residual_out)``.
-    ``x`` and ``residual`` may have any leading shape; arguments are assumed
-    validated (see :mod:`normcourse.kernels.validation`).
+    ``x`` and ``residual`` may have any leading shape and any strides;
+    arguments are assumed validated (see :mod:`normcourse.kernels.validation`).
+    First derivatives only: the backward refuses ``create_graph=True``.
     """
 
     @staticmethod
@@ -231,18 +236,25 @@ class LayerNormFunction(torch.autograd.Function):
         x2 = as_rows(x)
         r2 = as_rows(residual) if residual is not None else None
         y, res_out, mean, rstd = layer_norm_forward(x2, r2, weight, bias, eps)
-        ctx.save_for_backward(res_out if res_out is not None else x2, weight, bias, mean, rstd)
         ctx.fused = residual is not None
         ctx.shape = shape
         # Unused outputs get None gradients instead of zero tensors we would read.
         ctx.set_materialize_grads(False)
         if residual is None:
+            # The backward re-reads what was normalized: x (see rows_to_save).
+            ctx.save_for_backward(rows_to_save(x, x2), weight, bias, mean, rstd)
             return y.view(shape)
-        return y.view(shape), res_out.view(shape)
+        # Fused: residual_out, saved as the very tensor returned, so autograd
+        # notices if the caller changes it in place before the backward.
+        res_out = res_out.view(shape)
+        ctx.save_for_backward(res_out, weight, bias, mean, rstd)
+        return y.view(shape), res_out
 
     @staticmethod
     def backward(ctx, dy, dres=None):
+        refuse_double_backward("add_layer_norm" if ctx.fused else "layer_norm")
         s, weight, bias, mean, rstd = ctx.saved_tensors
+        s = as_rows(s)
         dy2 = as_rows(dy) if dy is not None else torch.zeros_like(s)
         dres2 = as_rows(dres) if dres is not None else None
         dx, dw, db = layer_norm_backward(dy2, dres2, s, weight, bias, mean, rstd)

@@ -29,10 +29,11 @@ import torch
 import triton
 import triton.language as tl
 
-from normcourse.kernels.launch import (as_rows, backward_is_looped, backward_programs,
-                                       forward_is_looped, row_settings)
+from normcourse.kernels.launch import (as_rows, as_vector, backward_is_looped, backward_programs,
+                                       forward_is_looped, row_settings, rows_to_save)
 from normcourse.kernels.triton_norm_forward_looped import launch_looped_forward
 from normcourse.kernels.triton_norm_backward_looped import launch_looped_backward
+from normcourse.kernels.validation import refuse_double_backward
 
 __all__ = ["rms_norm_forward", "rms_norm_backward", "RMSNormFunction"]
 
@@ -121,8 +122,10 @@ def rms_norm_forward(x, residual, weight, eps):
     """Launch the forward on 2-D rows; return ``(y, residual_out, rstd)``.
 
     ``x`` and ``residual`` (or None) are ``(M, N)`` with unit stride along N.
-    ``residual_out`` is None without a residual.
+    ``residual_out`` is None without a residual.  ``weight`` may have any
+    stride (see :func:`~normcourse.kernels.launch.as_vector`).
     """
+    weight = as_vector(weight)
     m, n = x.shape
     block_n, num_warps = row_settings(n)
     y = torch.empty((m, n), dtype=x.dtype, device=x.device)
@@ -147,6 +150,7 @@ def rms_norm_forward(x, residual, weight, eps):
 
 def rms_norm_backward(dy, dres, x, weight, rstd):
     """Launch the backward on 2-D rows; return ``(dx, dweight)`` (dweight None without weight)."""
+    weight = as_vector(weight)
     m, n = x.shape
     block_n, num_warps = row_settings(n)
     dx = torch.empty((m, n), dtype=x.dtype, device=x.device)
@@ -175,6 +179,7 @@ class RMSNormFunction(torch.autograd.Function):
     """Autograd glue: ``apply(x, residual, weight, eps)``.
 
     Returns ``y`` when ``residual`` is None, else ``(y, residual_out)``.
+    First derivatives only: the backward refuses ``create_graph=True``.
     """
 
     @staticmethod
@@ -183,17 +188,23 @@ class RMSNormFunction(torch.autograd.Function):
         x2 = as_rows(x)
         r2 = as_rows(residual) if residual is not None else None
         y, res_out, rstd = rms_norm_forward(x2, r2, weight, eps)
-        ctx.save_for_backward(res_out if res_out is not None else x2, weight, rstd)
         ctx.fused = residual is not None
         ctx.shape = shape
         ctx.set_materialize_grads(False)
         if residual is None:
+            # Saved so that an in-place change before the backward is caught:
+            # see rows_to_save, and LayerNormFunction for the fused case.
+            ctx.save_for_backward(rows_to_save(x, x2), weight, rstd)
             return y.view(shape)
-        return y.view(shape), res_out.view(shape)
+        res_out = res_out.view(shape)
+        ctx.save_for_backward(res_out, weight, rstd)
+        return y.view(shape), res_out
 
     @staticmethod
     def backward(ctx, dy, dres=None):
+        refuse_double_backward("add_rms_norm" if ctx.fused else "rms_norm")
         s, weight, rstd = ctx.saved_tensors
+        s = as_rows(s)
         dy2 = as_rows(dy) if dy is not None else torch.zeros_like(s)
         dres2 = as_rows(dres) if dres is not None else None
         dx, dw = rms_norm_backward(dy2, dres2, s, weight, rstd)

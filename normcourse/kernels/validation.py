@@ -3,7 +3,8 @@
 A kernel fed a wrong argument does not fail politely: an int tensor is read
 as garbage floats, a weight of the wrong length reads out of bounds, a tensor
 on another device crashes deep inside Triton.  So every public entry point
-checks its arguments here first.
+checks its arguments here first.  :func:`refuse_double_backward` guards the
+other way in: a backward asked for something it cannot give.
 """
 
 from __future__ import annotations
@@ -14,8 +15,17 @@ from numbers import Number
 import torch
 
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# PyTorch's own kernels (backend="torch") also take float64; float8 and other
+# storage-only types have no norm kernel there and fail deep inside torch.
+TORCH_DTYPES = KERNEL_DTYPES + (torch.float64,)
+BACKENDS = ("auto", "triton", "torch")
+# The kernels add eps to a float32 variance: outside float32's normal range it
+# would silently become 0 (a constant row then gives 0/0) or inf (y = bias).
+_F32 = torch.finfo(torch.float32)
 
-__all__ = ["KERNEL_DTYPES", "check_input", "check_param", "check_eps", "check_backend"]
+__all__ = ["KERNEL_DTYPES", "TORCH_DTYPES", "BACKENDS", "check_input", "check_features",
+           "check_param", "check_eps", "check_eps_float32", "check_backend_name",
+           "check_backend", "refuse_double_backward"]
 
 
 def check_input(op: str, name: str, t, like: torch.Tensor | None = None) -> None:
@@ -35,6 +45,17 @@ def check_input(op: str, name: str, t, like: torch.Tensor | None = None) -> None
             raise ValueError(f"{op}: {name} has dtype {t.dtype} but x has dtype {like.dtype}")
         if t.device != like.device:
             raise ValueError(f"{op}: {name} is on {t.device} but x is on {like.device}")
+
+
+def check_features(op: str, x: torch.Tensor) -> None:
+    """x's last dimension (the features normalized over) is not empty.
+
+    Zero features have no mean and no variance; both backends say so here
+    instead of failing (or returning an empty tensor) in their own ways.
+    """
+    if x.shape[-1] == 0:
+        raise ValueError(f"{op}: normalized_shape (0,) (x's last dimension) has no features to "
+                         f"normalize over; x has shape {tuple(x.shape)}")
 
 
 def check_param(op: str, name: str, p, x: torch.Tensor) -> None:
@@ -61,21 +82,56 @@ def check_param(op: str, name: str, p, x: torch.Tensor) -> None:
 
 def check_eps(op: str, eps) -> float:
     """``eps`` is a positive finite number; returned as a Python float."""
-    if not isinstance(eps, Number) or isinstance(eps, bool) or not (eps > 0) \
+    if not isinstance(eps, Number) or isinstance(eps, (bool, complex)) or not (eps > 0) \
             or not math.isfinite(eps):
         raise ValueError(f"{op}: eps must be a positive finite number, got {eps!r}")
     return float(eps)
 
 
-def check_backend(op: str, backend: str, x: torch.Tensor) -> str:
-    """Resolve ``backend`` to "triton" or "torch"; Triton takes only its three dtypes."""
-    if backend not in ("auto", "triton", "torch"):
+def check_eps_float32(op: str, eps: float) -> None:
+    """``eps`` survives the cast to float32 that the kernels make (no underflow to 0, no inf)."""
+    if not (_F32.tiny <= eps <= _F32.max):
+        becomes = "0" if eps < _F32.tiny else "inf"
+        raise ValueError(f"{op}: eps={eps!r} is outside float32's normal range "
+                         f"[{_F32.tiny:.3g}, {_F32.max:.3g}]; the Triton kernels add it in "
+                         f"float32, where it would become {becomes}")
+
+
+def check_backend_name(op: str, backend) -> None:
+    """``backend`` is one of :data:`BACKENDS` (checked without a tensor, e.g. by a constructor)."""
+    if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"{op}: backend must be 'auto', 'triton' or 'torch', got {backend!r}")
+
+
+def check_backend(op: str, backend: str, x: torch.Tensor) -> str:
+    """Resolve ``backend`` to "triton" or "torch"; each takes only the dtypes it has kernels for."""
+    check_backend_name(op, backend)
     if backend == "torch":
+        if x.dtype not in TORCH_DTYPES:
+            raise ValueError(f"{op}: backend='torch' takes float32, float16, bfloat16 or float64; "
+                             f"x has dtype {x.dtype}")
         return "torch"
     if x.dtype not in KERNEL_DTYPES:
+        hint = " (use backend='torch' for it)" if x.dtype in TORCH_DTYPES else ""
         raise ValueError(f"{op}: the Triton kernels take float32, float16 or bfloat16; x has "
-                         f"dtype {x.dtype} (use backend='torch' for it)")
+                         f"dtype {x.dtype}{hint}")
     if x.device.type not in ("cuda", "cpu"):
         raise ValueError(f"{op}: x is on {x.device}; Triton runs on cuda (or cpu, interpreted)")
     return "triton"
+
+
+def refuse_double_backward(op: str) -> None:
+    """Raise if autograd asked for a differentiable backward (``create_graph=True``).
+
+    The autograd engine runs a backward with grad mode on exactly when the
+    caller passed create_graph=True.  A Triton kernel is opaque to autograd:
+    its gradients would come back without their second-order terms, silently.
+    """
+    if torch.is_grad_enabled():
+        torch_fn = "rms_norm" if "rms" in op else "layer_norm"
+        raise RuntimeError(
+            f"{op}: double backward (create_graph=True) is not supported by the Triton kernels' "
+            f"hand-written backward: autograd cannot differentiate it, so second-order terms "
+            f"would be silently missing.  Pass backend='torch' (to the function or the module), "
+            f"which runs torch.nn.functional.{torch_fn}, differentiable twice."
+        )
