@@ -8,6 +8,7 @@ Commands
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 
@@ -29,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
+    if command == "selfcheck":
+        # selfcheck takes no options: parse anyway, so that a typo exits with status 2
+        # and a message instead of being ignored (and --help says so)
+        argparse.ArgumentParser(prog="python -m normcourse selfcheck",
+                                description="Check that Triton computes on this machine.").parse_args(rest)
     module = importlib.import_module(COMMANDS[command])
     return int(module.main(rest) or 0)
 

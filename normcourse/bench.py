@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import os
 import statistics
+import tempfile
 import time
 
 import torch
@@ -301,17 +302,46 @@ def print_compile_report(ns=(1024, 4096, 16384, 65536), cc=80) -> None:
     print(format_report(compile_many([(k, "bf16", n, cc) for k in KERNELS for n in ns])))
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (0 or less is an error, never "use the default")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def check_out_dir(path: str) -> str | None:
+    """Why results cannot be written to folder ``path``, or None when they can.
+
+    Checked before the benchmark runs, so a typo costs nothing instead of the whole run.
+    The folder is created if missing (it would be at the end anyway).
+    """
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        return f"cannot write to folder {path!r}: {err.strerror or err}"
+    return None
+
+
 def main(argv=None) -> int:
     """Entry point of ``python -m normcourse bench``."""
     p = argparse.ArgumentParser(prog="python -m normcourse bench", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="bench_results", help="folder for bench.csv/json/png")
-    p.add_argument("--rows", type=int, default=None, help="M (GPU default 4096, CPU 256)")
-    p.add_argument("--sizes", type=int, nargs="+", default=None, help="the N to sweep")
+    p.add_argument("--rows", type=positive_int, default=None, help="M (GPU default 4096, CPU 256)")
+    p.add_argument("--sizes", type=positive_int, nargs="+", default=None, help="the N to sweep")
     p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=list(DTYPES))
-    p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats (GPU default 50, CPU 20)")
     p.add_argument("--no-compile-report", action="store_true",
                    help="CPU: skip the ahead-of-time compile report")
     args = p.parse_args(argv)
+    problem = check_out_dir(args.out)
+    if problem:
+        p.error(f"--out: {problem}")   # exits with status 2, before anything is timed
 
     if torch.cuda.is_available():
         rows, meta = run_gpu(m=args.rows or 4096,

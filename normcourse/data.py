@@ -17,10 +17,13 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from normcourse.model import check_int, check_number   # the configs' checks, same messages
 
 
 @dataclass
@@ -37,6 +40,8 @@ class TokenData:
 
     def batch(self, split: str, batch_size: int, block_size: int, generator: torch.Generator):
         """Random windows (x, y) of shape (batch_size, block_size); y is x shifted by one."""
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         data = self.train if split == "train" else self.val
         if len(data) <= block_size:
             raise ValueError(f"{split} split has {len(data)} tokens; need more than block_size={block_size}")
@@ -74,11 +79,32 @@ def python_docs_text() -> str:
     return "".join(topics[k] for k in sorted(topics))
 
 
+def split_sizes(n_tokens: int, val_fraction: float, name: str) -> tuple[int, int]:
+    """(train, validation) lengths for ``val_fraction``; both must hold at least one (x, y) pair.
+
+    ``val_fraction`` outside (0, 1) would give a negative or an empty split, which
+    slicing accepts silently.  A split also needs more tokens than the model's
+    block_size; :func:`normcourse.train.train` checks that once block_size is known.
+    """
+    check_number("val_fraction", val_fraction, gt=0, lt=1)
+    n_val = int(n_tokens * val_fraction)
+    n_train = n_tokens - n_val
+    if min(n_train, n_val) < 2:
+        raise ValueError(f"{name} has {n_tokens} tokens; val_fraction={val_fraction} splits them into "
+                         f"{n_train} train and {n_val} validation tokens, and each split needs at least 2 "
+                         f"(more than the model's block_size to train)")
+    return n_train, n_val
+
+
 def text_data(text: str, name: str = "text", val_fraction: float = 0.1) -> TokenData:
     """Char-level data from a string; the last ``val_fraction`` is the validation split."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if not text:
+        raise ValueError(f"{name} is empty: there is no text to train on")
     tok = CharTokenizer(text)
     ids = tok.encode(text)
-    n_val = int(len(ids) * val_fraction)
+    _, n_val = split_sizes(len(ids), val_fraction, name)
     # a contiguous split (not random windows) so no validation text leaks into training
     return TokenData(ids[: len(ids) - n_val], ids[len(ids) - n_val:], tok.vocab_size,
                      hashlib.sha256(text.encode("utf-8")).hexdigest(), name, tok.itos)
@@ -92,7 +118,18 @@ def python_docs(val_fraction: float = 0.1) -> TokenData:
 def load_text_file(path: str | Path, val_fraction: float = 0.1) -> TokenData:
     """A user's own UTF-8 text file as char-level data."""
     path = Path(path)
-    return text_data(path.read_text(encoding="utf-8"), f"file:{path.name}", val_fraction)
+    if not path.exists():
+        raise FileNotFoundError(f"text file {str(path)!r} does not exist (absolute path: {path.resolve()})")
+    if not path.is_file():
+        raise ValueError(f"{str(path)!r} is not a file; give the path to a UTF-8 text file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{str(path)!r} is not UTF-8 text (byte {err.start}: {err.reason}); "
+                         f"the data file must be UTF-8 text") from None
+    if not text:
+        raise ValueError(f"text file {str(path)!r} is empty: there is no text to train on")
+    return text_data(text, f"file:{path.name}", val_fraction)
 
 
 def markov_chain(vocab_size: int = 16, n_tokens: int = 100_000, concentration: float = 0.3,
@@ -104,6 +141,12 @@ def markov_chain(vocab_size: int = 16, n_tokens: int = 100_000, concentration: f
     possible next-token loss is the entropy rate H = sum_i pi_i H(P_i), with pi
     the stationary distribution; a model that learns the chain reaches it.
     """
+    check_int("vocab_size", vocab_size, low=1)
+    check_int("n_tokens", n_tokens, low=1)
+    check_int("seed", seed)
+    # concentration <= 0 is no Dirichlet: torch samples something anyway, silently
+    check_number("concentration", concentration, gt=0)
+    split_sizes(n_tokens, val_fraction, "the Markov chain")
     g = torch.Generator().manual_seed(seed)
     P = torch._sample_dirichlet(torch.full((vocab_size, vocab_size), concentration, dtype=torch.float64),
                                 generator=g)
@@ -141,9 +184,17 @@ def load(name: str = "python_docs", **kwargs) -> TokenData:
         return python_docs(**kwargs)
     if name == "markov":
         return markov_chain(**kwargs)
-    if Path(name).is_file():
+    if not isinstance(name, (str, os.PathLike)):
+        raise TypeError(f"data must be 'python_docs', 'markov' or a path to a text file, "
+                        f"got {type(name).__name__}")
+    path = Path(name)
+    if path.is_file():
         return load_text_file(name, **kwargs)
-    raise ValueError(f"unknown data {name!r}; choose 'python_docs', 'markov' or a path to a text file")
+    if path.exists():
+        raise ValueError(f"data {str(name)!r} is not a regular file (a directory?); choose 'python_docs', "
+                         f"'markov' or a path to a UTF-8 text file")
+    raise ValueError(f"unknown data {str(name)!r}: not 'python_docs' or 'markov', and no file "
+                     f"{str(path.resolve())!r} exists; choose 'python_docs', 'markov' or a path to a text file")
 
 
 _cache: dict = {}

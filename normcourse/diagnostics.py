@@ -36,6 +36,16 @@ import re
 import torch
 import torch.nn as nn
 
+from normcourse.model import check_int
+
+# The fields of each kind of record (besides step, kind and name).
+FIELDS = {
+    "activation": ("mean", "rms", "max", "max_median_ratio", "frac_large"),
+    "cosine": ("cosine",),
+    "grad": ("shape", "grad_norm", "grad_data_ratio"),
+    "update": ("ndim", "update_data_ratio"),
+}
+
 
 def _first_tensor(x):
     if isinstance(x, torch.Tensor):
@@ -49,21 +59,35 @@ def select_modules(model: nn.Module, modules=None) -> list[tuple[str, nn.Module]
     """The (name, module) pairs to hook.
 
     ``modules`` may be None (the children of the first ``nn.ModuleList``,
-    e.g. ``model.blocks``), a module type or tuple of types, a regular
-    expression matched against qualified names, or an explicit list of names.
+    e.g. ``model.blocks``, else the model's children; a model with none, such
+    as a single ``nn.Linear``, is itself recorded under its class name), a
+    module type or tuple of types, a regular expression matched against
+    qualified names, or an explicit list of names.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     named = list(model.named_modules())
     if modules is None:
         for name, m in named:
             if isinstance(m, nn.ModuleList):
                 return [(f"{name}.{i}", c) for i, c in enumerate(m)]
-        return [(n, m) for n, m in model.named_children()]
+        # a leaf module has no submodule to hook: the only output to record is its own
+        return [(n, m) for n, m in model.named_children()] or [(type(model).__name__, model)]
     if isinstance(modules, type) or (isinstance(modules, tuple) and all(isinstance(t, type) for t in modules)):
         return [(n, m) for n, m in named if isinstance(m, modules) and n]
     if isinstance(modules, str):
-        pattern = re.compile(modules)
+        try:
+            pattern = re.compile(modules)
+        except re.error as err:
+            raise ValueError(f"modules={modules!r} is not a valid regular expression: {err}") from None
         return [(n, m) for n, m in named if n and pattern.fullmatch(n)]
-    wanted = list(modules)
+    try:
+        wanted = list(modules)
+    except TypeError:
+        wanted = None
+    if wanted is None or not all(isinstance(n, str) for n in wanted):
+        raise TypeError(f"modules must be None, a module type or tuple of types, a regular expression "
+                        f"(str) or a list of submodule names, got {type(modules).__name__} {modules!r}")
     lookup = dict(named)
     missing = [n for n in wanted if n not in lookup]
     if missing:
@@ -87,7 +111,10 @@ class Diagnostics:
         self.model = model
         self.targets = select_modules(model, modules)
         if not self.targets:
-            raise ValueError(f"no submodules matched {modules!r}")
+            some = [n for n, _ in model.named_modules() if n][:8]
+            raise ValueError(f"no submodules matched modules={modules!r}; some valid names: {some}")
+        check_int("every", every, low=1)
+        check_int("max_values", max_values, low=0)
         self.optimizer = optimizer
         self.keep_values = keep_values
         self.max_values = max_values
@@ -101,11 +128,18 @@ class Diagnostics:
         self.activations: dict[str, torch.Tensor] = {}   # last recorded outputs
         self.gradients: dict[str, torch.Tensor] = {}     # last recorded parameter grads
         self._handles = []
+        self._active = False                    # inside `with`: hooks are on
         self._before: dict[str, torch.Tensor] = {}
         self._data_std: dict[str, torch.Tensor] = {}
 
     # -- lifecycle
     def __enter__(self):
+        if self._active:
+            # a second set of hooks would record every forward twice, and the inner
+            # exit would take all of them off while the outer `with` still runs
+            raise RuntimeError("this Diagnostics is already attached (nested `with` on the same "
+                               "instance); use one `with`, or a second Diagnostics object")
+        self._active = True
         for name, module in self.targets:
             self._handles.append(module.register_forward_hook(self._forward_hook(name)))
         if self.optimizer is not None:
@@ -117,6 +151,7 @@ class Diagnostics:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        self._active = False
         return False
 
     def next_step(self):
@@ -133,8 +168,8 @@ class Diagnostics:
             if not self.recording:
                 return
             out = _first_tensor(output)
-            if out is None:
-                return
+            if out is None or out.numel() == 0:
+                return   # an empty batch has no statistics (and aminmax of nothing raises)
             with torch.no_grad():
                 o = out.detach().float()
                 flat = o.flatten()
@@ -212,12 +247,16 @@ class Diagnostics:
     # -- tidy access
     def rows(self, kind: str | None = None, name: str | None = None) -> list[dict]:
         """Records filtered by kind and/or name."""
+        if kind is not None and kind not in FIELDS:
+            raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(FIELDS)}")
         return [r for r in self.records if (kind is None or r["kind"] == kind)
                 and (name is None or r["name"] == name)]
 
     def table(self, kind: str, field: str) -> tuple[list[int], list[str], list[list[float]]]:
         """(steps, names, values[step][name]) for one field: ready for a heatmap."""
         rows = self.rows(kind)
+        if field not in FIELDS[kind]:
+            raise ValueError(f"{kind} records have no field {field!r}; choose one of {', '.join(FIELDS[kind])}")
         names = list(dict.fromkeys(r["name"] for r in rows))
         steps = sorted({r["step"] for r in rows})
         index = {(r["step"], r["name"]): r[field] for r in rows}

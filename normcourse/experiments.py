@@ -41,7 +41,7 @@ import torch
 
 from normcourse import data as data_mod
 from normcourse.blocks import PLACEMENTS
-from normcourse.model import GPTConfig, TinyGPT
+from normcourse.model import GPTConfig, TinyGPT, check_int
 from normcourse.train import TrainConfig, train
 
 FORMAT_VERSION = 1
@@ -239,6 +239,9 @@ def run(name: str, *, workers: int = 1, fresh: bool = False, limit: int | None =
 
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
+    check_int("workers", workers, low=1)
+    if limit is not None:   # a negative limit would slice [:limit] and drop the last points
+        check_int("limit (None: no limit)", limit, low=0)
     exp = EXPERIMENTS[name]
     path = cache_path(name, results_dir)
     cache = {} if fresh else read_cache(name, results_dir)
@@ -285,14 +288,30 @@ def load_results(name: str, results_dir: Path | None = None) -> list[dict]:
 
 # ---------------------------------------------------------------------------- CLI
 
+def _int_at_least(low: int):
+    """An argparse type: an integer >= ``low``, else a usage error (exit status 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
+        return value
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m normcourse experiment NAME``: run or resume a named experiment."""
     parser = argparse.ArgumentParser(prog="python -m normcourse experiment",
                                      description="Run a named experiment grid into the results cache.")
     parser.add_argument("name", help="experiment name, or 'list'")
-    parser.add_argument("--workers", type=int, default=1, help="processes in parallel (one thread each)")
+    parser.add_argument("--workers", type=_int_at_least(1), default=1,
+                        help="processes in parallel (one thread each)")
     parser.add_argument("--fresh", action="store_true", help="ignore cached runs and start over")
-    parser.add_argument("--limit", type=int, default=None, help="run at most N missing grid points")
+    # a negative N would slice [:N] and silently drop the last grid points
+    parser.add_argument("--limit", type=_int_at_least(0), default=None,
+                        help="run at most N missing grid points")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.name == "list":

@@ -7,21 +7,56 @@ themselves (and the table of placements) live in :mod:`normcourse.blocks`.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from normcourse.blocks import PLACEMENTS, Block, deepnorm_constants, make_norm
+from normcourse.blocks import NORMS, PLACEMENTS, Block, deepnorm_constants, make_norm
+
+
+# ---------------------------------------------------------------- checking inputs
+# Configs are checked when they are made, so a bad value fails with its name and
+# its limits instead of as NaN logits or an IndexError deep inside a forward.
+
+def check_int(name: str, value, *, low: int | None = None) -> None:
+    """Raise unless ``value`` is an integer (a bool is not one) and at least ``low``."""
+    want = "an integer" + (f" >= {low}" if low is not None else "")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {want}, got {value!r} ({type(value).__name__})")
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+
+
+def check_number(name: str, value, *, gt=None, ge=None, lt=None, le=None, finite: bool = True) -> None:
+    """Raise unless ``value`` is a real number (not NaN, finite unless told) within the limits."""
+    limits = [f"{op} {v}" for op, v in ((">", gt), (">=", ge), ("<", lt), ("<=", le)) if v is not None]
+    want = ("a finite number" if finite else "a number") + "".join(
+        (" " if i == 0 else " and ") + lim for i, lim in enumerate(limits))
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {want}, got {value!r} ({type(value).__name__})")
+    ok = (not math.isnan(value) and (math.isfinite(value) or not finite)
+          and (gt is None or value > gt) and (ge is None or value >= ge)
+          and (lt is None or value < lt) and (le is None or value <= le))
+    if not ok:
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+
+
+def check_bool(name: str, value, *, allow_none: bool = False) -> None:
+    """Raise unless ``value`` is True or False (or None when allowed): 0, 1, "no" are not flags."""
+    if not (isinstance(value, bool) or (allow_none and value is None)):
+        raise TypeError(f"{name} must be True or False{' or None' if allow_none else ''}, got {value!r}")
 
 
 @dataclass
 class GPTConfig:
     """Everything that defines a TinyGPT.
 
-    ``placement`` is one name for every layer, or a sequence with one name per
-    layer (mixed schemes, e.g. post-norm below and pre-norm above).
+    ``placement`` is one name for every layer, or a list or tuple with one name
+    per layer (mixed schemes, e.g. post-norm below and pre-norm above); a list
+    is stored as a tuple.  Every field is checked when the config is made.
     """
 
     vocab_size: int = 65
@@ -45,6 +80,39 @@ class GPTConfig:
     depth_scaled_norm: bool = False     # LayerNorm scaling: norm output * 1/sqrt(l)
     embed_norm: bool = False      # a norm on the embeddings before the first block
     final_norm: bool | None = None  # None: only when the last layer is pre or peri
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field; raise a ValueError/TypeError naming the field and its limits.
+
+        Runs when the config is made (and again when a TinyGPT is built from it,
+        in case a field was changed in between).  A list placement becomes a tuple.
+        """
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model", "mlp_ratio"):
+            check_int(f"GPTConfig.{name}", getattr(self, name), low=1)
+        if self.d_model % self.n_head != 0:
+            raise ValueError(f"d_model={self.d_model} must be divisible by n_head={self.n_head}")
+        # checked even when no layer uses a norm (placement "none"), so a typo never hides
+        if self.norm not in NORMS:
+            raise ValueError(f"unknown norm {self.norm!r}; choose one of {', '.join(NORMS)}")
+        check_number("GPTConfig.norm_eps", self.norm_eps, gt=0)   # eps <= 0 or NaN: NaN logits
+        check_number("GPTConfig.init_std", self.init_std, gt=0)
+        check_number("GPTConfig.embed_scale", self.embed_scale, gt=0)
+        check_number("GPTConfig.dyt_alpha", self.dyt_alpha)
+        for name in ("bias", "scaled_residual_init", "depth_scaled_norm", "embed_norm"):
+            check_bool(f"GPTConfig.{name}", getattr(self, name))
+        check_bool("GPTConfig.final_norm", self.final_norm, allow_none=True)
+        if isinstance(self.placement, list):
+            self.placement = tuple(self.placement)   # hashable, and to_dict stores this order
+        elif not isinstance(self.placement, (str, tuple)):
+            # a set has no order (layers would not match to_dict) and a generator is used up
+            # by the first call to placements(): only ordered, reusable sequences are accepted
+            raise TypeError(f"GPTConfig.placement must be one name (str) or a list/tuple of names, one "
+                            f"per layer, got {type(self.placement).__name__} {self.placement!r}; "
+                            f"names: {', '.join(PLACEMENTS)}")
+        self.placements()
 
     def placements(self) -> list[str]:
         """The placement of each layer, validated."""
@@ -71,8 +139,9 @@ class TinyGPT(nn.Module):
 
     def __init__(self, config: GPTConfig, device=None):
         super().__init__()
-        if config.d_model % config.n_head != 0:
-            raise ValueError(f"d_model={config.d_model} must be divisible by n_head={config.n_head}")
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        config.validate()
         self.config = config
         per_layer = config.placements()
         norm_kw = dict(eps=config.norm_eps, dyt_alpha=config.dyt_alpha, device=device)
@@ -116,10 +185,23 @@ class TinyGPT(nn.Module):
                 nn.init.normal_(block.mlp.c_proj.weight, 0.0, std)
 
     def forward(self, idx, targets=None):
-        """Logits (B, T, vocab) and, given targets, the mean cross-entropy."""
+        """Logits (B, T, vocab) and, given targets, the mean cross-entropy.
+
+        ``idx`` and ``targets`` are (B, T) integer token ids in [0, vocab_size).
+        """
+        _check_token_ids("idx", idx, self.config.vocab_size)
+        if idx.device != self.wte.weight.device:   # a meta or CPU idx would read garbage or fail late
+            raise ValueError(f"idx is on {idx.device} but the model is on {self.wte.weight.device}; "
+                             f"move it with idx.to({str(self.wte.weight.device)!r})")
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size={self.config.block_size}")
+        if targets is not None:
+            _check_token_ids("targets", targets, self.config.vocab_size)
+            if targets.shape != idx.shape:
+                # a (T, B) or flattened target would otherwise pair the wrong tokens silently
+                raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, "
+                                 f"got {tuple(targets.shape)}")
         pos = torch.arange(T, device=idx.device)
         x = self.wte(idx) + self.wpe(pos)
         if self.config.embed_scale != 1.0:
@@ -133,8 +215,32 @@ class TinyGPT(nn.Module):
         logits = self.lm_head(x)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1).long())
         return logits, loss
+
+
+TOKEN_DTYPES = (torch.int64, torch.int32)   # what nn.Embedding takes as indices
+
+
+def _check_token_ids(name: str, ids, vocab_size: int) -> None:
+    """Raise unless ``ids`` is a 2-D (B, T) int64/int32 tensor of ids in [0, vocab_size)."""
+    if not isinstance(ids, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(ids).__name__}")
+    if ids.dim() != 2:
+        raise ValueError(f"{name} must have shape (batch, time), got shape {tuple(ids.shape)}; "
+                         f"a single sequence s is s[None]")
+    if ids.dtype not in TOKEN_DTYPES:
+        raise ValueError(f"{name} must hold integer token ids (torch.int64 or torch.int32), got {ids.dtype}")
+    # The range check reads two numbers back.  Under torch.vmap (multiseed) or torch.compile
+    # a tensor's values cannot be read, and an empty or meta tensor has none to check.  On a
+    # GPU the read would stall every step; there the embedding's own device-side assert fires.
+    wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
+    if ids.numel() == 0 or ids.device.type != "cpu" or torch.compiler.is_compiling() or wrapped(ids):
+        return
+    low, high = torch.stack(torch.aminmax(ids)).tolist()   # one sync for both
+    if low < 0 or high >= vocab_size:
+        raise ValueError(f"{name} holds token ids from {low} to {high}; they must lie in "
+                         f"[0, vocab_size={vocab_size})")
 
 
 def _xavier_normal_rows(w: torch.Tensor, fan_in: int, fan_out: int, gain: float):

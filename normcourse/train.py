@@ -22,6 +22,7 @@ Rules, in one place:
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,7 +30,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from normcourse.data import TokenData, cached
-from normcourse.model import GPTConfig, TinyGPT
+from normcourse.model import GPTConfig, TinyGPT, check_int, check_number
+from normcourse.runtime import pick_device
 
 
 @dataclass
@@ -55,8 +57,56 @@ class TrainConfig:
     data: str = "python_docs"
     device: str = "cpu"
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field; raise a ValueError/TypeError naming the field and its limits.
+
+        Without this, ``steps=0`` returns an untrained model that looks fine,
+        ``grad_clip=-1`` climbs the loss, and ``batch_size=0`` is recorded as a divergence.
+        """
+        for name, low in (("steps", 1), ("batch_size", 1), ("warmup_steps", 0), ("eval_interval", 0),
+                          ("eval_batches", 1), ("spike_window", 1)):
+            check_int(f"TrainConfig.{name}", getattr(self, name), low=low)
+        check_int("TrainConfig.seed", self.seed)
+        if self.threads is not None:
+            check_int("TrainConfig.threads (None: leave torch's setting)", self.threads, low=1)
+        check_number("TrainConfig.lr", self.lr, gt=0)
+        check_number("TrainConfig.min_lr_ratio", self.min_lr_ratio, ge=0, le=1)
+        check_number("TrainConfig.weight_decay", self.weight_decay, ge=0)
+        check_number("TrainConfig.beta1", self.beta1, ge=0, lt=1)
+        check_number("TrainConfig.beta2", self.beta2, ge=0, lt=1)
+        if self.grad_clip is not None:   # 0 would zero every gradient, < 0 reverse it
+            check_number("TrainConfig.grad_clip (None: no clipping)", self.grad_clip, gt=0)
+        if self.diverge_loss is not None:   # inf is allowed: never stop on the loss value
+            check_number("TrainConfig.diverge_loss (None: 2 ln V)", self.diverge_loss, gt=0, finite=False)
+        check_number("TrainConfig.spike_ratio", self.spike_ratio, gt=0)
+        if not isinstance(self.data, (str, os.PathLike)):
+            raise TypeError(f"TrainConfig.data must be 'python_docs', 'markov' or a path to a text file, "
+                            f"got {type(self.data).__name__} {self.data!r}")
+        check_device("TrainConfig.device", self.device)
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_device(name: str, device) -> None:
+    """Raise unless ``device`` is "cpu", or "cuda"/"cuda:N" with that GPU present."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"{name} must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from err
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name} must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    try:
+        pick_device(dev.type)   # the runtime's own check and message for a missing GPU
+    except ValueError as err:
+        raise ValueError(f"{name}={device!r} is not available: {err}; use 'cpu', or "
+                         f"normcourse.pick_device() to take a GPU only when there is one") from err
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"{name}={device!r} but this machine has {torch.cuda.device_count()} CUDA "
+                         f"device(s), numbered from 0")
 
 
 @dataclass
@@ -163,10 +213,17 @@ def train(model_config: GPTConfig, train_config: TrainConfig | None = None, *,
     ``model_config.vocab_size`` must match it.  ``progress=False`` silences
     the tqdm bar (tests, notebooks with stored outputs).
     """
+    if not isinstance(model_config, GPTConfig):
+        raise TypeError(f"model_config must be a GPTConfig, got {type(model_config).__name__}")
+    if train_config is not None and not isinstance(train_config, TrainConfig):
+        raise TypeError(f"train_config must be a TrainConfig or None, got {type(train_config).__name__}")
     tc = train_config or TrainConfig()
+    tc.validate()   # again: a field may have been changed since the config was made
+    model_config.validate()
     data = data or cached(tc.data)
     if model_config.vocab_size != data.vocab_size:
         raise ValueError(f"model vocab_size={model_config.vocab_size} but the data has {data.vocab_size} tokens")
+    check_fits(data, model_config.block_size)
     old_threads = torch.get_num_threads()
     if tc.threads:
         torch.set_num_threads(tc.threads)
@@ -174,6 +231,20 @@ def train(model_config: GPTConfig, train_config: TrainConfig | None = None, *,
         return _train(model_config, tc, data, progress, keep_model, model)
     finally:
         torch.set_num_threads(old_threads)
+
+
+def check_fits(data: TokenData, block_size: int) -> None:
+    """Raise now, not at the first batch or the final evaluation, if a split is too short.
+
+    A batch is a window of ``block_size + 1`` tokens, so each split needs more
+    than ``block_size`` of them.
+    """
+    for split, ids in (("train", data.train), ("validation", data.val)):
+        if len(ids) <= block_size:
+            raise ValueError(
+                f"the {split} split of data {data.name!r} has {len(ids)} tokens but block_size="
+                f"{block_size} needs more than {block_size}; use more text, a smaller block_size"
+                + (" or a larger val_fraction" if split == "validation" else ""))
 
 
 def _train(mc, tc, data, progress, keep_model, model):

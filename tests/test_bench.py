@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from normcourse import bench
@@ -45,3 +46,36 @@ def test_gpu_code_path_on_cpu_with_a_wall_clock(tmp_path):
     bench._save(rows, meta, str(tmp_path))
     bench.plot(rows, meta, str(tmp_path / "bench.png"))
     assert (tmp_path / "bench.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--rows", "0"], "argument --rows: must be an integer >= 1, got 0"),
+    (["--rows", "-4"], "argument --rows: must be an integer >= 1, got -4"),
+    (["--repeats", "0"], "argument --repeats: must be an integer >= 1, got 0"),
+    (["--repeats", "-1"], "argument --repeats: must be an integer >= 1, got -1"),
+    (["--sizes", "0"], "argument --sizes: must be an integer >= 1, got 0"),
+    (["--sizes", "16", "-8"], "argument --sizes: must be an integer >= 1, got -8"),
+])
+def test_non_positive_sizes_are_usage_errors(argv, message, capsys, monkeypatch):
+    # before: 0 was silently replaced by the default (`args.rows or 256`), negatives crashed
+    monkeypatch.setattr(bench, "run_cpu", _must_not_run)
+    monkeypatch.setattr(bench, "run_gpu", _must_not_run)
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unwritable_out_fails_before_the_benchmark(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench, "run_cpu", _must_not_run)
+    monkeypatch.setattr(bench, "run_gpu", _must_not_run)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--out", str(a_file / "sub"), "--rows", "2", "--sizes", "8", "--repeats", "1"])
+    assert exit_.value.code == 2
+    assert "--out: cannot write to folder" in capsys.readouterr().err
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("the benchmark ran although its arguments were bad")

@@ -51,3 +51,61 @@ def test_markov_chain_entropy_rate_is_the_empirical_optimum():
     assert H_hat.item() == pytest.approx(d.optimal_loss, abs=0.02)
     assert data.markov_chain(vocab_size=6, n_tokens=1000, seed=3).sha256 != \
         data.markov_chain(vocab_size=6, n_tokens=1000, seed=4).sha256
+
+
+# ------------------------------------------------------------ bad input fails early and clearly
+
+@pytest.mark.parametrize("fraction", [1.5, -0.5, 0.0, 1.0, float("nan")])
+def test_val_fraction_outside_0_1_is_an_error(fraction):
+    # before: 1.5 gave overlapping splits, -0.5 an empty validation split, silently
+    with pytest.raises(ValueError, match="val_fraction must be a finite number > 0 and < 1"):
+        data.text_data("abcdefghij" * 10, val_fraction=fraction)
+    with pytest.raises(ValueError, match="val_fraction must be a finite number > 0 and < 1"):
+        data.markov_chain(vocab_size=4, n_tokens=1000, val_fraction=fraction)
+
+
+def test_each_split_needs_tokens():
+    with pytest.raises(ValueError, match="1 validation tokens, and each split needs at least 2"):
+        data.text_data("abcdefghij", val_fraction=0.1)
+    with pytest.raises(ValueError, match="text is empty"):
+        data.text_data("")
+    d = data.text_data("abcdefghij" * 2, val_fraction=0.1)    # 18 + 2: enough
+    assert (len(d.train), len(d.val)) == (18, 2)
+
+
+@pytest.mark.parametrize("concentration", [0, -1, float("nan")])
+def test_markov_concentration_must_be_positive(concentration):
+    # before: accepted, and the chain's "optimal loss" was ln V whatever the value
+    with pytest.raises(ValueError, match="concentration must be a finite number > 0"):
+        data.markov_chain(vocab_size=4, n_tokens=100, concentration=concentration)
+
+
+def test_markov_sizes_are_checked():
+    with pytest.raises(ValueError, match="vocab_size must be an integer >= 1"):
+        data.markov_chain(vocab_size=0, n_tokens=100)
+    with pytest.raises(TypeError, match="n_tokens must be an integer"):
+        data.markov_chain(vocab_size=4, n_tokens=100.0)
+
+
+def test_file_problems_name_the_file(tmp_path):
+    missing = tmp_path / "nope.txt"
+    with pytest.raises(FileNotFoundError, match=r"nope\.txt' does not exist"):
+        data.load_text_file(missing)
+    with pytest.raises(ValueError, match=r"no file .*nope\.txt' exists"):
+        data.load(str(missing))
+    with pytest.raises(ValueError, match="not a regular file"):
+        data.load(str(tmp_path))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(ValueError, match=r"empty\.txt' is empty"):
+        data.load_text_file(empty)
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("café au lait\n".encode("latin-1") * 20)
+    with pytest.raises(ValueError, match=r"latin1\.txt' is not UTF-8 text.*must be UTF-8 text"):
+        data.load(str(latin))
+
+
+def test_batch_split_name_is_checked():
+    d = data.markov_chain(vocab_size=4, n_tokens=1000)
+    with pytest.raises(ValueError, match="split must be 'train' or 'val'"):
+        d.batch("validation", 2, 8, torch.Generator().manual_seed(0))

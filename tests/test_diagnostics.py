@@ -122,3 +122,69 @@ def test_plots_draw_with_titles_and_labels():
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
     import matplotlib.pyplot as plt
     plt.close("all")
+
+
+# ------------------------------------------------------------ bad input fails early and clearly
+
+def test_nested_reentry_of_one_instance_is_an_error():
+    m = tiny()
+    idx = torch.randint(0, 20, (2, 16))
+    diag = Diagnostics(m)
+    with diag:
+        with pytest.raises(RuntimeError, match="already attached"):
+            with diag:
+                pass
+        assert n_hooks(m) == 3          # the outer `with` still has its hooks, once
+        m(idx)
+    assert n_hooks(m) == 0
+    assert len(diag.rows("activation")) == 3
+    with diag:                          # entering again after exit is fine
+        m(idx)
+    assert len(diag.rows("activation")) == 6
+
+
+def test_empty_outputs_are_skipped_not_a_crash():
+    m = tiny()
+    with Diagnostics(m) as diag:
+        m(torch.zeros(0, 8, dtype=torch.long))      # batch 0
+        m(torch.zeros(2, 0, dtype=torch.long))      # T = 0
+    assert diag.records == []
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(every=0), ValueError, "every must be an integer >= 1"),
+    (dict(every=-1), ValueError, "every must be an integer >= 1"),
+    (dict(max_values=-1), ValueError, "max_values must be an integer >= 0"),
+    (dict(modules=3), TypeError, "modules must be None, a module type"),
+    (dict(modules="(["), ValueError, r"modules='\(\[' is not a valid regular expression"),
+    (dict(modules="foo.*"), ValueError, r"no submodules matched modules='foo\.\*'; some valid names"),
+])
+def test_bad_arguments_name_themselves(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        Diagnostics(tiny(), **kwargs)
+
+
+def test_model_must_be_a_module():
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        Diagnostics("model")
+
+
+def test_a_leaf_module_records_its_own_output():
+    lin = nn.Linear(4, 3)
+    with Diagnostics(lin) as diag:
+        lin(torch.randn(5, 4))
+    assert [n for n, _ in diag.targets] == ["Linear"]
+    assert [r["name"] for r in diag.rows("activation")] == ["Linear"]
+    assert n_hooks(lin) == 0
+
+
+def test_table_lists_the_fields_of_a_kind():
+    m = tiny()
+    with Diagnostics(m) as diag:
+        m(torch.randint(0, 20, (2, 16)))
+    with pytest.raises(ValueError, match="no field 'nosuchfield'; choose one of mean, rms"):
+        diag.table("activation", "nosuchfield")
+    with pytest.raises(ValueError, match="unknown kind 'nope'; choose one of activation"):
+        diag.table("nope", "rms")
+    steps, names, values = diag.table("activation", "rms")
+    assert steps == [0] and len(names) == 3

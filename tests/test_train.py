@@ -107,3 +107,93 @@ def test_unigram_loss_is_what_evaluate_gives_a_frequency_model():
     got = unigram_loss(corpus, tc, block_size=32)
     assert got == pytest.approx(expected, rel=1e-5)
     assert 0 < got < math.log(corpus.vocab_size)   # better than uniform, worse than perfect
+
+
+# ------------------------------------------------------------ bad input fails before training
+
+@pytest.mark.parametrize("field, value, error, message", [
+    ("steps", 0, ValueError, "steps must be an integer >= 1"),
+    ("steps", -5, ValueError, "steps must be an integer >= 1"),
+    ("batch_size", 0, ValueError, "batch_size must be an integer >= 1"),
+    ("batch_size", 2.0, TypeError, "batch_size must be an integer >= 1"),
+    ("lr", 0.0, ValueError, "lr must be a finite number > 0"),
+    ("lr", -1e-3, ValueError, "lr must be a finite number > 0"),
+    ("lr", float("nan"), ValueError, "lr must be a finite number > 0"),
+    ("warmup_steps", -3, ValueError, "warmup_steps must be an integer >= 0"),
+    ("eval_batches", 0, ValueError, "eval_batches must be an integer >= 1"),
+    ("eval_interval", -1, ValueError, "eval_interval must be an integer >= 0"),
+    ("spike_window", 0, ValueError, "spike_window must be an integer >= 1"),
+    ("threads", 0, ValueError, "threads .* must be an integer >= 1"),
+    ("threads", -1, ValueError, "threads .* must be an integer >= 1"),
+    ("grad_clip", 0.0, ValueError, r"grad_clip \(None: no clipping\) must be a finite number > 0"),
+    ("grad_clip", -1.0, ValueError, r"grad_clip \(None: no clipping\) must be a finite number > 0"),
+    ("weight_decay", -1.0, ValueError, "weight_decay must be a finite number >= 0"),
+    ("beta1", 1.5, ValueError, "beta1 must be a finite number >= 0 and < 1"),
+    ("beta2", 1.0, ValueError, "beta2 must be a finite number >= 0 and < 1"),
+    ("min_lr_ratio", 2.0, ValueError, "min_lr_ratio must be a finite number >= 0 and <= 1"),
+    ("diverge_loss", 0.0, ValueError, "diverge_loss .* must be a number > 0"),
+    ("spike_ratio", float("nan"), ValueError, "spike_ratio must be a finite number > 0"),
+    ("device", "gpu", ValueError, "device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
+    ("data", 3, TypeError, "data must be 'python_docs', 'markov' or a path"),
+])
+def test_train_config_rejects_bad_fields_naming_them(field, value, error, message):
+    with pytest.raises(error, match=message):
+        TrainConfig(**{field: value})
+
+
+def test_train_config_accepts_its_conventions():
+    TrainConfig(grad_clip=None, threads=None, diverge_loss=None, warmup_steps=0, eval_interval=0)
+    TrainConfig(diverge_loss=float("inf"), min_lr_ratio=1.0, weight_decay=0.0, beta1=0.0)
+    assert TrainConfig().to_dict()["grad_clip"] == 1.0     # defaults unchanged
+
+
+def test_cuda_when_absent_is_an_error_at_config_time():
+    if torch.cuda.is_available():
+        TrainConfig(device="cuda")
+        with pytest.raises(ValueError, match="CUDA device"):
+            TrainConfig(device=f"cuda:{torch.cuda.device_count()}")
+    else:
+        with pytest.raises(ValueError, match=r"TrainConfig.device='cuda' is not available.*is_available"):
+            TrainConfig(device="cuda")
+
+
+def test_train_checks_its_arguments_before_training():
+    with pytest.raises(TypeError, match="train_config must be a TrainConfig"):
+        train(small(), {"steps": 2}, progress=False)
+    with pytest.raises(TypeError, match="model_config must be a GPTConfig"):
+        train({"vocab_size": 7}, TrainConfig(steps=1), progress=False)
+    tc = TrainConfig(steps=1)
+    tc.steps = 0     # changed after it was made: checked again
+    with pytest.raises(ValueError, match="steps must be an integer >= 1"):
+        train(small(), tc, progress=False)
+
+
+def _text_file(tmp_path, text, name="t.txt"):
+    f = tmp_path / name
+    f.write_text(text, encoding="utf-8")
+    return f
+
+
+def test_user_file_problems_are_clear_before_training(tmp_path):
+    with pytest.raises(ValueError, match=r"no file .*nope\.txt.* exists"):
+        train(small(), TrainConfig(steps=1, data=str(tmp_path / "nope.txt")), progress=False)
+    empty = _text_file(tmp_path, "", "empty.txt")
+    with pytest.raises(ValueError, match=r"empty\.txt.* is empty"):
+        train(small(), TrainConfig(steps=1, data=str(empty)), progress=False)
+    binary = tmp_path / "b.txt"
+    binary.write_bytes(b"\xff\xfe\x00abc")
+    with pytest.raises(ValueError, match=r"b\.txt.* is not UTF-8 text"):
+        train(small(), TrainConfig(steps=1, data=str(binary)), progress=False)
+
+
+def test_splits_shorter_than_block_size_fail_before_training(tmp_path):
+    text = "hello world, this is a small text file for testing\n"   # 51 chars: 46 train, 5 val
+    f = _text_file(tmp_path, text)
+    d = data.load(str(f))
+    mc = GPTConfig(vocab_size=d.vocab_size, block_size=64, n_layer=1, n_head=2, d_model=8)
+    with pytest.raises(ValueError, match=r"train split .* has 46 tokens but block_size=64"):
+        train(mc, TrainConfig(steps=1, data=str(f)), progress=False)
+    # the validation split used to fail only at the final evaluation, after all the training
+    mc = GPTConfig(vocab_size=d.vocab_size, block_size=8, n_layer=1, n_head=2, d_model=8)
+    with pytest.raises(ValueError, match=r"validation split .* has 5 tokens but block_size=8"):
+        train(mc, TrainConfig(steps=1, data=str(f)), progress=False)

@@ -1,0 +1,57 @@
+"""The command line rejects bad arguments with a usage error (status 2) before anything runs."""
+
+import subprocess
+import sys
+
+import pytest
+
+from normcourse import __main__ as cli
+from normcourse import experiments as ex
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("the experiment ran although its arguments were bad")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["E1", "--limit", "-1"], "argument --limit: must be an integer >= 0, got -1"),
+    (["E1", "--limit", "x"], "argument --limit: must be an integer >= 0, got 'x'"),
+    (["E1", "--workers", "0"], "argument --workers: must be an integer >= 1, got 0"),
+    (["E1", "--workers", "-3"], "argument --workers: must be an integer >= 1, got -3"),
+])
+def test_experiment_limit_and_workers_are_checked(argv, message, capsys, monkeypatch):
+    # before: --limit -1 ran all grid points but the last, --workers 0 was accepted
+    monkeypatch.setattr(ex, "run", _must_not_run)
+    with pytest.raises(SystemExit) as exit_:
+        ex.main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_experiment_run_checks_limit_and_workers(tmp_path, monkeypatch):
+    monkeypatch.setattr(ex, "_run_keyed", _must_not_run)
+    with pytest.raises(ValueError, match="limit .* must be an integer >= 0"):
+        ex.run("E1", limit=-1, progress=False, results_dir=tmp_path)
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        ex.run("E1", workers=0, progress=False, results_dir=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_experiment_limit_zero_runs_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(ex, "_run_keyed", _must_not_run)
+    monkeypatch.setattr(ex, "RESULTS_DIR", tmp_path)
+    assert ex.main(["E1", "--limit", "0", "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("argv", [["selfcheck", "--bogus"], ["selfcheck", "extra"]])
+def test_selfcheck_rejects_unknown_arguments(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_with_status_2_from_the_shell():
+    out = subprocess.run([sys.executable, "-m", "normcourse", "bench", "--rows", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "--rows: must be an integer >= 1" in out.stderr
