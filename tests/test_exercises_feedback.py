@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from normcourse.exercises import feedback as fb
 from normcourse.exercises.feedback import (
     Mistake, as_number, call_learner, float32_error, is_mistake,
 )
@@ -95,3 +96,49 @@ def test_float32_error_measures_the_float32_version_of_a_formula():
     assert 0 < err < 1e-4
     errs = float32_error(lambda v: (v * 3, v.sin()), x)
     assert len(errs) == 2 and all(0 <= e < 1e-6 for e in errs)
+
+
+def test_yours_or_reference_keeps_a_function_that_passed(capsys):
+    def mine(x):
+        return x + 1
+
+    def ref(x):
+        return x + 1
+
+    assert fb.yours_or_reference(True, mine, ref) is mine
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("passed", [False, None])
+def test_yours_or_reference_falls_back_with_a_note(passed, capsys):
+    def my_stub(x):
+        raise NotImplementedError("your code here")
+
+    def ref(x):
+        return x + 1
+
+    assert fb.yours_or_reference(passed, my_stub, ref) is ref
+    out = capsys.readouterr().out
+    assert "my_stub has not passed its checker yet" in out and "ref" in out
+
+
+@pytest.mark.parametrize("check, reference", [
+    ("check_pre_ln_block", "pre_ln_block"),
+    ("check_deepnorm_residual", "deepnorm_residual"),
+    ("check_classify_run", "classify_run"),
+])
+def test_the_fallback_references_pass_their_checkers(check, reference, capsys):
+    from normcourse.exercises import placements
+    assert getattr(placements, check)(getattr(placements, reference)), capsys.readouterr().out
+
+
+def test_the_fallback_references_of_chapters_10_and_12_pass_their_checkers(capsys):
+    from normcourse import ablations
+    from normcourse.exercises import depth, diagnostics_practice as dp
+    from normcourse.train import count_spikes
+    from normcourse.exercises.placements import check_count_spikes
+    assert depth.check_forward_skipping(depth.forward_skipping), capsys.readouterr().out
+    assert depth.check_adjacent_cosine(ablations.adjacent_cosine), capsys.readouterr().out
+    assert check_count_spikes(count_spikes), capsys.readouterr().out
+    assert dp.check_update_data_ratios(dp.update_data_ratios), capsys.readouterr().out
+    assert dp.check_flag_massive(dp.flag_massive), capsys.readouterr().out

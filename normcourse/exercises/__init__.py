@@ -23,7 +23,7 @@ Chapter by chapter:
 from normcourse.exercises.batch_vs_layer import check_batch_norm_train, check_masked_batch_norm
 from normcourse.exercises.depth import check_adjacent_cosine, check_forward_skipping
 from normcourse.exercises.diagnostics_practice import check_flag_massive, check_update_data_ratios
-from normcourse.exercises.feedback import Mistake, checker
+from normcourse.exercises.feedback import Mistake, checker, yours_or_reference
 from normcourse.exercises.fused_add import (
     check_add_norm_bytes,
     check_add_rms_norm_backward,
@@ -51,6 +51,7 @@ from normcourse.exercises.signal_propagation import (
 __all__ = [
     "Mistake",
     "checker",
+    "yours_or_reference",
     "check_fraction_saturated",
     "check_update_to_data_ratio",
     "check_residual_jacobian",

@@ -19,7 +19,7 @@ from normcourse.exercises.feedback import (
 from normcourse.train import count_spikes
 
 __all__ = ["check_pre_ln_block", "check_deepnorm_residual", "check_classify_run",
-           "check_count_spikes", "FAILED_MARGIN", "classify_run"]
+           "check_count_spikes", "FAILED_MARGIN", "classify_run", "pre_ln_block", "deepnorm_residual"]
 
 # A run "failed to train" when its validation loss is less than this many nats below the
 # loss of predicting every character from its frequency alone (the unigram loss).
@@ -33,6 +33,17 @@ def classify_run(run: dict, unigram_loss: float, margin: float = FAILED_MARGIN) 
     if run["val_loss"] > unigram_loss - margin:
         return "failed"
     return "trained"
+
+
+def pre_ln_block(x, attn, mlp, norm_attn, norm_mlp):
+    """The reference Pre-LN block: h = x + attn(norm_attn(x)); y = h + mlp(norm_mlp(h))."""
+    h = x + attn(norm_attn(x))
+    return h + mlp(norm_mlp(h))
+
+
+def deepnorm_residual(x, sublayer, norm, alpha):
+    """The reference DeepNorm residual: norm(alpha * x + sublayer(x)), the skip up-weighted."""
+    return norm(alpha * x + sublayer(x))
 
 
 # ------------------------------------------------------------------ sub-layers to test with
@@ -74,7 +85,7 @@ def check_pre_ln_block(fn) -> str:
         out = expect_tensor(call_learner(fn, x, attn, mlp, na, nm, name="pre_ln_block"), x,
                             name="the block output")
         h = x + attn(na(x))
-        ref = h + mlp(nm(h))
+        ref = pre_ln_block(x, attn, mlp, na, nm)
         if close(out, ref, atol=1e-9, rtol=1e-9):
             continue
         wrong = {
@@ -114,7 +125,7 @@ def check_deepnorm_residual(fn) -> str:
         x = 0.5 + torch.randn(4, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
         out = expect_tensor(call_learner(fn, x, sub, norm, alpha, name="deepnorm_residual"), x,
                             name="the output")
-        ref = norm(alpha * x + sub(x))
+        ref = deepnorm_residual(x, sub, norm, alpha)
         if close(out, ref, atol=1e-9, rtol=1e-9):
             continue
         wrong = {
