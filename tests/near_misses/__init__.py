@@ -1,0 +1,47 @@
+"""Near misses and unusual-but-right answers for every exercise checker.
+
+One module per chapter, ``chNN.py`` (``ch01.py`` ... ``ch12.py``, and the new
+chapters' numbers), each defining ``CASES``: a list of :class:`Exercise`, one
+per exercise of that chapter.  The tests that read them:
+
+- every near miss is rejected by its checker, with feedback that contains each
+  of its ``names`` (the words that say what is wrong) and no traceback;
+- every right answer is accepted;
+- on the checker's own test inputs, every near miss differs from the reference
+  by far more than the checker's tolerance (the separation check);
+- the chapter's cells after the exercise run with every accepted right answer
+  in place of the learner's function.
+
+Keeping the attempts as data, apart from the checkers, means the list is not
+only what each checker's author thought of: anyone can add an attempt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+    """One learner's answer: a short label, the function, and (for a near miss) the
+    words its feedback must contain."""
+
+    label: str
+    fn: Callable[..., Any]
+    names: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Exercise:
+    """An exercise: its checker, where it lives in the book, and its attempts.
+
+    ``function`` is the name the chapter gives the learner's function (``my_layer_norm``);
+    the cells after the exercise use it (through ``yours_or_reference``).
+    """
+
+    checker: Callable[..., Any]
+    notebook: str  # e.g. "notebooks/04_layernorm_from_scratch.ipynb"
+    function: str
+    near_misses: tuple[Attempt, ...]
+    right_answers: tuple[Attempt, ...]
