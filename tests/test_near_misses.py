@@ -1,0 +1,61 @@
+"""Every exercise checker against its near misses and its unusual right answers.
+
+The attempts are data, one module per chapter in ``tests/near_misses/`` (see its
+docstring).  A near miss must be rejected with feedback that names what is wrong,
+under several random seeds: the checker's inputs must separate it from the
+reference whatever the draw, not by luck.  A right answer must be accepted, also
+under every seed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pathlib
+
+import pytest
+import torch
+
+import near_misses
+from checker_run import run
+
+SEEDS = (0, 1, 2)
+_HERE = pathlib.Path(near_misses.__file__).parent
+CHAPTERS = sorted(p.stem for p in _HERE.glob("ch[0-9]*.py"))
+
+
+def _exercises():
+    for chapter in CHAPTERS:
+        for exercise in importlib.import_module(f"near_misses.{chapter}").CASES:
+            yield chapter, exercise
+
+
+def _params(kind):
+    for chapter, exercise in _exercises():
+        for attempt in getattr(exercise, kind):
+            name = getattr(exercise.checker, "__name__", "checker")
+            yield pytest.param(exercise, attempt, id=f"{chapter}-{name}-{attempt.label}")
+
+
+def test_every_chapter_module_has_cases():
+    for chapter, exercise in _exercises():
+        assert exercise.near_misses, f"{chapter}: {exercise.checker.__name__} lists no near miss"
+        assert exercise.right_answers, f"{chapter}: {exercise.checker.__name__} lists no right answer"
+
+
+@pytest.mark.parametrize("exercise, attempt", list(_params("near_misses")))
+def test_near_miss_is_rejected_and_named(exercise, attempt, capsys):
+    for seed in SEEDS:
+        torch.manual_seed(seed)
+        ok, out = run(exercise.checker, attempt.fn, capsys)
+        assert ok is False, f"seed {seed}: near miss {attempt.label!r} was accepted:\n{out}"
+        assert "Traceback" not in out, out
+        for word in attempt.names:
+            assert word.lower() in out.lower(), f"seed {seed}: feedback does not name {word!r}:\n{out}"
+
+
+@pytest.mark.parametrize("exercise, attempt", list(_params("right_answers")))
+def test_right_answer_is_accepted(exercise, attempt, capsys):
+    for seed in SEEDS:
+        torch.manual_seed(seed)
+        ok, out = run(exercise.checker, attempt.fn, capsys)
+        assert ok is True, f"seed {seed}: right answer {attempt.label!r} was rejected:\n{out}"
