@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn as nn
@@ -69,6 +70,28 @@ def _as_values(out, n_layer: int) -> torch.Tensor:
         raise Mistake(f"for {n_layer + 1} hidden states you returned {values.numel()} values; "
                       f"expected {n_layer}, one per layer.", hint)
     return values
+
+
+def _check_float32_result(fn) -> None:
+    """The chapter's use of the result works: it calls ``torch.tensor(result)`` on float32
+    hidden states and compares that with a float32 tensor (``torch.allclose`` refuses to
+    compare float64 with float32)."""
+    hs = [h.float() for h in _streams(3, (2, 3, 8), 5)]
+    out = call_keeping_inputs(fn, hs, name="adjacent_cosine", labels=("hiddens",))
+    try:
+        with warnings.catch_warnings():   # torch.tensor(a tensor) warns; it still works
+            warnings.simplefilter("ignore")
+            values = out if isinstance(out, torch.Tensor) else torch.tensor(out)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise Mistake(f"for float32 hidden states your function returned {type(out).__name__}, "
+                      f"which torch.tensor(...) cannot turn into a tensor ({err}); the chapter "
+                      "does that with your result.", "return a list of Python floats.") from None
+    if values.dtype == torch.float64:
+        raise Mistake("for float32 hidden states your function returns float64 numbers (a "
+                      "NumPy array, NumPy float64 scalars or .double() values); the chapter "
+                      "compares your result with float32 values, and torch.allclose refuses "
+                      "to compare float64 with float32.",
+                      "return Python floats: .item() or float(...) on each cosine.")
 
 
 @checker
@@ -135,6 +158,7 @@ def check_adjacent_cosine(fn) -> str:
         worst = int((got - ref).abs().argmax())
         raise Mistake(f"layer {worst + 1}: you returned {got[worst]:.4f}, expected {ref[worst]:.4f}.",
                       "F.cosine_similarity(a, b, dim=-1).mean() for each adjacent pair (a, b).")
+    _check_float32_result(fn)
     return ("adjacent_cosine is correct: one cosine per position between the stream before and "
             "after each layer, averaged over positions.")
 

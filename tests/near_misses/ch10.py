@@ -39,7 +39,13 @@ def _numpy(hs):
         a, b = a.numpy(), b.numpy()
         c = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
         out.append(float(c.mean()))
-    return np.array(out)
+    return out
+
+
+def _numpy_array(hs):
+    # right values, but a float64 array: the chapter's torch.allclose with its float32
+    # reference then refuses to compare
+    return np.array(_numpy(hs))
 
 
 def _loop_per_position(hs):
@@ -287,12 +293,15 @@ CASES = [
                     ("one number per layer",)),
             Attempt("pops h_0 off the caller's list", _popped, ("changed the list", "hiddens")),
             Attempt("normalizes the hidden states in place", _normalized_in_place, ("in place",)),
+            Attempt("a float64 NumPy array", _numpy_array, ("float64", "float32")),
+            Attempt("float64 values", lambda hs: [F.cosine_similarity(a.double(), b.double(), dim=-1).mean()
+                                                  for a, b in _pairs(hs)], ("float64",)),
         ),
         right_answers=(
             Attempt("F.cosine_similarity per pair", lambda hs: [_cos(a, b) for a, b in _pairs(hs)]),
             Attempt("by hand, dot over norms", _by_hand),
             Attempt("stacked, vectorized, a 1-D tensor", _stacked),
-            Attempt("NumPy, a NumPy array", _numpy),
+            Attempt("NumPy, then floats", _numpy),
             Attempt("a loop over positions", _loop_per_position),
             Attempt("normalize then dot, a tuple of 0-d tensors", _normalize_then_dot),
             Attempt("computed in float32", _in_float32),
