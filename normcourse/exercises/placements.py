@@ -166,12 +166,11 @@ def check_pre_ln_block(fn) -> str:
 def _deepnorm_mistakes(x, sub, norm, alpha) -> dict:
     """Known wrong DeepNorm residuals, by what is wrong with them."""
     return {
-        "you scaled the branch, LN(x + alpha*F(x)); DeepNorm up-weights the skip: "
+        "you scaled the branch against the skip, LN(x + alpha*F(x)) (or, the same function "
+        "once normalized, LN(x / alpha + F(x))); DeepNorm up-weights the skip: "
         "LN(alpha*x + F(x)).": norm(x + alpha * sub(x)),
         "alpha is not used: DeepNorm multiplies the skip by alpha before the norm.":
             norm(x + sub(x)),
-        "you divided the skip by alpha, LN(x / alpha + F(x)); DeepNorm multiplies it: "
-        "LN(alpha*x + F(x)).": norm(x / alpha + sub(x)),
         "alpha multiplies the output of the norm; it belongs on the skip, inside the norm.":
             alpha * norm(x + sub(x)),
         "the norm is missing: DeepNorm is a Post-LN scheme, LN(alpha*x + F(x)).":
@@ -206,11 +205,17 @@ def check_deepnorm_residual(fn) -> str:
         for what, value in _deepnorm_mistakes(x, sub, norm, alpha).items():
             if close(out, value, atol=1e-9, rtol=1e-9):
                 raise Mistake(what, "return norm(alpha * x + sublayer(x)).")
+        # Two mistakes equal to a named one up to LayerNorm's eps (the norm removes a
+        # common scale): matched more loosely, after the exact matches.
         with torch.no_grad():
-            whole = norm(alpha * (x + sub(x)))
+            whole, divided = norm(alpha * (x + sub(x))), norm(x / alpha + sub(x))
         if close(out, whole, atol=1e-6, rtol=1e-6):
             raise Mistake("you scaled the whole sum alpha*(x + F(x)); LayerNorm removes that scale "
                           "again, so alpha has no effect.", "only the skip is scaled: alpha * x + F(x).")
+        if close(out, divided, atol=1e-6, rtol=1e-6):
+            raise Mistake("you divided the skip by alpha, LN(x / alpha + F(x)): once normalized "
+                          "that is LN(x + alpha*F(x)), the branch up-weighted. DeepNorm up-weights "
+                          "the skip: LN(alpha*x + F(x)).", "return norm(alpha * x + sublayer(x)).")
         raise Mistake(f"with alpha={alpha:.3f} the largest error is "
                       f"{(out.detach() - ref).abs().max():.3g}.",
                       "return norm(alpha * x + sublayer(x)).")

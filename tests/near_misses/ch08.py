@@ -89,7 +89,7 @@ def _deepnorm_in_place(x, sublayer, norm, alpha):
 DEEPNORM_NEAR_MISSES = (
     Attempt("LN(x + a*F(x))", lambda x, f, n, a: n(x + a * f(x)), ("LN(x + alpha*F(x))",)),
     Attempt("alpha not used", lambda x, f, n, a: n(x + f(x)), ("alpha is not used",)),
-    Attempt("x / alpha", lambda x, f, n, a: n(x / a + f(x)), ("divided the skip",)),
+    Attempt("x / alpha", lambda x, f, n, a: n(x / a + f(x)), ("LN(x / alpha + F(x))",)),
     Attempt("alpha after the norm", lambda x, f, n, a: a * n(x + f(x)), ("output of the norm",)),
     Attempt("no norm", lambda x, f, n, a: a * x + f(x), ("norm is missing",)),
     Attempt("Pre-LN style, norm inside too", lambda x, f, n, a: n(a * x + f(n(x))), ("Pre-LN style",)),
