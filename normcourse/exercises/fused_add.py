@@ -216,10 +216,16 @@ def _unpack(out):
 
 
 def _variant_backward(x, r, w, eps, dy, dres, *, residual=True, eps_at="inside", weight=True,
-                      projection=True, centre=False, with_dres=True, dweight="x_hat"):
-    """The hand-derived backward in float64 with one deliberate mistake (for diagnosis)."""
+                      projection=True, centre=False, with_dres=True, dweight="x_hat",
+                      layer_norm=False):
+    """The hand-derived backward in float64 with one deliberate mistake (for diagnosis).
+
+    ``layer_norm``: LayerNorm's statistics and backward instead of RMSNorm's.
+    """
     x, r, w, dy, dres = (t.double() for t in (x, r, w, dy, dres))
     s = x + r if residual else x
+    if layer_norm:
+        s, centre = s - s.mean(-1, keepdim=True), True
     ms = (s * s).mean(-1, keepdim=True)
     rstd = {"inside": torch.rsqrt(ms + eps), "missing": torch.rsqrt(ms),
             "outside": 1 / (ms.sqrt() + eps)}[eps_at]
@@ -257,6 +263,10 @@ def _backward_mistakes(x, r, w, eps, dy, dres):
         ("you also subtracted mean(g): that is LayerNorm's backward. RMSNorm subtracts no mean, "
          "so its backward has no mean(g) term.", "ds = rstd * (g - x_hat * mean(g * x_hat)) + dres.",
          _variant_backward(*args, centre=True)),
+        ("you derived LayerNorm's backward (the mean subtracted from s, its variance in "
+         "rstd); RMSNorm divides s by its root mean square and subtracts no mean.",
+         "rstd = 1 / sqrt(mean(s**2) + eps), x_hat = s * rstd, ds = rstd * (g - x_hat * "
+         "mean(g * x_hat)) + dres.", _variant_backward(*args, layer_norm=True)),
         ("dweight uses s; it uses the normalized x_hat = s * rstd.",
          "dweight = sum over all rows of dy * x_hat.", _variant_backward(*args, dweight="s")),
         ("dweight includes the weight itself: it is the sum of dy * x_hat, not of "

@@ -99,6 +99,17 @@ def _autograd(x, r, w, eps, dy, dres):
     return torch.autograd.grad([y, s], leaves, [dy, dres])
 
 
+def _layer_norm_backward(x, r, w, eps, dy, dres):
+    # LayerNorm's backward, derived for the wrong norm
+    s = x + r
+    mu = s.mean(-1, keepdim=True)
+    rstd = torch.rsqrt(((s - mu) ** 2).mean(-1, keepdim=True) + eps)
+    x_hat = (s - mu) * rstd
+    g = dy * w
+    ds = rstd * (g - g.mean(-1, keepdim=True) - x_hat * (g * x_hat).mean(-1, keepdim=True)) + dres
+    return ds, ds, (dy * x_hat).reshape(-1, s.shape[-1]).sum(0)
+
+
 def _mean_dweight(x, r, w, eps, dy, dres):
     dx, dr, dw = _backward(x, r, w, eps, dy, dres)
     return dx, dr, dw / (x.numel() // x.shape[-1])
@@ -129,7 +140,9 @@ BACKWARD_NEAR_MISSES = (
     Attempt("weight missing from dx", lambda *a: _backward(*a, weight=False), ("weight is missing",)),
     Attempt("projection term forgotten", lambda *a: _backward(*a, projection=False),
             ("x_hat * mean(g * x_hat)",)),
-    Attempt("LayerNorm's backward", lambda *a: _backward(*a, centre=True), ("LayerNorm",)),
+    Attempt("mean(g) subtracted", lambda *a: _backward(*a, centre=True), ("LayerNorm", "mean(g)")),
+    Attempt("LayerNorm's statistics and backward", _layer_norm_backward, ("LayerNorm's backward",
+                                                                           "no mean")),
     Attempt("dweight from s", lambda *a: _backward(*a, dweight="s"), ("dweight uses s",)),
     Attempt("dweight with the weight", lambda *a: _backward(*a, dweight="g"), ("includes the weight",)),
     Attempt("dweight averaged", _mean_dweight, ("averaged",)),
