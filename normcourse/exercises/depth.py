@@ -58,6 +58,13 @@ def _as_values(out, n_layer: int) -> torch.Tensor:
                           "average the per-position cosines with .mean() for each layer.")
         values = out.detach().double().flatten()
     else:
+        big = [v for v in out if isinstance(v, torch.Tensor) and v.numel() > 1] \
+            if isinstance(out, (list, tuple)) else []
+        if big:
+            raise Mistake(f"each value of your list should be one number; one is a tensor of "
+                          f"shape {tuple(big[0].shape)}.",
+                          "average each layer's per-position cosines over batch and positions: "
+                          ".mean() with no dim.")
         try:
             values = torch.tensor([float(v) for v in out], dtype=torch.float64)
         except (TypeError, ValueError):
@@ -147,6 +154,9 @@ def check_adjacent_cosine(fn) -> str:
             "cosines instead (the positions have different scales).":
                 [((a * b).sum(-1).mean() / (a.norm(dim=-1).mean() * b.norm(dim=-1).mean())).item()
                  for a, b in pairs],
+            "you divided by the norms of the whole tensors; divide each position's dot "
+            "product by that position's norms (a.norm(dim=-1)).":
+                [((a * b).sum(-1) / (a.norm() * b.norm())).mean().item() for a, b in pairs],
             "you centred each vector first (a correlation, not a cosine); the cosine uses the "
             "vectors as they are.":
                 [F.cosine_similarity(a - a.mean(-1, keepdim=True), b - b.mean(-1, keepdim=True),

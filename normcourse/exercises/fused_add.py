@@ -158,6 +158,12 @@ _ADD_NORM_MISTAKES = (
     (_add_norm_count(weight=lambda m, n, e: 2 * n * e),
      "RMSNorm has one parameter, the weight (no bias), read once.",
      "n * element_size."),
+    (_add_norm_count(weight=lambda m, n, e: n),
+     "the weight is counted in elements, not bytes: N elements of element_size bytes each.",
+     "n * element_size."),
+    (_add_norm_count(stats=lambda m, n, e: m),
+     "the rstd is counted as one byte per row; it is one float32, 4 bytes, per row.",
+     "4 * m."),
     (_add_norm_count(unit=1, stats=lambda m, n, e: m),
      "you counted elements, not bytes.",
      "multiply by element_size (4 bytes per float32 rstd)."),
@@ -217,16 +223,18 @@ def _unpack(out):
 
 def _variant_backward(x, r, w, eps, dy, dres, *, residual=True, eps_at="inside", weight=True,
                       projection=True, centre=False, with_dres=True, dweight="x_hat",
-                      layer_norm=False):
+                      layer_norm=False, variance=False):
     """The hand-derived backward in float64 with one deliberate mistake (for diagnosis).
 
-    ``layer_norm``: LayerNorm's statistics and backward instead of RMSNorm's.
+    ``layer_norm``: LayerNorm's statistics and backward instead of RMSNorm's;
+    ``variance``: rstd from the variance of s (its mean subtracted) instead of mean(s**2).
     """
     x, r, w, dy, dres = (t.double() for t in (x, r, w, dy, dres))
     s = x + r if residual else x
     if layer_norm:
         s, centre = s - s.mean(-1, keepdim=True), True
-    ms = (s * s).mean(-1, keepdim=True)
+    ms = (s * s).mean(-1, keepdim=True) if not variance else s.var(-1, keepdim=True,
+                                                                     unbiased=False)
     rstd = {"inside": torch.rsqrt(ms + eps), "missing": torch.rsqrt(ms),
             "outside": 1 / (ms.sqrt() + eps)}[eps_at]
     x_hat = s * rstd
@@ -267,6 +275,9 @@ def _backward_mistakes(x, r, w, eps, dy, dres):
          "rstd); RMSNorm divides s by its root mean square and subtracts no mean.",
          "rstd = 1 / sqrt(mean(s**2) + eps), x_hat = s * rstd, ds = rstd * (g - x_hat * "
          "mean(g * x_hat)) + dres.", _variant_backward(*args, layer_norm=True)),
+        ("rstd comes from the variance of s (its mean subtracted); RMSNorm's rstd uses the "
+         "mean of s**2.", "rstd = 1 / sqrt(mean(s**2) + eps).",
+         _variant_backward(*args, variance=True)),
         ("dweight uses s; it uses the normalized x_hat = s * rstd.",
          "dweight = sum over all rows of dy * x_hat.", _variant_backward(*args, dweight="s")),
         ("dweight includes the weight itself: it is the sum of dy * x_hat, not of "
@@ -366,6 +377,10 @@ def check_add_rms_norm_backward(fn: Callable) -> str:
             if (dr == 0).all():
                 raise Mistake(f"dresidual is zero on {label}, but the residual feeds the sum too.",
                               "s = x + residual: ds/dx = ds/dresidual = 1, so dresidual = dx.")
+            if is_mistake(dr, dres, ref_dr, atol=tol_dr):
+                raise Mistake(f"dresidual is only dres on {label}: the residual feeds the norm "
+                              "too, so it gets the whole gradient of s, the same as x.",
+                              "s = x + residual: dresidual = dx = ds.")
             raise Mistake(f"dresidual is wrong on {label} (max error "
                           f"{max_error(dr, ref_dr):.3g}).",
                           "s = x + residual: the residual gets exactly the same gradient as x.")

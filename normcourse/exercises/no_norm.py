@@ -67,6 +67,9 @@ def _adaln_variants(x, shift, scale, gate, branch):
         (lambda: x + branch(_ln(x) * (1 + sc1) + sh1),
          ("the gate is not applied: the branch output is added to x as it is.",
           "multiply the branch output by gate before adding it to x.")),
+        (lambda: x + (1 + g1) * branch(_ln(x) * (1 + sc1) + sh1),
+         ("the branch is gated with (1 + gate); AdaLN-Zero gates with gate itself, so that a "
+          "zero gate switches the branch off.", "y = x + gate * branch(h).")),
         (lambda: g1 * (x + branch(_ln(x) * (1 + sc1) + sh1)),
          ("the gate multiplies the whole sum x + branch(...), so it also scales the skip path.",
           "only the branch is gated: y = x + gate * branch(h).")),

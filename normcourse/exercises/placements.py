@@ -126,6 +126,10 @@ def _pre_ln_mistakes(x, attn, mlp, na, nm) -> dict:
             (lambda a: then_mlp(a + attn(a)))(na(x)),
         "you used norm_attn before the MLP too: each sub-layer has its own norm "
         "(its own learned weight and bias).": then_mlp(h, na),
+        "you used norm_mlp before attention too: each sub-layer has its own norm "
+        "(norm_attn before attention).": (lambda hh: hh + mlp(nm(hh)))(x + attn(nm(x))),
+        "the MLP half is missing: after h = x + attn(norm_attn(x)) the block returns "
+        "h + mlp(norm_mlp(h)).": h,
         "you swapped the two norms: norm_attn goes before attention, norm_mlp before the MLP.":
             (lambda hs: hs + mlp(na(hs)))(x + attn(nm(x))),
         "you ran the MLP before attention: attention comes first, then the MLP.":

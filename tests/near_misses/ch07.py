@@ -44,6 +44,8 @@ BYTES_NEAR_MISSES = (
     Attempt("mean and rstd, as LayerNorm", _bytes(stats=lambda m, n, e: 8 * m), ("one statistic",)),
     Attempt("weight in float32", _bytes(weight=lambda m, n, e: 4 * n), ("input's dtype",)),
     Attempt("a weight and a bias", _bytes(weight=lambda m, n, e: 2 * n * e), ("no bias",)),
+    Attempt("weight in elements", _bytes(weight=lambda m, n, e: n), ("counted in elements",)),
+    Attempt("rstd as one byte per row", _bytes(stats=lambda m, n, e: m), ("one byte per row",)),
     Attempt("elements, not bytes", lambda m, n, e, f: (4 if f else 5) * m * n + n + m,
             ("elements, not bytes",)),
     Attempt("a string", lambda m, n, e, f: f"{(4 if f else 5) * m * n * e:,}", ("whole number",)),
@@ -110,6 +112,20 @@ def _layer_norm_backward(x, r, w, eps, dy, dres):
     return ds, ds, (dy * x_hat).reshape(-1, s.shape[-1]).sum(0)
 
 
+def _variance_rstd(x, r, w, eps, dy, dres):
+    s = x + r
+    rstd = torch.rsqrt(s.var(-1, keepdim=True, unbiased=False) + eps)   # LayerNorm's statistic
+    s_hat = s * rstd
+    g = dy * w
+    ds = rstd * (g - s_hat * (g * s_hat).mean(-1, keepdim=True)) + dres
+    return ds, ds, (dy * s_hat).reshape(-1, s.shape[-1]).sum(0)
+
+
+def _dresidual_is_dres(x, r, w, eps, dy, dres):
+    dx, _, dw = _backward(x, r, w, eps, dy, dres)
+    return dx, dres.clone(), dw
+
+
 def _mean_dweight(x, r, w, eps, dy, dres):
     dx, dr, dw = _backward(x, r, w, eps, dy, dres)
     return dx, dr, dw / (x.numel() // x.shape[-1])
@@ -143,6 +159,8 @@ BACKWARD_NEAR_MISSES = (
     Attempt("mean(g) subtracted", lambda *a: _backward(*a, centre=True), ("LayerNorm", "mean(g)")),
     Attempt("LayerNorm's statistics and backward", _layer_norm_backward, ("LayerNorm's backward",
                                                                            "no mean")),
+    Attempt("rstd from the variance", _variance_rstd, ("variance of s",)),
+    Attempt("dresidual = dres", _dresidual_is_dres, ("dresidual is only dres",)),
     Attempt("dweight from s", lambda *a: _backward(*a, dweight="s"), ("dweight uses s",)),
     Attempt("dweight with the weight", lambda *a: _backward(*a, dweight="g"), ("includes the weight",)),
     Attempt("dweight averaged", _mean_dweight, ("averaged",)),

@@ -283,6 +283,10 @@ CASES = [
                                                            * b.norm(dim=-1).mean())).item()
                                 for a, b in _pairs(hs)], ("mean norms",)),
             Attempt("centred (a correlation)", _centred, ("centred",)),
+            Attempt("whole-tensor norms", lambda hs: [((a * b).sum(-1) / (a.norm() * b.norm())).mean().item()
+                                                      for a, b in _pairs(hs)], ("whole tensors",)),
+            Attempt("averaged over the batch only", lambda hs: [F.cosine_similarity(a, b, dim=-1).mean(0)
+                                                                for a, b in _pairs(hs)], ("one number",)),
             Attempt("reverse order", lambda hs: [_cos(a, b) for a, b in _pairs(hs)][::-1],
                     ("reverse order",)),
             Attempt("off by one: skips layer 1", _off_by_one, ("len(hiddens) - 1",)),

@@ -81,6 +81,8 @@ ADALN_NEAR_MISSES = (
     Attempt("shift and scale swapped", _m(lambda x, sh, sc, g, b, ln: x + g * b(ln(x) * (1 + sh) + sc)),
             ("swapped",)),
     Attempt("no gate", _m(lambda x, sh, sc, g, b, ln: x + b(ln(x) * (1 + sc) + sh)), ("gate is not applied",)),
+    Attempt("(1 + gate)", _m(lambda x, sh, sc, g, b, ln: x + (1 + g) * b(ln(x) * (1 + sc) + sh)),
+            ("(1 + gate)",)),
     Attempt("gate on the skip too", _m(lambda x, sh, sc, g, b, ln: g * (x + b(ln(x) * (1 + sc) + sh))),
             ("scales the skip path",)),
     Attempt("no residual", _m(lambda x, sh, sc, g, b, ln: g * b(ln(x) * (1 + sc) + sh)),
