@@ -226,8 +226,8 @@ def check_strip_layer_norms(fn: Callable) -> str:
         empty_before = set(_none_children(model))
         out = call_learner(fn, model, name="your strip_layer_norms")
         if out is not None and not isinstance(out, nn.Module):
-            raise Mistake(f"your function returned a {type(out).__name__}; return the model "
-                          "(or nothing, if you changed it in place).",
+            raise Mistake(f"your function returned {type(out).__name__} {out!r:.40}; return the "
+                          "model (or nothing, if you changed it in place).",
                           "end with `return model`.")
         result = out if out is not None else model
         left = [n for n, m in result.named_modules() if isinstance(m, nn.LayerNorm)]

@@ -401,11 +401,13 @@ _SPIKE_MISTAKES = (
      "so that a spike does not raise its own reference.",
      "losses[max(0, t - window):t] ends before step t."),
     (_spike_rule(center=lambda w: sorted(w)[(len(w) - 1) // 2]),
-     "for a window of even length you took the lower of the two middle losses (as "
+     "when the window holds an even number of losses (an even `window`, or the first "
+     "steps, which have fewer), you took the lower of the two middle losses (as "
      "torch.median does); the median is the mean of the two.",
      "statistics.median or np.median average the two middle values."),
     (_spike_rule(center=lambda w: sorted(w)[len(w) // 2]),
-     "for a window of even length you took the upper of the two middle losses "
+     "when the window holds an even number of losses (an even `window`, or the first "
+     "steps, which have fewer), you took the upper of the two middle losses "
      "(sorted(w)[len(w) // 2]); the median is the mean of the two.",
      "statistics.median or np.median average the two middle values."),
     (_spike_rule(window_of=lambda t, w: max(0, t - w + 1)),
