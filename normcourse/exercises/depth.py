@@ -67,7 +67,7 @@ def _as_values(out, n_layer: int) -> torch.Tensor:
                           ".mean() with no dim.")
         try:
             values = torch.tensor([float(v) for v in out], dtype=torch.float64)
-        except (TypeError, ValueError):
+        except Exception:  # whatever the returned object does when iterated or converted
             raise Mistake(f"your function returned {type(out).__name__}; expected a list of "
                           f"{n_layer} numbers (or a 1-D tensor).", "return a list of floats.") from None
     if values.numel() != n_layer:
@@ -89,7 +89,7 @@ def _check_float32_result(fn) -> None:
         with warnings.catch_warnings():   # torch.tensor(a tensor) warns; it still works
             warnings.simplefilter("ignore")
             values = out if isinstance(out, torch.Tensor) else torch.tensor(out)
-    except (TypeError, ValueError, RuntimeError) as err:
+    except Exception as err:  # whatever torch.tensor makes of the returned object
         raise Mistake(f"for float32 hidden states your function returned {type(out).__name__}, "
                       f"which torch.tensor(...) cannot turn into a tensor ({err}); the chapter "
                       "does that with your result.", "return a list of Python floats.") from None
