@@ -74,13 +74,15 @@ def _m(expr):
 
 
 ADALN_NEAR_MISSES = (
-    Attempt("scale without 1 +", _m(lambda x, sh, sc, g, b, ln: x + g * b(ln(x) * sc + sh)), ("(1 + scale)",)),
+    Attempt("scale without 1 +", _m(lambda x, sh, sc, g, b, ln: x + g * b(ln(x) * sc + sh)),
+            ("(1 + scale)",)),
     Attempt("1 - scale", _m(lambda x, sh, sc, g, b, ln: x + g * b(ln(x) * (1 - sc) + sh)), ("(1 - scale)",)),
     Attempt("minus shift", _m(lambda x, sh, sc, g, b, ln: x + g * b(ln(x) * (1 + sc) - sh)),
             ("shift is subtracted",)),
     Attempt("shift and scale swapped", _m(lambda x, sh, sc, g, b, ln: x + g * b(ln(x) * (1 + sh) + sc)),
             ("swapped",)),
-    Attempt("no gate", _m(lambda x, sh, sc, g, b, ln: x + b(ln(x) * (1 + sc) + sh)), ("gate is not applied",)),
+    Attempt("no gate", _m(lambda x, sh, sc, g, b, ln: x + b(ln(x) * (1 + sc) + sh)),
+            ("gate is not applied",)),
     Attempt("(1 + gate)", _m(lambda x, sh, sc, g, b, ln: x + (1 + g) * b(ln(x) * (1 + sc) + sh)),
             ("(1 + gate)",)),
     Attempt("gate on the skip too", _m(lambda x, sh, sc, g, b, ln: g * (x + b(ln(x) * (1 + sc) + sh))),
@@ -89,7 +91,8 @@ ADALN_NEAR_MISSES = (
             ("residual connection is missing",)),
     Attempt("branch forgotten", _m(lambda x, sh, sc, g, b, ln: x + g * (ln(x) * (1 + sc) + sh)),
             ("branch is missing",)),
-    Attempt("no norm", _m(lambda x, sh, sc, g, b, ln: x + g * b(x * (1 + sc) + sh)), ("without being normalized",)),
+    Attempt("no norm", _m(lambda x, sh, sc, g, b, ln: x + g * b(x * (1 + sc) + sh)),
+            ("without being normalized",)),
     Attempt("modulate, then normalize", _m(lambda x, sh, sc, g, b, ln: x + g * b(ln(x * (1 + sc) + sh))),
             ("before normalizing",)),
     Attempt("modulate the branch output", _m(lambda x, sh, sc, g, b, ln: x + g * (b(ln(x)) * (1 + sc) + sh)),

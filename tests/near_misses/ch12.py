@@ -83,8 +83,10 @@ RATIO_NEAR_MISSES = (
     Attempt("std(after) / std(before)", lambda b, a: _ratios(b, a, lambda d, p, q: float(q.std() / p.std())),
             ("std(after) / std(before)",)),
     Attempt("difference of the stds", lambda b, a: _ratios(
-        b, a, lambda d, p, q: float((q.std() - p.std()) / p.std())), ("difference of the standard deviations",)),
-    Attempt("variances", lambda b, a: _ratios(b, a, lambda d, p, q: float(d.var() / p.var())), ("variances",)),
+        b, a, lambda d, p, q: float((q.std() - p.std()) / p.std())),
+            ("difference of the standard deviations",)),
+    Attempt("variances", lambda b, a: _ratios(b, a, lambda d, p, q: float(d.var() / p.var())),
+            ("variances",)),
     Attempt("norms", lambda b, a: _ratios(b, a, lambda d, p, q: float(d.norm() / p.norm())), ("norms",)),
     Attempt("RMS values", lambda b, a: _ratios(
         b, a, lambda d, p, q: float(d.pow(2).mean().sqrt() / p.pow(2).mean().sqrt())), ("RMS",)),
@@ -164,7 +166,8 @@ MASSIVE_NEAR_MISSES = (
     Attempt("per feature", lambda acts, t: [n for n, a in acts.items()
                                             if (a.abs().amax(0) / a.abs().median(0).values).max() > t],
             ("per feature",)),
-    Attempt(">= threshold", lambda acts, t: _flags(acts, t, above=lambda r, th: r >= th), ("strictly above",)),
+    Attempt(">= threshold", lambda acts, t: _flags(acts, t, above=lambda r, th: r >= th),
+            ("strictly above",)),
     Attempt("threshold fixed at 100", lambda acts, t: _flags(acts, 100.0), ("fixed at 100",)),
     Attempt("sorted names", lambda acts, t: sorted(_flags(acts, t)), ("sorted order",)),
     Attempt("reversed", lambda acts, t: _flags(acts, t)[::-1], ("wrong order",)),
