@@ -222,10 +222,11 @@ def _unpack(out):
 
 
 def _variant_backward(x, r, w, eps, dy, dres, *, residual=True, eps_at="inside", weight=True,
-                      projection=True, centre=False, with_dres=True, dweight="x_hat",
+                      projection=1, centre=False, with_dres=True, dweight="x_hat",
                       layer_norm=False, variance=False):
     """The hand-derived backward in float64 with one deliberate mistake (for diagnosis).
 
+    ``projection``: the sign of the term x_hat * mean(g * x_hat) (0 leaves it out);
     ``layer_norm``: LayerNorm's statistics and backward instead of RMSNorm's;
     ``variance``: rstd from the variance of s (its mean subtracted) instead of mean(s**2).
     """
@@ -239,7 +240,7 @@ def _variant_backward(x, r, w, eps, dy, dres, *, residual=True, eps_at="inside",
             "outside": 1 / (ms.sqrt() + eps)}[eps_at]
     x_hat = s * rstd
     g = dy * w if weight else dy
-    inner = g - x_hat * (g * x_hat).mean(-1, keepdim=True) if projection else g
+    inner = g - projection * x_hat * (g * x_hat).mean(-1, keepdim=True)
     if centre:
         inner = inner - g.mean(-1, keepdim=True)
     ds = rstd * inner + (dres if with_dres else 0)
@@ -267,7 +268,10 @@ def _backward_mistakes(x, r, w, eps, dy, dres):
          _variant_backward(*args, weight=False)),
         ("the term x_hat * mean(g * x_hat) is missing: rstd depends on s too, so part of the "
          "gradient flows back through it.", "ds = rstd * (g - x_hat * mean(g * x_hat, -1)) + dres.",
-         _variant_backward(*args, projection=False)),
+         _variant_backward(*args, projection=0)),
+        ("the term x_hat * mean(g * x_hat) has the wrong sign: it is subtracted from g.",
+         "ds = rstd * (g - x_hat * mean(g * x_hat)) + dres.",
+         _variant_backward(*args, projection=-1)),
         ("you also subtracted mean(g): that is LayerNorm's backward. RMSNorm subtracts no mean, "
          "so its backward has no mean(g) term.", "ds = rstd * (g - x_hat * mean(g * x_hat)) + dres.",
          _variant_backward(*args, centre=True)),

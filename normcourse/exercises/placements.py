@@ -137,6 +137,10 @@ def _pre_ln_mistakes(x, attn, mlp, na, nm) -> dict:
         "you normalized each sub-layer's output instead of its input (Peri-LN's output norm "
         "without its input norm); Pre-LN normalizes what the sub-layer reads.":
             (lambda hp: hp + nm(mlp(hp)))(x + na(attn(x))),
+        "you subtracted the attention's output from the stream; the residual adds it: "
+        "h = x + attn(norm_attn(x)).": then_mlp(x - attn(na(x))),
+        "you subtracted the MLP's output from the stream; the residual adds it: "
+        "y = h + mlp(norm_mlp(h)).": h - mlp(nm(h)),
         "there is no norm before the MLP.": h + mlp(h),
         "there is no norm before attention.": (x + attn(x)) + mlp(nm(x + attn(x))),
         "you normalized the block's output: Pre-LN leaves the residual stream un-normalized "
@@ -175,6 +179,8 @@ def _deepnorm_mistakes(x, sub, norm, alpha) -> dict:
         "LN(alpha*x + F(x)).": norm(x + alpha * sub(x)),
         "alpha is not used: DeepNorm multiplies the skip by alpha before the norm.":
             norm(x + sub(x)),
+        "you subtracted the sub-layer's output, LN(alpha*x - F(x)); the residual adds it: "
+        "LN(alpha*x + F(x)).": norm(alpha * x - sub(x)),
         "alpha multiplies the output of the norm; it belongs on the skip, inside the norm.":
             alpha * norm(x + sub(x)),
         "the norm is missing: DeepNorm is a Post-LN scheme, LN(alpha*x + F(x)).":

@@ -56,14 +56,14 @@ BYTES_NEAR_MISSES = (
 # ------------------------------------------------------------------ backward
 
 def _backward(x, r, w, eps, dy, dres, *, residual=True, eps_at="inside", weight=True,
-              projection=True, centre=False, with_dres=True, dweight="x_hat"):
+              projection=1, centre=False, with_dres=True, dweight="x_hat"):
     s = x + r if residual else x
     ms = (s * s).mean(-1, keepdim=True)
     rstd = {"inside": torch.rsqrt(ms + eps), "missing": torch.rsqrt(ms),
             "outside": 1 / (ms.sqrt() + eps)}[eps_at]
     s_hat = s * rstd
     g = dy * w if weight else dy
-    inner = g - s_hat * (g * s_hat).mean(-1, keepdim=True) if projection else g
+    inner = g - projection * s_hat * (g * s_hat).mean(-1, keepdim=True)
     if centre:
         inner = inner - g.mean(-1, keepdim=True)
     ds = rstd * inner + (dres if with_dres else 0)
@@ -154,8 +154,9 @@ BACKWARD_NEAR_MISSES = (
     Attempt("eps outside the square root", lambda *a: _backward(*a, eps_at="outside"),
             ("outside the square root",)),
     Attempt("weight missing from dx", lambda *a: _backward(*a, weight=False), ("weight is missing",)),
-    Attempt("projection term forgotten", lambda *a: _backward(*a, projection=False),
+    Attempt("projection term forgotten", lambda *a: _backward(*a, projection=0),
             ("x_hat * mean(g * x_hat)",)),
+    Attempt("projection term added", lambda *a: _backward(*a, projection=-1), ("wrong sign",)),
     Attempt("mean(g) subtracted", lambda *a: _backward(*a, centre=True), ("LayerNorm", "mean(g)")),
     Attempt("LayerNorm's statistics and backward", _layer_norm_backward, ("LayerNorm's backward",
                                                                            "no mean")),

@@ -70,6 +70,10 @@ PRE_LN_NEAR_MISSES = (
             ("MLP before attention",)),
     Attempt("norm on the sub-layer output", lambda x, a, m, na, nm:
             (lambda h: h + nm(m(h)))(x + na(a(x))), ("output instead of its input",)),
+    Attempt("attention subtracted", lambda x, a, m, na, nm: (lambda h: h + m(nm(h)))(x - a(na(x))),
+            ("subtracted the attention's output",)),
+    Attempt("MLP subtracted", lambda x, a, m, na, nm: (lambda h: h - m(nm(h)))(x + a(na(x))),
+            ("subtracted the MLP's output",)),
     Attempt("no norm before the MLP", lambda x, a, m, na, nm: (lambda h: h + m(h))(x + a(na(x))),
             ("no norm before the MLP",)),
     Attempt("no norm before attention", lambda x, a, m, na, nm: (lambda h: h + m(nm(h)))(x + a(x)),
@@ -92,6 +96,7 @@ def _deepnorm_in_place(x, sublayer, norm, alpha):
 DEEPNORM_NEAR_MISSES = (
     Attempt("LN(x + a*F(x))", lambda x, f, n, a: n(x + a * f(x)), ("LN(x + alpha*F(x))",)),
     Attempt("alpha not used", lambda x, f, n, a: n(x + f(x)), ("alpha is not used",)),
+    Attempt("LN(a*x - F(x))", lambda x, f, n, a: n(a * x - f(x)), ("subtracted",)),
     Attempt("x / alpha", lambda x, f, n, a: n(x / a + f(x)), ("LN(x / alpha + F(x))",)),
     Attempt("alpha after the norm", lambda x, f, n, a: a * n(x + f(x)), ("output of the norm",)),
     Attempt("no norm", lambda x, f, n, a: a * x + f(x), ("norm is missing",)),
