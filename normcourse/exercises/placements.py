@@ -429,8 +429,9 @@ _SPIKE_MISTAKES = (
      "you compared with the previous loss only; the reference is the median of the previous "
      "`window` losses.", "losses[max(0, t - window):t]."),
     (_spike_rule(start=0, window_of=lambda t, w: t - w if t >= w else t),
-     "you started looking for spikes only once a full window of losses was there; from step 1 "
-     "on, compare with the losses there are (a shorter window).",
+     "you found no spike before step `window`, as if the window had to be full (a slice "
+     "losses[t - window:t] with t < window starts from the end of the list and is empty); from "
+     "step 1 on, compare with the losses there are (a shorter window).",
      "for t in range(1, len(losses)): use losses[max(0, t - window):t]."),
     (_spike_rule(above=lambda loss, line: loss >= line),
      "a loss exactly equal to ratio * median counted as a spike; a spike is strictly above "
@@ -447,8 +448,9 @@ _SPIKE_MISTAKES = (
 def _explain_empty(err: Exception) -> str | None:
     """statistics.median of no losses (step 0 has no previous steps) raises StatisticsError."""
     if type(err).__name__ == "StatisticsError" or "empty" in str(err):
-        return ("at t = 0 there are no previous losses to take a median of: start at t = 1 "
-                "(step 0 cannot be a spike).")
+        return ("a median of no losses: at t = 0 there are no previous losses (start at t = 1; "
+                "step 0 cannot be a spike), and for t < window the slice losses[t - window:t] "
+                "starts from the end of the list and comes out empty (use max(0, t - window)).")
     return None
 
 

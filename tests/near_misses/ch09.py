@@ -180,6 +180,21 @@ def _full_windows_only(losses, ratio, window):
     return spikes
 
 
+def _negative_slice(losses, ratio, window, median=statistics.median):
+    spikes, in_spike = 0, False
+    for t in range(1, len(losses)):
+        now = losses[t] > ratio * median(losses[t - window:t])    # no max(0, ...)
+        spikes += now and not in_spike
+        in_spike = now
+    return spikes
+
+
+def _negative_slice_nan(losses, ratio, window):
+    # np.median of an empty slice is NaN (with a warning): no spike there
+    return _negative_slice(losses, ratio, window,
+                           median=lambda v: float(np.median(v)) if len(v) else float("nan"))
+
+
 SPIKE_NEAR_MISSES = (
     Attempt("every step counted", lambda l, r, w: _rule(l, r, w, once=False), ("counts once",)),
     Attempt("mean, not median", lambda l, r, w: _rule(l, r, w, median=statistics.mean), ("mean",)),
@@ -198,12 +213,14 @@ SPIKE_NEAR_MISSES = (
             ("every earlier loss",)),
     Attempt("previous loss only", lambda l, r, w: _rule(l, r, w, lo=lambda t, n: t - 1),
             ("previous loss only",)),
-    Attempt("only full windows", _full_windows_only, ("full window",)),
+    Attempt("only full windows", _full_windows_only, ("window had to be full",)),
     Attempt(">= instead of >", lambda l, r, w: _rule(l, r, w, strict=False), ("strictly above",)),
     Attempt("ratio fixed at 1.2", lambda l, r, w: _rule(l, 1.2, w), ("ratio",)),
     Attempt("window fixed at 20", lambda l, r, w: _rule(l, r, 20), ("window",)),
     Attempt("clips the spikes in the caller's list", _clips_spikes, ("changed the list", "losses")),
     Attempt("starts at t = 0", _from_step_zero, ("start at t = 1",)),
+    Attempt("t - window without max(0, ...)", _negative_slice, ("max(0, t - window)",)),
+    Attempt("t - window without max(0, ...), np.median", _negative_slice_nan, ("starts from the end",)),
     Attempt("returns the spike steps", lambda l, r, w: [t for t in range(1, len(l)) if l[t] > r *
                                                         statistics.median(l[max(0, t - w):t])],
             ("whole number", "list")),
