@@ -6,7 +6,10 @@ import normcourse  # noqa: F401  isort: skip
 import triton  # noqa: E402  isort: skip
 import triton.language as tl  # noqa: E402  isort: skip
 
-from normcourse.exercises.triton_kernels import check_rms_norm_kernel
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from normcourse.exercises.triton_kernels import check_rms_norm_kernel  # noqa: E402
 
 
 @triton.jit
@@ -75,7 +78,7 @@ def test_dividing_by_block_size_is_named(capsys):
 
 def test_not_a_kernel(capsys):
     assert not check_rms_norm_kernel(lambda *a: None)
-    assert "failed" in capsys.readouterr().out
+    assert "@triton.jit decorator is missing" in capsys.readouterr().out
 
 
 def test_stub_kernel_is_reported_as_not_implemented(capsys):
@@ -248,3 +251,68 @@ def test_store_mask_message_names_n_only_when_it_is_not_a_power_of_two(capsys):
     assert not check_rms_norm_kernel(no_store_mask_kernel)
     out = capsys.readouterr().out
     assert "N = 100 is not a power of two" in out, out
+
+
+# ---- masked loads without other=, and where the test tensors live -------------------------
+
+@triton.jit
+def load_mask_without_other_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_N)
+    mask = cols < N
+    w = tl.load(W + cols, mask=mask).to(tl.float32)  # harmless: only padding lanes meet it
+    x = tl.load(X + row * stride + cols, mask=mask).to(tl.float32)
+    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
+    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
+
+
+def test_masked_load_without_other_is_named(capsys):
+    # the interpreter would give 0 in the masked-off lanes; a GPU gives whatever is there
+    assert not check_rms_norm_kernel(load_mask_without_other_kernel)
+    out = capsys.readouterr().out
+    assert "no other=" in out and "X + row * stride + cols, mask=mask)" in out, out
+
+
+def test_masked_loads_without_other_are_found_in_the_source():
+    from normcourse.exercises import triton_kernels as tk
+
+    assert tk._masked_loads_without_other(load_mask_without_other_kernel) == [
+        ("w = tl.load(W + cols, mask=mask).to(tl.float32)", "W"),
+        ("x = tl.load(X + row * stride + cols, mask=mask).to(tl.float32)", "X"),
+    ]
+    assert tk._masked_loads_without_other(good_kernel) == []
+    assert tk._first_argument(good_kernel) == "X"
+
+
+def test_tensors_go_to_the_gpu_for_a_compiled_kernel(monkeypatch):
+    from normcourse.exercises import triton_kernels as tk
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert tk._device_for(good_kernel) == "cpu"        # the interpreter reads host memory
+    monkeypatch.setattr(tk, "_interpreted", lambda kernel: False)
+    assert tk._device_for(good_kernel) == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(tk.Mistake) as raised:
+        tk._device_for(good_kernel)
+    assert "import normcourse before triton" in raised.value.hint
+
+
+def test_every_tensor_the_kernel_gets_is_on_the_chosen_device(monkeypatch, capsys):
+    from normcourse.exercises import triton_kernels as tk
+
+    devices = []
+
+    class CompiledKernel:   # stands in for a JITFunction: kernel[grid](*args)
+        def __call__(self, *args):
+            raise RuntimeError("a kernel is launched with kernel[grid](...)")
+
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                devices.extend(a.device.type for a in args if isinstance(a, torch.Tensor))
+                raise RuntimeError("no GPU to run on")
+            return launch
+
+    monkeypatch.setattr(tk, "_device_for", lambda kernel: "meta")
+    assert check_rms_norm_kernel(CompiledKernel()) is False
+    assert "no GPU to run on" in capsys.readouterr().out
+    assert devices == ["meta"] * 3
