@@ -10,6 +10,19 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from normcourse.exercises.triton_kernels import check_rms_norm_kernel  # noqa: E402
+from near_misses.ch06 import (  # noqa: E402  the kernels the chapter's near misses list
+    no_load_mask as no_load_mask_kernel,
+    no_store_mask as no_store_mask_kernel,
+    divides_by_block as block_mean_kernel,
+    no_eps as no_eps_kernel,
+    eps_outside as eps_outside_kernel,
+    unmasked_weight as no_weight_mask_kernel,
+    rows_n_apart as rows_n_apart_kernel,
+    loads_n_apart as loads_n_apart_kernel,
+    empty as empty_kernel,
+    first_row_only as first_row_only_kernel,
+    rsqrt_weight_first as rsqrt_kernel,
+)
 
 
 @triton.jit
@@ -19,39 +32,6 @@ def good_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
     mask = cols < N
     x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
     rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def no_load_mask_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_N)
-    mask = cols < N
-    x = tl.load(X + row * stride + cols).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def no_store_mask_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_N)
-    mask = cols < N
-    x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty))
-
-
-@triton.jit
-def block_mean_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_N)
-    mask = cols < N
-    x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / BLOCK_N + eps)
     w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
     tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
 
@@ -98,40 +78,6 @@ def test_stub_kernel_is_reported_as_not_implemented(capsys):
 # ---- eps, weight mask, stride, empty body: each mistake gets its own diagnosis --------
 
 @triton.jit
-def rsqrt_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    # an equivalent formulation: rsqrt, weight loaded first, division by the RMS
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_N)
-    mask = cols < N
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
-    rms = tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
-    tl.store(Y + row * stride + cols, (w * (x / rms)).to(Y.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def no_eps_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_N)
-    mask = cols < N
-    x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N)
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def eps_outside_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_N)
-    mask = cols < N
-    x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
-    rstd = 1.0 / (tl.sqrt(tl.sum(x * x, axis=0) / N) + eps)
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
-
-
-@triton.jit
 def eps_constant_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
     row = tl.program_id(0)
     cols = tl.arange(0, BLOCK_N)
@@ -140,54 +86,6 @@ def eps_constant_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
     rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + 1e-5)   # not the eps argument
     w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
     tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def no_weight_mask_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_N)
-    mask = cols < N
-    x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
-    w = tl.load(W + cols).to(tl.float32)
-    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def rows_n_apart_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_N)
-    mask = cols < N
-    x = tl.load(X + row * N + cols, mask=mask, other=0.0).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y + row * N + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def loads_n_apart_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_N)
-    mask = cols < N
-    x = tl.load(X + row * N + cols, mask=mask, other=0.0).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def empty_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    pass
-
-
-@triton.jit
-def first_row_only_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    cols = tl.arange(0, BLOCK_N)
-    mask = cols < N
-    x = tl.load(X + cols, mask=mask, other=0.0).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
 
 
 def test_equivalent_kernel_passes(capsys):

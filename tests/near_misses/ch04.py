@@ -9,7 +9,7 @@ from torch import nn
 from near_misses import Attempt, Exercise
 from normcourse import norms
 from normcourse.exercises.layer_norm import (
-    check_layer_norm, check_layer_norm_backward, check_rms_norm,
+    _welford, check_layer_norm, check_layer_norm_backward, check_rms_norm,
 )
 
 NOTEBOOK = "notebooks/04_layernorm_from_scratch.ipynb"
@@ -98,15 +98,8 @@ def _ln_std(x, w, b, eps):
 
 
 def _ln_welford(x, w, b, eps):
-    xf = x.float()
-    mean = torch.zeros(xf.shape[:-1])
-    m2 = torch.zeros_like(mean)
-    for k in range(xf.shape[-1]):
-        delta = xf[..., k] - mean
-        mean = mean + delta / (k + 1)
-        m2 = m2 + delta * (xf[..., k] - mean)
-    rstd = torch.rsqrt(m2 / xf.shape[-1] + eps)[..., None]
-    return ((xf - mean[..., None]) * rstd * w.float() + b.float()).to(x.dtype)
+    # chapter 4's single sweep, the one the checker allows for on rows with a large mean
+    return _welford(x, w, b, eps).to(x.dtype)
 
 
 LAYER_NORM = Exercise(
