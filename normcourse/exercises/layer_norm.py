@@ -6,6 +6,15 @@ precision).  When an output is wrong it compares it with a list of *known
 wrong* formulas: if it matches one, the learner hears exactly which mistake
 it is; otherwise they get the size of the error and where it is.
 
+The forward must be built from plain tensor operations: a call to
+``F.layer_norm`` (directly or through ``nn.LayerNorm``), another library
+normalization or ``normcourse.norms``' finished version is named as such, and
+so is autograd in the backward, which the chapter asks for by hand
+(:class:`~normcourse.exercises.feedback.Forbidden`).  Half-precision inputs
+include rows on which statistics computed in float16 or bfloat16 break (a
+large mean for LayerNorm, entries whose square overflows float16 for RMSNorm);
+an answer that is right on the same numbers in float32 hears that.
+
 Tolerances are calibrated per case: the reference is computed in float64
 from the very same input, and a float32 or float16 answer may differ from it
 by a few times what PyTorch's own kernel does on that input, plus a small atol.
@@ -401,7 +410,7 @@ _AUTOGRAD = (
               "hand-derived formula, which is what a fused kernel computes; autograd is what the "
               "checker compares you with.",
               "implement the boxed formula with plain tensor operations: x_hat, g = dy * weight, "
-              "then dx, dweight and dbias."),
+              "then dx and the parameters' gradients."),
 )
 
 

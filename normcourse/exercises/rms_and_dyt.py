@@ -7,7 +7,8 @@
   reach the scalar ``alpha``.
 
 As in chapter 4, a wrong answer is compared with a list of known wrong
-formulas, so the learner hears which mistake it is, not only that it is wrong.
+formulas, so the learner hears which mistake it is, not only that it is wrong,
+and the backward must be the formula, not autograd.
 """
 
 from __future__ import annotations
