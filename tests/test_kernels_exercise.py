@@ -214,3 +214,15 @@ def test_every_tensor_the_kernel_gets_is_on_the_chosen_device(monkeypatch, capsy
     assert check_rms_norm_kernel(CompiledKernel()) is False
     assert "no GPU to run on" in capsys.readouterr().out
     assert devices == ["meta"] * 3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_undefined_lanes_are_nan_in_every_float_dtype(dtype):
+    from normcourse.exercises import triton_kernels as tk
+
+    x = torch.randn(3, 100).to(dtype)
+    w = torch.ones(100).to(dtype)
+    poisoned = tk._launch(load_mask_without_other_kernel, x, w, 1e-6)
+    assert poisoned.undefined_lanes and poisoned.y.isnan().all()
+    clean = tk._launch(good_kernel, x, w, 1e-6)   # other=0.0 everywhere: nothing is poisoned
+    assert not clean.undefined_lanes and not clean.y.isnan().any()
