@@ -96,6 +96,15 @@ def _expect_normal(w: torch.Tensor, std: float):
                       "draw them from a normal: torch.nn.init.normal_(linear.weight, 0.0, std).")
 
 
+def _explain_init(err: Exception) -> str | None:
+    """A hint for the error autograd raises on an in-place edit of a parameter."""
+    if "leaf Variable that requires grad" in str(err):
+        return ("a parameter cannot be changed in place while autograd watches it: use "
+                "torch.nn.init.normal_(linear.weight, 0.0, std), which does it under "
+                "torch.no_grad(), or wrap your own in-place call in `with torch.no_grad():`.")
+    return None
+
+
 @checker
 def check_gpt2_init(fn) -> str:
     """``fn(linear, n_layer, base_std)`` fills linear.weight with N(0, base_std^2 / (2 n_layer))."""
@@ -104,7 +113,7 @@ def check_gpt2_init(fn) -> str:
         lin = nn.Linear(width, width)
         param = lin.weight
         before = lin.weight.detach().clone()
-        call_learner(fn, lin, n_layer, base_std, name="gpt2_init_")
+        call_learner(fn, lin, n_layer, base_std, name="gpt2_init_", explain=_explain_init)
         if lin.weight is not param:
             raise Mistake("you replaced linear.weight with a new Parameter instead of filling the "
                           "existing one in place: an optimizer built before the call still holds "

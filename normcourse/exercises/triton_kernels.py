@@ -58,6 +58,10 @@ _GAP = 16  # elements after each row's block (and after the weight's)
 # near it (and it is exact in every float dtype), so an element still equal to it was
 # never stored.
 _UNWRITTEN = 2.0 ** 15
+# A second sentinel: a wrong kernel can store _UNWRITTEN itself by chance (garbage
+# values do), so an element counts as unwritten only if a launch on a buffer filled
+# with this one leaves it too.
+_UNWRITTEN_AGAIN = -3.0 * 2.0 ** 13
 
 
 def _padded(n: int) -> int:
@@ -96,6 +100,7 @@ class _Launch:
     stride: int
     weight_reads: np.ndarray | None  # element offsets read from W (interpreter only)
     undefined_lanes: bool = False    # a masked load without other= had masked-off lanes
+    written: torch.Tensor | None = None  # which elements of ybuf the kernel stored
 
 
 # The bits of a quiet NaN in each float type the interpreter stores (bfloat16 as uint16).
@@ -196,14 +201,14 @@ def _device_for(kernel) -> str:
                   "there is no GPU), then restart the kernel and run the cells again.")
 
 
-def _launch(kernel, x, weight, eps, gaps=None) -> _Launch:
+def _launch(kernel, x, weight, eps, gaps=None, unwritten=_UNWRITTEN) -> _Launch:
     import triton
 
     m, n = x.shape
     xbuf, xv, stride = _guarded_rows(x, gaps)
     wbuf = torch.full((_padded(n),), float("nan"), dtype=weight.dtype, device=x.device)
     wbuf[:n].copy_(weight)
-    ybuf = torch.full((m + 1, stride), _UNWRITTEN, dtype=x.dtype, device=x.device)
+    ybuf = torch.full((m + 1, stride), unwritten, dtype=x.dtype, device=x.device)
     watch = _recorded_loads() if _interpreted(kernel) and x.device.type == "cpu" \
         else contextlib.nullcontext()
     # NumPy's warnings about the learner's 0/0 would only repeat what the diagnosis says.
@@ -217,7 +222,8 @@ def _launch(kernel, x, weight, eps, gaps=None) -> _Launch:
         inside = (offsets >= 0) & (offsets < wbuf.numel() * wbuf.element_size())
         reads = offsets[inside] // wbuf.element_size()
     return _Launch(ybuf[:m, :n], ybuf, xbuf, stride, reads,
-                   undefined_lanes=loads is not None and loads.undefined_lanes)
+                   undefined_lanes=loads is not None and loads.undefined_lanes,
+                   written=ybuf != unwritten)  # a stored NaN counts as written, too
 
 
 def launch_rms_norm_kernel(kernel, x, weight, eps=1e-6):
@@ -295,8 +301,17 @@ def _undefined_lanes_mistake(kernel, label) -> Mistake:
 
 
 def _run(kernel, x, w, eps, label, gaps=None) -> _Launch:
+    """Launch, and where the output still holds the sentinel, launch again to be sure."""
+    launch = _run_once(kernel, x, w, eps, label, gaps, _UNWRITTEN)
+    if not launch.written[:x.shape[0], :x.shape[1]].all():
+        again = _run_once(kernel, x, w, eps, label, gaps, _UNWRITTEN_AGAIN)
+        launch.written = launch.written | again.written
+    return launch
+
+
+def _run_once(kernel, x, w, eps, label, gaps, unwritten) -> _Launch:
     try:
-        return _launch(kernel, x, w, eps, gaps)
+        return _launch(kernel, x, w, eps, gaps, unwritten)
     except Exception as err:  # the learner's kernel failed to compile or run
         if "NotImplementedError" in f"{type(err).__name__}: {err}":
             raise Mistake("your kernel is not implemented yet.",
@@ -315,7 +330,7 @@ def _run(kernel, x, w, eps, label, gaps=None) -> _Launch:
 
 def _check_stores(launch: _Launch, m: int, n: int, label: str):
     """Stores: none at all, rows N apart instead of stride, outside the rows, or missing."""
-    written = launch.ybuf != _UNWRITTEN  # a stored NaN counts as written, too
+    written = launch.written
     if not written.any():
         raise Mistake(f"your kernel never stored anything on the {label}: the output is "
                       "exactly as it was before the launch.",

@@ -81,6 +81,7 @@ FRACTION_SATURATED = Exercise(
         Attempt("mean |a| compared with the threshold",
                 lambda a, t: float(a.abs().mean() > t), ("count entries",)),
         Attempt("forgot return", lambda a, t: None, ("return",)),
+        Attempt("is any saturated?", lambda a, t: bool((a.abs() > t).any()), ("got bool",)),
     ),
     right_answers=(
         Attempt("python loop", _sat_loop),
@@ -90,6 +91,8 @@ FRACTION_SATURATED = Exercise(
         Attempt("count_nonzero / numel", _sat_count_nonzero),
         Attempt(">= instead of >", _sat_ge),
         Attempt("mean of equal-length row means", _sat_flat_per_row),
+        Attempt("torch.sum / torch.numel",
+                lambda a, t: torch.sum(a.abs() > t) / torch.numel(a)),
     ),
 )
 
@@ -154,6 +157,8 @@ UPDATE_TO_DATA_RATIO = Exercise(
         Attempt("0-d tensor", _ratio_tensor),
         Attempt("ln / ln 10", _ratio_natural_log_converted),
         Attempt("float64 inside", _ratio_float64),
+        Attempt("difference of tensor log10s",
+                lambda w, g, lr: (lr * g).std().log10() - w.std().log10()),
     ),
 )
 

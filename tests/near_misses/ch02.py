@@ -145,6 +145,11 @@ def _trunc_normal(linear, std):
     nn.init.trunc_normal_(linear.weight, 0.0, std, a=-3 * std, b=3 * std)
 
 
+def _normal_no_grad(linear, std):
+    with torch.no_grad():
+        return linear.weight.normal_(0.0, std)
+
+
 def _returns_new(linear, std):
     new = nn.Linear(linear.in_features, linear.out_features)
     nn.init.normal_(new.weight, 0.0, std)
@@ -170,6 +175,9 @@ GPT2_INIT = Exercise(
         Attempt("mean = std", _init(_right_std, _swapped_mean_std), ("mean 0",)),
         Attempt("the default 0.02, not base_std",
                 _init(lambda n, s: 0.02 / math.sqrt(2 * n)), ("base_std=0.1",)),
+        Attempt("normal_ on the parameter outside no_grad",
+                lambda lin, n, s=0.02: lin.weight.normal_(0.0, s / math.sqrt(2 * n)),
+                ("torch.no_grad()",)),
         Attempt("sqrt(2 n_layer + 1)", _init(lambda n, s: s / math.sqrt(2 * n + 1)),
                 ("expected",)),
         Attempt("n_layer ** -2", _init(lambda n, s: s * n ** -2), ("expected",)),
@@ -180,6 +188,7 @@ GPT2_INIT = Exercise(
         Attempt("normal_ then scale in place", _init(_right_std, _scale_after)),
         Attempt("trunc_normal_ at 3 std", _init(_right_std, _trunc_normal)),
         Attempt("std from n_layer ** -0.5", _init(lambda n, s: s * (2 * n) ** -0.5)),
+        Attempt("normal_ under no_grad, returns the weight", _init(_right_std, _normal_no_grad)),
     ),
 )
 

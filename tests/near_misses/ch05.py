@@ -159,6 +159,8 @@ DYT = Exercise(
                 lambda x, a, g, b: g * torch.tanh(a * F.layer_norm(x, x.shape[-1:])) + b,
                 ("normalized",)),
         Attempt("hardtanh", lambda x, a, g, b: g * F.hardtanh(a * x) + b, ("largest error",)),
+        Attempt("tanh of alpha alone", lambda x, a, g, b: g * torch.tanh(a) * x + b,
+                ("largest error",)),
     ),
     right_answers=(
         Attempt("2 sigmoid(2z) - 1", _dyt_sigmoid),
@@ -166,6 +168,7 @@ DYT = Exercise(
         Attempt("addcmul", _dyt_addcmul),
         Attempt("nn.Tanh and alpha[0]", _dyt_module),
         Attempt("F.tanh, x * alpha", _dyt_f_tanh),
+        Attempt("method chain", lambda x, a, g, b: torch.tanh(a * x).mul(g).add(b)),
     ),
 )
 

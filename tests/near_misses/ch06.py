@@ -273,7 +273,31 @@ def stores_x(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
     tl.store(Y + row * stride + cols, x, mask=mask)
 
 
+@triton.jit
+def statistics_in_input_dtype(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
+    # no .to(tl.float32): on bfloat16 rows the sum of squares keeps 8 bits
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_N)
+    mask = cols < N
+    x = tl.load(X + row * stride + cols, mask=mask, other=0.0)
+    ms = (tl.sum(x * x, axis=0) / N).to(x.dtype)
+    rstd = (1.0 / tl.sqrt((ms + eps).to(tl.float32))).to(x.dtype)
+    w = tl.load(W + cols, mask=mask, other=0.0)
+    tl.store(Y + row * stride + cols, x * rstd * w, mask=mask)
+
+
 # the right answers
+
+@triton.jit
+def positional_axis(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_N)
+    mask = cols < N
+    x = tl.load(X + row * stride + cols, mask, 0.0).to(tl.float32)   # mask and other by position
+    rstd = tl.rsqrt(tl.sum(x * x, 0) / N + eps)
+    w = tl.load(W + cols, mask, 0.0).to(tl.float32)
+    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask)
+
 
 @triton.jit
 def rsqrt_weight_first(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
@@ -361,6 +385,7 @@ RMS_NORM_KERNEL = Exercise(
         Attempt("stub", stub, ("not implemented",)),
         Attempt("no @triton.jit", not_jitted, ("@triton.jit",)),
         Attempt("copies x", stores_x, ("wrong",)),
+        Attempt("statistics in bfloat16", statistics_in_input_dtype, ("to(tl.float32)",)),
     ),
     right_answers=(
         Attempt("rsqrt, weight loaded first", rsqrt_weight_first),
@@ -368,6 +393,7 @@ RMS_NORM_KERNEL = Exercise(
         Attempt("weight load without other=", weight_without_other),
         Attempt("store converts implicitly", implicit_store_cast),
         Attempt("int64 row offsets", int64_offsets),
+        Attempt("mask and other by position", positional_axis),
     ),
 )
 
