@@ -164,10 +164,20 @@ def runs_dir(name: str, folder: Path) -> Path:
 
 # ---------------------------------------------------------------- writing runs
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()   # what open() would give; mkstemp's 0o600 would hide runs from co-workers
+
+
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
+        os.chmod(tmp, _FILE_MODE)
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from normcourse.experiments import cache, estimate, sweep
@@ -126,9 +127,20 @@ def list_experiments(dry_run: bool = False, gpu_tflops: float | None = None, wor
                                                 gpu_tflops=gpu_tflops).replace("\n", "\n     "))
 
 
+def _print_skipped(message, category, *_args, **_kwargs):
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m normcourse experiment NAME``: run or resume a named experiment."""
     args = parser().parse_args(argv)
+    with warnings.catch_warnings():   # a skipped file is one line naming it, not a warning with a source line
+        warnings.simplefilter("always", cache.SkippedFile)
+        warnings.showwarning = _print_skipped
+        return _main(args)
+
+
+def _main(args) -> int:
     if args.name == "list":
         list_experiments(args.dry_run, args.gpu_tflops, args.workers)
         return 0
