@@ -338,3 +338,16 @@ def test_full_tier_note_and_side_by_side(tiny, tmp_path):
     assert "[2] full, cpu: " in both and "No full-tier" not in both
     line = next(li for li in both.splitlines() if li.startswith("mean val loss"))
     assert len(line.split()) == 5      # label (3 words) and two columns
+
+
+@pytest.mark.parametrize("name", ["E1", "E2", "E3", "E4", "E6", "E7"])
+def test_each_chapter_summary_reads_the_preview_and_names_the_full_command(name):
+    from normcourse.experiments import side_by_side
+    text = ex.full_tier_comparison(name)
+    numbers = side_by_side.SUMMARIES[name](ex.load_results(name))
+    assert numbers and all(v is None or v == v for v in numbers.values())   # no NaN
+    assert f"No full-tier result of {name}" in text and f"experiment {name} --scale full" in text
+    for label in numbers:
+        assert label in text
+    with pytest.raises(ValueError, match="no chapter summary for 'E5'"):
+        ex.full_tier_comparison("E5")

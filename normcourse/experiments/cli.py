@@ -100,6 +100,9 @@ def parser() -> argparse.ArgumentParser:
                    help="print run counts and estimated FLOPs and hours, then stop")
     p.add_argument("--gpu-tflops", type=_positive_float, default=None, metavar="R",
                    help="with --dry-run: convert FLOPs to GPU-hours at R sustained TFLOP/s (your assumption)")
+    p.add_argument("--smoke-steps", type=_int_at_least(1), default=None, metavar="N",
+                   help="run the chosen points with at most N steps into DIR/smoke/ (never counted as the "
+                        "grid's runs): checks that a tier's sizes build, fit and train")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     g = p.add_argument_group("slurm (with --executor slurm; needs pip install 'normcourse[cluster]')")
     g.add_argument("--slurm-partition", default=None)
@@ -172,7 +175,8 @@ def _main(args) -> int:
             device = "cuda" if gpus else "cpu"
         cache_ = sweep.run(args.name, scale=scale, executor=args.executor, workers=args.workers,
                            fresh=args.fresh, limit=args.limit, where=where, progress=not args.quiet,
-                           results_dir=args.results, device=device, slurm=slurm)
+                           results_dir=args.results, device=device, slurm=slurm,
+                           smoke_steps=args.smoke_steps)
     except sweep.RunsFailed as err:
         print(err, file=sys.stderr)
         return 1
@@ -180,6 +184,10 @@ def _main(args) -> int:
         print(f"experiment {args.name}: {err}", file=sys.stderr)
         return 2
     root = args.results if args.results is not None else cache.default_results_root()
+    if args.smoke_steps:
+        print(f"{args.name}: {len(cache_['runs'])} smoke runs (at most {args.smoke_steps} steps, not the grid's "
+              f"runs) stored under {root / sweep.SMOKE_FOLDER}")
+        return 0
     print(f"{args.name}: {len(cache_['runs'])}/{len(EXPERIMENTS[args.name].specs(scale))} runs stored under "
           f"{root}")
     return 0

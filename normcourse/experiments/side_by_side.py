@@ -14,8 +14,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from normcourse.blocks import PLACEMENTS
 from normcourse.experiments import cache
 from normcourse.experiments.grids import EXPERIMENTS
+from normcourse.experiments.measures import MEASURES
 
 
 @dataclass
@@ -65,8 +67,9 @@ def full_tier_note(name: str, results_dir: Path | None = None) -> str:
     """One sentence: which full-tier results exist for ``name``, or the command that produces one."""
     found = full_results(name, results_dir)
     if not found:
-        return (f"No full-tier result of {name} is recorded yet: `{cache.fill_command(name, 'full')}` on a "
-                f"GPU produces it (setup page, \"Running the experiments at full scale\").")
+        where = "a GPU" if not MEASURES[EXPERIMENTS[name].measure].cpu_only else "a many-core CPU"
+        return (f"No full-tier result of {name} is recorded yet: `{cache.fill_command(name, 'full')}` on "
+                f"{where} produces it (setup page, \"Running the experiments at full scale\").")
     return f"Full-tier results of {name}: " + "; ".join(r.label for r in found) + "."
 
 
@@ -95,3 +98,78 @@ def _cell(v) -> str:
     if v is None:
         return "-"
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+# ------------------------------------------------- the chapters' summaries (8-11)
+# Each maps a tier's rows to a few numbers that mean the same at both scales
+# (the tiers' depths and seeds differ, so nothing is matched run by run).
+
+def _mean(xs):
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else None
+
+
+def _placements(rows):
+    """The single-name placements in ``rows``, in the order of blocks.PLACEMENTS."""
+    present = {r["placement"] for r in rows if isinstance(r["placement"], str)}
+    return [p for p in PLACEMENTS if p in present]
+
+
+def summary_e1(rows):
+    """Growth of the trained stream (last layer's RMS over the first's), unit-scale embeddings."""
+    out = {}
+    for p in _placements(rows):
+        runs = [r for r in rows if r["placement"] == p and r["embed_scale"] == 50.0 and "trained" in r]
+        out[f"{p}: stream RMS last/first"] = _mean(r["trained"]["layer_rms"][-1] / r["trained"]["layer_rms"][0]
+                                                   for r in runs)
+    return out
+
+
+def summary_e2(rows):
+    """At the deepest stack, unit-scale embeddings: last layer's gradient norm over the first's."""
+    deepest = max(r["n_layer"] for r in rows)
+    out = {"deepest stack (layers)": deepest}
+    for p in _placements(rows):
+        runs = [r for r in rows if r["placement"] == p and r["n_layer"] == deepest and r["embed_scale"] == 50.0]
+        g = [r["init"]["layer_grad_norm"] for r in runs]
+        out[f"{p}: grad last/first"] = _mean(x[-1] / x[0] for x in g if x[0] > 0)
+    return out
+
+
+def summary_training(rows):
+    """Per placement: share of runs that diverged, and the best validation loss."""
+    out = {}
+    for p in _placements(rows):
+        runs = [r for r in rows if r["placement"] == p]
+        out[f"{p}: diverged (share)"] = _mean(float(r["diverged"]) for r in runs)
+        out[f"{p}: best val loss"] = min((r["val_loss"] for r in runs if r["val_loss"] is not None), default=None)
+    return out
+
+
+def summary_e6(rows):
+    """Per plain placement: mean loss change when one layer of the upper half is skipped, after training."""
+    out = {}
+    for p in _placements(rows):
+        runs = [r for r in rows if r["placement"] == p and not r.get("depth_scaled_norm")
+                and r.get("scaled_residual_init", True) and "trained" in r]
+        out[f"{p}: skip delta, upper half"] = _mean(
+            _mean(r["trained"]["skip_delta"][len(r["trained"]["skip_delta"]) // 2:]) for r in runs)
+    return out
+
+
+def summary_e7(rows):
+    """Mean validation loss of the trained model and of each way of removing LayerNorm."""
+    keys = ("val_loss", "val_identity", "val_frozen_all", "val_gradual", "val_kept_ft", "val_identity_ft")
+    return {k: _mean(r[k] for r in rows) for k in keys}
+
+
+SUMMARIES = {"E1": summary_e1, "E2": summary_e2, "E3": summary_training, "E4": summary_training,
+             "E6": summary_e6, "E7": summary_e7}
+
+
+def full_tier_comparison(name: str, results_dir: Path | None = None) -> str:
+    """:func:`beside_preview` with the chapter's own summary of ``name`` (see ``SUMMARIES``)."""
+    if name not in SUMMARIES:
+        raise ValueError(f"no chapter summary for {name!r}; choose one of {', '.join(SUMMARIES)}, or call "
+                         f"beside_preview(name, summarize) with your own")
+    return beside_preview(name, SUMMARIES[name], results_dir)

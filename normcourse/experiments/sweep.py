@@ -72,6 +72,20 @@ def tier_folders(root: Path, scale: str, device: str) -> list[Path]:
     return sorted(p for p in Path(root).glob(f"{scale}-cuda-*") if p.is_dir())
 
 
+SMOKE_FOLDER = "smoke"
+
+
+def shorten(spec: dict, steps: int) -> dict:
+    """``spec`` with at most ``steps`` training (and fine-tuning) steps: a smoke test of its sizes."""
+    train = {**spec["train"], "steps": min(spec["train"]["steps"], steps),
+             "warmup_steps": min(spec["train"]["warmup_steps"], steps)}
+    out = {**spec, "train": train}
+    if "removal" in spec:
+        out["removal"] = {**spec["removal"], "steps_per_norm": min(spec["removal"]["steps_per_norm"], steps),
+                          "final_steps": min(spec["removal"]["final_steps"], steps)}
+    return out
+
+
 def choose(name: str, *, scale: str = "preview", fresh: bool = False, limit: int | None = None,
            where: dict | None = None, done: dict | None = None) -> list[dict]:
     """The specs a sweep will run, in grid order."""
@@ -84,8 +98,13 @@ def choose(name: str, *, scale: str = "preview", fresh: bool = False, limit: int
 def run(name: str, *, scale: str = "preview", executor: str = "local", workers: int = 1, fresh: bool = False,
         limit: int | None = None, where: dict | None = None, progress: bool = True,
         results_dir: Path | None = None, device: str | None = None,
-        slurm: SlurmOptions | None = None) -> dict:
-    """Run (or resume) an experiment; every finished run is written at once.  Returns the merged cache."""
+        slurm: SlurmOptions | None = None, smoke_steps: int | None = None) -> dict:
+    """Run (or resume) an experiment; every finished run is written at once.  Returns the merged cache.
+
+    ``smoke_steps``: run the chosen points with at most that many steps, into
+    ``<results>/smoke/`` (never read as the grid's runs): a check that a tier's
+    sizes build, fit in memory, train and store, before the long runs.
+    """
     from tqdm.auto import tqdm
 
     check_name(name)
@@ -101,8 +120,15 @@ def run(name: str, *, scale: str = "preview", executor: str = "local", workers: 
         raise ValueError("device 'cuda' but this machine has no CUDA GPU; use device 'cpu' (--device cpu) "
                          "or the slurm executor with --slurm-gpus-per-task")
     root = Path(results_dir) if results_dir is not None else cache.default_results_root()
-    todo = choose(name, scale=scale, fresh=fresh, limit=limit, where=where,
-                  done=stored_runs(name, root, scale, device))
+    if smoke_steps is None:
+        todo = choose(name, scale=scale, fresh=fresh, limit=limit, where=where,
+                      done=stored_runs(name, root, scale, device))
+    else:
+        check_int("smoke_steps", smoke_steps, low=1)
+        root = root / SMOKE_FOLDER
+        done = stored_runs(name, root, scale, device)
+        todo = [shorten(s, smoke_steps) for s in choose(name, scale=scale, fresh=True, where=where)]
+        todo = [s for s in todo if fresh or spec_key(s) not in done][:limit]
     failures = []
     if todo:
         if executor == "local":
