@@ -351,3 +351,13 @@ def test_each_chapter_summary_reads_the_preview_and_names_the_full_command(name)
         assert label in text
     with pytest.raises(ValueError, match="no chapter summary for 'E5'"):
         ex.full_tier_comparison("E5")
+
+
+def test_smoke_steps_run_full_sizes_briefly_and_never_count_as_the_grid(tiny, tmp_path):
+    smoke = ex.run("T", scale="full", smoke_steps=2, limit=2, device="cpu", progress=False, results_dir=tmp_path)
+    assert len(smoke["runs"]) == 2
+    for entry in smoke["runs"].values():
+        assert entry["spec"]["train"]["steps"] == 2 and len(entry["result"]["loss"]) == 2
+        assert entry["spec"]["model"]["d_model"] == 32          # the tier's sizes otherwise
+    assert (tmp_path / "smoke" / "full-cpu" / "T.json").exists()
+    assert ex.read_cache("T", tmp_path, scale="full")["runs"] == {} and ex.full_results("T", tmp_path) == []

@@ -55,7 +55,7 @@ from normcourse.experiments.cli import main
 from normcourse.experiments.grids import (EXPERIMENTS, FULL_MODEL, FULL_TRAIN, PREVIEW_MODEL, PREVIEW_TRAIN,
                                           SCALES, Experiment, Part, Tier, full, preview, spec_key)
 from normcourse.experiments.measures import MEASURES, Measure, init_stats, run_one
-from normcourse.experiments.side_by_side import beside_preview, full_tier_comparison, full_tier_note
+from normcourse.experiments.side_by_side import beside_preview, full_results, full_tier_comparison, full_tier_note
 from normcourse.experiments.sweep import RunsFailed, run
 
 # the names the chapters used before the grids had tiers
