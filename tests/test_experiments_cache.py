@@ -217,6 +217,18 @@ def test_the_slurm_path_runs_a_small_grid_through_submitit(tiny, tmp_path, clust
         assert entry["env"]["device"].startswith("cpu: ")
 
 
+def test_the_options_reach_sbatch(tmp_path, monkeypatch):
+    """What a real cluster gets: the sbatch script submitit writes (no srun needed to write it)."""
+    submitit = pytest.importorskip("submitit")
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 1))
+    options = executors.SlurmOptions(partition="gpu", gpus_per_task=1, time_min=240, array_parallelism=8,
+                                     cluster="slurm")
+    script = executors.make_executor("E3", options, tmp_path)._executor._make_submission_file_text("run", "u")
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-task=1", "#SBATCH --time=240",
+                 "#SBATCH --job-name=normcourse-E3", "#SBATCH --cpus-per-task=1"):
+        assert line in script
+
+
 def test_a_missing_submitit_names_the_extra(tiny, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "submitit", None)      # import submitit now raises ImportError
     with pytest.raises(ImportError, match=r"pip install 'normcourse\[cluster\]'"):

@@ -116,12 +116,26 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stored(name: str, scale: str) -> str:
+    """How many runs of a tier are stored, per device, in the shipped and the default folder."""
+    per_device = {}
+    for root in dict.fromkeys((cache.RESULTS_DIR, cache.default_results_root())):
+        for device in ("cpu", "cuda"):
+            for folder in sweep.tier_folders(root, scale, device):
+                label = folder.name if folder != root else "cpu"
+                per_device.setdefault(label or "cpu", set()).update(cache.read_folder(name, folder))
+    found = {k: len(v) for k, v in per_device.items() if v}
+    if not found:
+        return "0 stored"
+    return ", ".join(f"{n} stored" + ("" if label == "cpu" and scale == "preview" else f" in {label}")
+                     for label, n in found.items())
+
+
 def list_experiments(dry_run: bool = False, gpu_tflops: float | None = None, workers: int = 1) -> None:
     for e in EXPERIMENTS.values():
         counts = []
         for scale in SCALES:
-            stored = len(cache.read_cache(e.name, scale=scale)["runs"])
-            counts.append(f"{scale} {len(e.specs(scale))} runs ({stored} stored)")
+            counts.append(f"{scale} {len(e.specs(scale))} runs ({_stored(e.name, scale)})")
         print(f"{e.name:4} {e.question}\n     " + "; ".join(counts))
         if dry_run:
             for scale in SCALES:

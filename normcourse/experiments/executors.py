@@ -92,11 +92,10 @@ def import_submitit():
     return submitit
 
 
-def run_slurm(name, specs, root, scale, device, options: SlurmOptions):
-    """Submit ``specs`` as one job array; yield paths or Failures as jobs finish."""
+def make_executor(name: str, options: SlurmOptions, log_dir: Path):
+    """A submitit executor for one grid's job array, with ``options`` as sbatch parameters."""
     submitit = import_submitit()
-    log_dir = Path(options.log_dir or Path(root) / "slurm-logs" / name)
-    executor = submitit.AutoExecutor(folder=log_dir / "%j", cluster=options.cluster)
+    executor = submitit.AutoExecutor(folder=Path(log_dir) / "%j", cluster=options.cluster)
     params = dict(name=f"normcourse-{name}", timeout_min=options.time_min, cpus_per_task=options.cpus_per_task,
                   slurm_array_parallelism=options.array_parallelism)
     if options.partition:
@@ -104,6 +103,14 @@ def run_slurm(name, specs, root, scale, device, options: SlurmOptions):
     if options.gpus_per_task:
         params["slurm_gpus_per_task"] = options.gpus_per_task
     executor.update_parameters(**params)
+    return executor
+
+
+def run_slurm(name, specs, root, scale, device, options: SlurmOptions):
+    """Submit ``specs`` as one job array; yield paths or Failures as jobs finish."""
+    submitit = import_submitit()
+    log_dir = Path(options.log_dir or Path(root) / "slurm-logs" / name)
+    executor = make_executor(name, options, log_dir)
     n = len(specs)
     jobs = executor.map_array(run_and_store, [name] * n, list(specs), [str(root)] * n, [scale] * n,
                               [device] * n)
