@@ -58,9 +58,6 @@ from normcourse.experiments.measures import MEASURES, Measure, init_stats, run_o
 from normcourse.experiments.side_by_side import beside_preview, full_results, full_tier_comparison, full_tier_note
 from normcourse.experiments.sweep import RunsFailed, run
 
-# the names the chapters used before the grids had tiers
-BASE_MODEL, BASE_TRAIN = PREVIEW_MODEL, PREVIEW_TRAIN
-
 __all__ = ["EXPERIMENTS", "Experiment", "Part", "Tier", "preview", "full", "SCALES", "spec_key", "run_one",
            "run", "read_cache", "load_results", "cache_path", "code_version", "environment", "init_stats",
            "MEASURES", "Measure", "ENGINE_FILES", "FORMAT_VERSION", "RESULTS_DIR", "IncompleteGrid",

@@ -22,15 +22,16 @@ Vaswani et al. 2017 (arXiv 1706.03762), Table 3: the base Transformer has
 6 layers, d_model 512, 8 heads.  Radford et al. 2019 (GPT-2), Table 2: the
 four GPT-2 models have 12, 24, 36 and 48 layers (d_model 768 to 1600).
 Heimersheim 2024 (arXiv 2409.13710) fine-tunes LayerNorm out of GPT-2 small,
-the 12-layer one.
+the 12-layer one.  Below, "GPT-2's 12/24/48 layers" means the 117M, 345M and
+1542M models of that table.
 
 What no paper fixes for us, and why we chose it:
 
 - d_model 512, 8 heads (the base Transformer's width), context 256 (8 times
   the preview's), batch 16: about 3.2 M parameters per layer, so that 6 to
   48 layers span 19 M to 150 M parameters and a run fits one GPU.
-- 2,000 steps (3,000 for the depth ablations): 13 to 20 times the preview's
-  150, long enough for the hidden-state growth and the late loss spikes that
+- 2,000 steps (3,000 for E6's layer ablations): 7 to 13 times the preview's
+  150 to 300, long enough for the hidden-state growth and the late loss spikes that
   150 steps cannot show.  The embedded corpus has about 418,000 training
   characters, so 2,000 steps of 16 x 256 characters see it about 20 times:
   these grids test trainability (divergence, gradient and activation scale,
@@ -158,7 +159,7 @@ def _depth_parts(n_layer: int, seeds: list, **common) -> tuple:
 
 _E4_TRAIN = {"lr": 3e-3, "warmup_steps": 10}
 _E4_FULL_TRAIN = {"lr": 3e-3, "warmup_steps": 100}
-_E4_FULL_WHY = ("24 and 48 layers, GPT-2 medium's and GPT-2 XL's depths (Radford et al. 2019); "
+_E4_FULL_WHY = ("24 and 48 layers, the depths of GPT-2's 345M and 1542M models; "
                 "lr 3e-3 keeps the preview's edge of stability, 100 warm-up steps are the preview's 7% of "
                 "the run rounded down")
 _E8_PREVIEW = dict(model={"placement": "pre", "n_layer": 6}, train={"steps": 300, "lr": 3e-3})
@@ -174,8 +175,8 @@ EXPERIMENTS = {e.name: e for e in (
                       "seed": [0]})),
         full(Part({"placement": list(PLACEMENTS), "n_layer": [12], "embed_scale": [1.0, 50.0],
                    "seed": SEEDS5}),
-             why="12 layers as GPT-2 small; 2,000 steps so that the growth of a trained stream has time "
-                 "to show; 5 seeds for intervals"),
+             why="12 layers as GPT-2's smallest model; 2,000 steps so that the growth of a trained stream "
+                 "has time to show; 5 seeds for intervals"),
         chapter=8),
     Experiment(
         # E2 also varies embed_scale: with GPT-2's N(0, 0.02) embeddings the first block sees
@@ -186,7 +187,7 @@ EXPERIMENTS = {e.name: e for e in (
                       "embed_scale": [1.0, 50.0], "seed": [0, 1, 2]})),
         full(Part({"placement": list(PLACEMENTS), "n_layer": [6, 12, 24, 48],
                    "embed_scale": [1.0, 50.0], "seed": SEEDS5}),
-             why="6 layers (the base Transformer) to 48 (GPT-2 XL's depth) at d_model 512: the question is "
+             why="6 layers (the base Transformer) to 48 (GPT-2's largest model) at d_model 512: the question is "
                  "how the gradient profile changes with depth; initialisation only, so cheap"),
         chapter=8),
     Experiment(
@@ -198,8 +199,8 @@ EXPERIMENTS = {e.name: e for e in (
                    "lr": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2], "warmup_steps": [0, 500], "seed": SEEDS5},
                   train={"grad_clip": None}),
              why="the base Transformer's 6 layers and width; learning rates one step lower than the "
-                 "preview's (a wider model tolerates less); 500 warm-up steps are the preview's quarter "
-                 "of the run"),
+                 "preview's (a wider model tolerates less); 500 warm-up steps, a quarter of the run (the "
+                 "preview's 50 are a third of its 150)"),
         chapter=9),
     Experiment(
         "E4", "deep stacks: divergence, final loss and loss spikes per placement", "train",
@@ -215,7 +216,7 @@ EXPERIMENTS = {e.name: e for e in (
                      model={"placement": "pre"}, train={"steps": 300})),
         full(Part({"norm": ["layernorm", "rmsnorm", "dyt"], "n_layer": [12],
                    "lr": [3e-4, 1e-3, 3e-3, 1e-2], "seed": SEEDS5}, model={"placement": "pre"}),
-             why="12 layers as GPT-2 small; four learning rates around the preview's best (3e-3), one "
+             why="12 layers as GPT-2's smallest model; four learning rates around the preview's best (3e-3), one "
                  "step lower for the wider model; 5 seeds for intervals"),
         chapter=5),
     Experiment(
@@ -225,11 +226,11 @@ EXPERIMENTS = {e.name: e for e in (
         preview(Part({"norm": ["dyt"], "dyt_alpha": [0.1, 0.5, 2.0, 8.0, 32.0], "embed_scale": [1.0, 50.0],
                       "seed": [0, 1]}, **_E8_PREVIEW),
                 Part({"norm": ["layernorm"], "embed_scale": [1.0, 50.0], "seed": [0, 1]}, **_E8_PREVIEW)),
-        full(Part({"norm": ["dyt"], "dyt_alpha": [0.1, 0.5, 2.0, 8.0], "embed_scale": [1.0, 50.0],
+        full(Part({"norm": ["dyt"], "dyt_alpha": [0.1, 0.5, 2.0, 8.0, 32.0], "embed_scale": [1.0, 50.0],
                    "seed": SEEDS5}, **_E8_FULL),
              Part({"norm": ["layernorm"], "embed_scale": [1.0, 50.0], "seed": SEEDS5}, **_E8_FULL),
-             why="12 layers at lr 1e-3 (E5's full-tier middle); alpha 32 dropped (it failed to learn in "
-                 "the preview); 5 seeds for intervals"),
+             why="the preview's alphas at 12 layers and lr 1e-3 (E5's full-tier middle); 5 seeds for "
+                 "intervals"),
         chapter=5),
     Experiment(
         # E3D repeats E3's grid at other depths and adds DeepNorm.
@@ -240,7 +241,7 @@ EXPERIMENTS = {e.name: e for e in (
         full(Part({"placement": ["post", "pre", "deepnorm"], "n_layer": [12, 24],
                    "lr": [3e-4, 1e-3, 3e-3, 1e-2], "warmup_steps": [0, 500], "seed": SEEDS5},
                   train={"grad_clip": None}),
-             why="12 and 24 layers (GPT-2 small's and medium's depths) against E3's 6; E3's full-tier "
+             why="12 and 24 layers (GPT-2's 117M and 345M models) against E3's 6; E3's full-tier "
                  "learning rates and warm-up; 5 seeds for intervals"),
         chapter=9),
     Experiment(
@@ -267,7 +268,7 @@ EXPERIMENTS = {e.name: e for e in (
         "depth",
         preview(*_depth_parts(12, [0, 1], train={"steps": 300, "lr": 3e-3, "warmup_steps": 10})),
         full(*_depth_parts(24, SEEDS5, train={"steps": 3000, "lr": 1e-3}),
-             why="24 layers (GPT-2 medium's depth), twice the preview's, so that a quarter of Mix-LN's "
+             why="24 layers (GPT-2's 345M model), twice the preview's, so that a quarter of Mix-LN's "
                  "layers is six; 3,000 steps because what a trained layer does is the question; 5 seeds"),
         chapter=10),
     Experiment(
@@ -281,6 +282,7 @@ EXPERIMENTS = {e.name: e for e in (
                   train={"eval_batches": 32},
                   extra={"removal": {"steps_per_norm": 100, "final_steps": 500, "ft_lr": 3e-4}}),
              why="12 layers, the depth of the GPT-2 small that Heimersheim (2024) removes LayerNorm from; "
-                 "5 times the preview's fine-tuning steps per norm for a 5 times longer training run"),
+                 "100 fine-tuning steps per norm and 500 at the end (preview: 20 and 60) after a "
+                 "2,000-step training run (preview: 300); runs on the CPU only (see measures.py)"),
         chapter=11),
 )}
