@@ -202,6 +202,11 @@ def _main(args) -> int:
         print(f"{args.name}: {len(cache_['runs'])} smoke runs (at most {args.smoke_steps} steps, not the grid's "
               f"runs) stored under {root / sweep.SMOKE_FOLDER}")
         return 0
-    print(f"{args.name}: {len(cache_['runs'])}/{len(EXPERIMENTS[args.name].specs(scale))} runs stored under "
-          f"{root}")
+    # what the chapters will read: with no --results, the shipped runs and the default folder's together
+    device = sweep.resolve_device(device, scale)
+    readable = {}
+    for folder_root in ([args.results] if args.results is not None else [cache.RESULTS_DIR, root]):
+        readable.update(sweep.stored_runs(args.name, folder_root, scale, device))
+    print(f"{args.name}: {len(readable)}/{len(EXPERIMENTS[args.name].specs(scale))} runs stored "
+          f"(new runs go to {root})")
     return 0
