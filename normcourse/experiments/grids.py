@@ -17,7 +17,7 @@ parts' runs one after the other.  A spec is the JSON-ready dict a run gets:
 ``{"experiment", "measure", "model", "train"}`` plus a part's ``extra``
 top-level fields (E7's removal schedule).
 
-Settings quoted from papers (each checked against the paper):
+Settings quoted from the papers' own tables:
 Vaswani et al. 2017 (arXiv 1706.03762), Table 3: the base Transformer has
 6 layers, d_model 512, 8 heads.  Radford et al. 2019 (GPT-2), Table 2: the
 four GPT-2 models have 12, 24, 36 and 48 layers (d_model 768 to 1600).
