@@ -217,6 +217,16 @@ def test_the_slurm_path_runs_a_small_grid_through_submitit(tiny, tmp_path, clust
         assert entry["env"]["device"].startswith("cpu: ")
 
 
+def test_the_slurm_command_line_runs_end_to_end_in_submitits_debug_executor(tiny, tmp_path, capsys):
+    pytest.importorskip("submitit")
+    argv = ["T", "--executor", "slurm", "--slurm-cluster", "debug", "--device", "cpu", "--quiet",
+            "--results", str(tmp_path)]
+    assert ex.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "submitted 6 runs as job array" in out and "T: 6/6 runs stored" in out
+    assert set(json.loads((tmp_path / "T.json").read_text())["runs"]) == keys_of("T")
+
+
 def test_the_options_reach_sbatch(tmp_path, monkeypatch):
     """What a real cluster gets: the sbatch script submitit writes (no srun needed to write it)."""
     submitit = pytest.importorskip("submitit")

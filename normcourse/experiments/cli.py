@@ -113,6 +113,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--slurm-array-parallelism", type=_int_at_least(1), default=64,
                    help="at most this many runs at once (default 64)")
     g.add_argument("--slurm-cpus-per-task", type=_int_at_least(1), default=1)
+    g.add_argument("--slurm-cluster", choices=("slurm", "local", "debug"), default=None,
+                   help="submitit's executor (default: Slurm when sbatch is there); local and debug run the "
+                        "same job array on this machine, to try a submission first")
     return p
 
 
@@ -183,7 +186,7 @@ def _main(args) -> int:
             gpus = 1 if scale == "full" else 0
         slurm = SlurmOptions(partition=args.slurm_partition, gpus_per_task=gpus, time_min=args.slurm_time,
                              array_parallelism=args.slurm_array_parallelism,
-                             cpus_per_task=args.slurm_cpus_per_task)
+                             cpus_per_task=args.slurm_cpus_per_task, cluster=args.slurm_cluster)
         device = args.device
         if args.executor == "slurm" and device is None:   # the workers' device, not this login node's
             device = "cuda" if gpus else "cpu"
