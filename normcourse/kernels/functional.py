@@ -57,17 +57,11 @@ def _prepare(op, x, residual, weight, bias, eps, backend):
     return eps, backend
 
 
-def _layer_norm_function():
+def _norm_function():
     # Imported on first use: the kernels need triton, the "torch" backend does not.
-    from normcourse.kernels.triton_layer_norm import LayerNormFunction
+    from normcourse.kernels.triton_norm import NormFunction
 
-    return LayerNormFunction
-
-
-def _rms_norm_function():
-    from normcourse.kernels.triton_rms_norm import RMSNormFunction
-
-    return RMSNormFunction
+    return NormFunction
 
 
 def _default_eps(eps, x):
@@ -92,7 +86,7 @@ def layer_norm(x, weight=None, bias=None, eps=1e-5, *, backend="auto"):
     eps, backend = _prepare("layer_norm", x, None, weight, bias, eps, backend)
     if backend == "torch":
         return F.layer_norm(x, x.shape[-1:], _param(weight, x), _param(bias, x), eps)
-    return _layer_norm_function().apply(x, None, weight, bias, eps)
+    return _norm_function().apply(x, None, weight, bias, eps, False)
 
 
 def rms_norm(x, weight=None, eps=1e-6, *, backend="auto"):
@@ -103,7 +97,7 @@ def rms_norm(x, weight=None, eps=1e-6, *, backend="auto"):
     eps, backend = _prepare("rms_norm", x, None, weight, None, _default_eps(eps, x), backend)
     if backend == "torch":
         return F.rms_norm(x, x.shape[-1:], _param(weight, x), eps)
-    return _rms_norm_function().apply(x, None, weight, eps)
+    return _norm_function().apply(x, None, weight, None, eps, True)
 
 
 def add_layer_norm(x, residual, weight=None, bias=None, eps=1e-5, *, backend="auto"):
@@ -116,7 +110,7 @@ def add_layer_norm(x, residual, weight=None, bias=None, eps=1e-5, *, backend="au
     if backend == "torch":
         s = x + residual
         return F.layer_norm(s, s.shape[-1:], _param(weight, x), _param(bias, x), eps), s
-    return _layer_norm_function().apply(x, residual, weight, bias, eps)
+    return _norm_function().apply(x, residual, weight, bias, eps, False)
 
 
 def add_rms_norm(x, residual, weight=None, eps=1e-6, *, backend="auto"):
@@ -129,4 +123,4 @@ def add_rms_norm(x, residual, weight=None, eps=1e-6, *, backend="auto"):
     if backend == "torch":
         s = x + residual
         return F.rms_norm(s, s.shape[-1:], _param(weight, x), eps), s
-    return _rms_norm_function().apply(x, residual, weight, eps)
+    return _norm_function().apply(x, residual, weight, None, eps, True)
