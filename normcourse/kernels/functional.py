@@ -2,17 +2,22 @@
 
 ``backend`` chooses what computes:
 
-- ``"auto"`` (default) and ``"triton"``: the Triton kernels.  On CUDA tensors
-  they are compiled for the GPU; on CPU tensors they run through the Triton
+- ``"auto"`` (default): the fastest correct choice for the tensor at hand.
+  The Triton kernels, compiled for the GPU, for a float32 / float16 /
+  bfloat16 tensor on CUDA; PyTorch's own fused op (``"torch"``) for
+  everything else: a CPU tensor, float64, or no ``triton`` installed.  The
+  interpreter never runs unasked: on a CPU it is exact but hundreds of times
+  slower than PyTorch.
+- ``"triton"``: the Triton kernels, always.  On CUDA tensors they are
+  compiled for the GPU; on CPU tensors they run through the Triton
   interpreter (``import normcourse`` switches it on when there is no GPU).
-  The interpreter is exact but slow: it is how the kernels are tested and
-  taught on a laptop.  Where ``triton`` is not installed, ``"auto"`` falls
-  back to ``"torch"`` (and ``"triton"`` raises a ValueError saying so).
+  That is how the kernels are tested and taught on a laptop: the kernel
+  chapters and checkers pass ``backend="triton"`` explicitly.  Without
+  ``triton`` installed it raises a ValueError saying so.
 - ``"torch"``: PyTorch's own fused kernels (``F.layer_norm``, ``F.rms_norm``),
-  the fast choice for CPU users who want speed rather than our kernels, and
-  the one to use for second derivatives (``create_graph=True``): the Triton
-  backward is a hand-written kernel autograd cannot differentiate, so it
-  raises a RuntimeError there rather than return incomplete gradients.
+  also the one to use for second derivatives (``create_graph=True``): the
+  Triton backward is a hand-written kernel autograd cannot differentiate, so
+  it raises a RuntimeError there rather than return incomplete gradients.
 
 ``eps`` of the RMSNorm functions may be None: ``torch.finfo(x.dtype).eps``,
 as in ``torch.nn.functional.rms_norm`` (the default stays 1e-6).  The
@@ -41,12 +46,10 @@ def _prepare(op, x, residual, weight, bias, eps, backend):
     check_param(op, "weight", weight, x)
     check_param(op, "bias", bias, x)
     eps = check_eps(op, eps)
-    if not triton_available():
-        if backend == "triton":
-            raise ValueError(f"{op}: backend='triton' but triton is not installed "
-                             "(pip install triton; on CPU it runs in the interpreter)")
-        backend = "torch" if backend == "auto" else backend
-    backend = check_backend(op, backend, x)
+    if backend == "triton" and not triton_available():
+        raise ValueError(f"{op}: backend='triton' but triton is not installed "
+                         "(pip install triton; on CPU it runs in the interpreter)")
+    backend = check_backend(op, backend, x, triton_available())
     if backend == "triton" and x.device.type == "cpu" and not triton_interpreted():
         raise ValueError(
             f"{op}: x is on the CPU but the Triton interpreter is off (TRITON_INTERPRET is not "
