@@ -148,7 +148,8 @@ def resident_ctas(num_warps: int, registers: int, shared_bytes: int = 0, *,
     return max(0, min(by_registers, by_threads, by_shared, ctas_limit))
 
 
-def backward_programs(rows: int, device: torch.device, settings: LaunchSettings | None = None) -> int:
+def backward_programs(rows: int, device: torch.device,
+                      settings: LaunchSettings | None = None) -> int:
     """How many programs share the backward's rows (each keeps one dW/dB partial).
 
     On a GPU: every SM gets as many programs as fit on it at once
