@@ -85,6 +85,23 @@ def test_backward_programs_on_an_sm75_count_its_thread_limit(monkeypatch):
     assert backward_programs(10**6, device, s) == 40 * backward_ctas_per_sm(s, 1024)
 
 
+def test_rows_aligned_mirrors_tritons_specialization():
+    x = torch.randn(4, 64)
+    assert launch.rows_aligned(64, x, x, None)
+    assert not launch.rows_aligned(60, torch.randn(4, 60))  # N and the row stride
+    assert not launch.rows_aligned(64, torch.randn(4 * 64 + 1)[1:].view(4, 64))  # 4-byte offset
+    assert launch.rows_aligned(64, torch.randn(1, 64).expand(4, 64))  # stride 0
+
+
+def test_unaligned_rows_are_chunked_beyond_16384_and_get_no_register_cap():
+    assert not launch.forward_is_looped(32768) and launch.forward_is_looped(32768, aligned=False)
+    assert launch.forward_is_looped(20001) and not launch.forward_is_looped(16383)
+    assert forward_ctas_per_sm(row_settings(16384), aligned=False) == 1
+    assert backward_ctas_per_sm(looped_settings(), aligned=False) == 1
+    assert backward_ctas_per_sm(row_settings(1024), aligned=False) == 4  # 128 registers
+    assert backward_ctas_per_sm(row_settings(1024), aligned=True) == 8  # 64 registers
+
+
 def test_backward_programs_in_the_interpreter():
     assert backward_programs(64, torch.device("cpu")) == launch.INTERPRETER_BACKWARD_PROGRAMS
     assert backward_programs(3, torch.device("cpu")) == 3

@@ -152,7 +152,7 @@ class CompileResult:
     maxnreg: int = 0  # register cap the launcher asked for (0: none)
     shared: int = 0  # shared memory bytes per CTA
     ctas_per_sm: int = 0  # CTAs that fit on one SM of this cc, from the above
-    launcher_ctas: int = 0  # CTAs per SM the launcher counts on (its register cap's)
+    pipelined: bool = False  # global reads by cp.async (a software-pipelined loop, sm_80+)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -289,7 +289,7 @@ def compile_kernel(name: str, dtype: torch.dtype, n: int, cc: int,
     return CompileResult(
         name, _variant(recorded), _TYPE[dtype], n, block, warps, cc, regs, stores, loads,
         _widest_load(ptx), affine, cap, shared, resident_ctas(warps, regs, shared, **limits),
-        resident_ctas(warps, cap, shared, **limits) if cap else 0)
+        "cp.async" in ptx)
 
 
 def resource_report(kernels=None, dtypes=(torch.float32, torch.bfloat16),
@@ -327,18 +327,19 @@ def format_report(results: list[CompileResult]) -> str:
     looped kernels long rows use (BLOCK is then the chunk width) and "sum"
     for the partial-sum reduction.  ``cap`` is the launcher's register cap
     (maxnreg), ``CTAs/SM`` how many CTAs fit on one SM with the registers and
-    shared memory ptxas reports.
+    shared memory ptxas reports, ``pipe`` whether a loop was software-pipelined
+    (its loads are ``cp.async`` copies into shared memory).
     """
     head = (f"{'kernel':<20} {'kind':<8} {'dtype':<5} {'N':>6} {'BLOCK':>6} {'warps':>5} "
             f"{'sm':>3} {'regs':>4} {'cap':>4} {'spill st/ld':>12} {'smem':>6} {'CTAs/SM':>7} "
-            f"{'widest load':>12}")
+            f"{'widest load':>12} {'pipe':>4}")
     lines = [head, "-" * len(head)]
     for r in results:
         name = r.kernel if r.affine else r.kernel + " (no w)"
         lines.append(f"{name:<20} {r.variant:<8} {r.dtype:<5} {r.n:>6} {r.block_n:>6} "
                      f"{r.num_warps:>5} {r.cc:>3} {r.registers:>4} {r.maxnreg or '-':>4} "
                      f"{f'{r.spill_stores}/{r.spill_loads}':>12} {r.shared:>6} "
-                     f"{r.ctas_per_sm:>7} {r.vector_loads:>12}")
+                     f"{r.ctas_per_sm:>7} {r.vector_loads:>12} {'yes' if r.pipelined else '-':>4}")
     return "\n".join(lines)
 
 

@@ -29,16 +29,18 @@ from typing import NamedTuple
 import torch
 import triton
 
-MAX_REGISTER_ROW_FORWARD = 32768  # longest row the forward keeps in registers
+MAX_REGISTER_ROW_FORWARD = 32768  # longest row the forward keeps in registers (aligned rows)
+MAX_UNALIGNED_REGISTER_ROW_FORWARD = 16384  # the same when rows are not 16-byte aligned
 MAX_REGISTER_ROW = 8192  # longest row the backward keeps in registers
 REGISTERS_PER_SM = 65536  # sm_75 ... sm_90
 MAX_REGISTERS_PER_THREAD = 255
 # In the interpreter programs run one after another: a few backward programs suffice.
 INTERPRETER_BACKWARD_PROGRAMS = 4
 
-__all__ = ["MAX_REGISTER_ROW_FORWARD", "MAX_REGISTER_ROW", "LaunchSettings", "row_settings",
+__all__ = ["MAX_REGISTER_ROW_FORWARD", "MAX_UNALIGNED_REGISTER_ROW_FORWARD", "MAX_REGISTER_ROW", "LaunchSettings", "row_settings",
            "forward_is_looped", "backward_is_looped", "looped_settings", "forward_ctas_per_sm",
-           "backward_ctas_per_sm", "register_cap", "resident_ctas", "backward_programs",
+           "backward_ctas_per_sm", "register_cap", "resident_ctas", "rows_aligned",
+           "backward_programs",
            "launch_options", "as_rows", "as_vector", "rows_to_save"]
 
 
@@ -70,9 +72,19 @@ def row_settings(n: int) -> LaunchSettings:
     return LaunchSettings(block, warps)
 
 
-def forward_is_looped(n: int) -> bool:
-    """True when the forward walks rows in chunks (rows beyond MAX_REGISTER_ROW_FORWARD)."""
-    return triton.next_power_of_2(n) > MAX_REGISTER_ROW_FORWARD
+def forward_is_looped(n: int, *, aligned: bool | None = None) -> bool:
+    """True when the forward walks rows in chunks instead of holding them in registers.
+
+    Rows beyond :data:`MAX_REGISTER_ROW_FORWARD` features are chunked, and
+    so are rows beyond :data:`MAX_UNALIGNED_REGISTER_ROW_FORWARD` that are
+    not 16-byte aligned (:func:`rows_aligned`): without vector loads every
+    element needs its own address registers, and the 32-warp row kernel
+    spills.  ``aligned`` defaults to ``n % 16 == 0``, what contiguous rows
+    of fresh tensors give.
+    """
+    aligned = n % 16 == 0 if aligned is None else aligned
+    limit = MAX_REGISTER_ROW_FORWARD if aligned else MAX_UNALIGNED_REGISTER_ROW_FORWARD
+    return triton.next_power_of_2(n) > limit
 
 
 def backward_is_looped(n: int) -> bool:
@@ -92,31 +104,45 @@ def looped_settings() -> LaunchSettings:
     return LaunchSettings(4096, 8)
 
 
-def forward_ctas_per_sm(settings: LaunchSettings) -> int:
+def forward_ctas_per_sm(settings: LaunchSettings, aligned: bool = True) -> int:
     """CTAs per SM the forward's register cap guarantees: 2 for a 512-thread block, else 1.
 
     At 16 warps (rows of 8193-16384 features) ptxas would give the LayerNorm
     forward up to 97 registers per thread: one CTA per SM.  Capped at 64 it
-    does not spill and two CTAs fit.  Smaller blocks fit three or more CTAs
-    without a cap, and two CTAs of 32 warps would leave 32 registers for 32
-    row elements per thread: those run one CTA per SM, uncapped.
+    does not spill and two CTAs fit, when the rows are aligned (unaligned
+    rows need their registers for addresses: no cap).  Smaller blocks fit
+    three or more CTAs without a cap, and two CTAs of 32 warps would leave 32
+    registers for 32 row elements per thread: those run one CTA per SM.
     """
-    return 2 if settings.num_warps == 16 else 1
+    return 2 if settings.num_warps == 16 and aligned else 1
 
 
-def backward_ctas_per_sm(settings: LaunchSettings, threads_per_sm: int = 2048) -> int:
+def backward_ctas_per_sm(settings: LaunchSettings, threads_per_sm: int = 2048,
+                         aligned: bool = True) -> int:
     """CTAs per SM the backward is built for (its program count is SMs times this).
 
     The backward holds five row-sized float32 vectors per thread (x, dy, the
-    weight and the two partial sums): up to 8 elements per thread that fits
-    in 64 registers, up to 16 in 128 (ptxas confirms it: see
-    :mod:`normcourse.kernels.compile_report`).  The CTAs per SM follow from
-    that budget, the threads an SM holds (2048 on sm_80/sm_90, 1024 on
-    sm_75) and at most 16 CTAs (sm_75's limit).
+    weight and the two partial sums).  ptxas fits them (see
+    :mod:`normcourse.kernels.compile_report`) in
+
+    - 64 registers: up to 4 elements per thread, or 8 when the rows are
+      16-byte aligned (:func:`rows_aligned`: 16-byte vector loads, one
+      address each);
+    - 128 registers: 8 elements per thread, or 16 when aligned;
+    - no cap: 16 unaligned elements per thread (the chunked kernel, the
+      4096-8192 row kernels) take up to 219 registers, one CTA per SM.
+
+    The CTAs per SM follow from that budget, the threads an SM holds (2048
+    on sm_80/sm_90, 1024 on sm_75) and at most 16 CTAs (sm_75's limit).
     """
     threads = 32 * settings.num_warps
     per_thread = settings.block_n // threads
-    budget = 64 if per_thread <= 8 else 128
+    if per_thread <= 4 or (per_thread <= 8 and aligned):
+        budget = 64
+    elif per_thread <= 8 or aligned:
+        budget = 128
+    else:
+        return 1
     return max(1, min(16, threads_per_sm // threads, REGISTERS_PER_SM // (budget * threads)))
 
 
@@ -148,8 +174,18 @@ def resident_ctas(num_warps: int, registers: int, shared_bytes: int = 0, *,
     return max(0, min(by_registers, by_threads, by_shared, ctas_limit))
 
 
+def rows_aligned(n: int, *rows: torch.Tensor | None) -> bool:
+    """True when every row of every 2-D tensor starts 16 bytes aligned (vector loads).
+
+    Triton's runtime specializes a kernel on it: pointers 16-byte aligned and
+    integer arguments (``N``, the row strides) divisible by 16.
+    """
+    return n % 16 == 0 and all(t.stride(0) % 16 == 0 and t.data_ptr() % 16 == 0
+                               for t in rows if t is not None)
+
+
 def backward_programs(rows: int, device: torch.device,
-                      settings: LaunchSettings | None = None) -> int:
+                      settings: LaunchSettings | None = None, aligned: bool = True) -> int:
     """How many programs share the backward's rows (each keeps one dW/dB partial).
 
     On a GPU: every SM gets as many programs as fit on it at once
@@ -164,7 +200,7 @@ def backward_programs(rows: int, device: torch.device,
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         ctas = backward_ctas_per_sm(settings or LaunchSettings(1024, 4),
-                                    props.max_threads_per_multi_processor)
+                                    props.max_threads_per_multi_processor, aligned)
         return max(1, min(rows, props.multi_processor_count * ctas))
     return max(1, min(rows, INTERPRETER_BACKWARD_PROGRAMS))
 

@@ -50,7 +50,7 @@ import triton.language as tl
 from normcourse.kernels.launch import (LaunchSettings, as_rows, as_vector, backward_ctas_per_sm,
                                        backward_is_looped, backward_programs, forward_ctas_per_sm,
                                        forward_is_looped, launch_options, looped_settings,
-                                       row_settings, rows_to_save)
+                                       row_settings, rows_aligned, rows_to_save)
 from normcourse.kernels.triton_norm_looped import launch_looped_backward, launch_looped_forward
 from normcourse.kernels.validation import refuse_double_backward
 
@@ -225,7 +225,8 @@ def norm_forward(x, residual, weight, bias, eps, is_rms):
     rstd = torch.empty(m, dtype=torch.float32, device=x.device)
     if m == 0:
         return y, res_out, mean, rstd
-    if forward_is_looped(n):
+    aligned = rows_aligned(n, x, residual)
+    if forward_is_looped(n, aligned=aligned):
         launch_looped_forward(x, residual, res_out, y, weight, bias, mean, rstd, eps, is_rms)
         return y, res_out, mean, rstd
     settings = row_settings(n)
@@ -240,7 +241,8 @@ def norm_forward(x, residual, weight, bias, eps, is_rms):
         HAS_BIAS=bias is not None, BLOCK_N=settings.block_n,
         # RMSNorm fits two CTAs per SM uncapped, and spills a few bytes under
         # the cap (the compile report shows both): LayerNorm alone is capped.
-        **launch_options(x.device, settings, None if is_rms else forward_ctas_per_sm(settings)),
+        **launch_options(x.device, settings,
+                         None if is_rms else forward_ctas_per_sm(settings, aligned)),
     )
     return y, res_out, mean, rstd
 
@@ -279,7 +281,8 @@ def norm_backward(dy, dres, x, weight, bias, mean, rstd, is_rms):
         return dx, zeros[0], zeros[1]
     looped = backward_is_looped(n)
     settings = looped_settings() if looped else row_settings(n)
-    programs = backward_programs(m, x.device, settings)
+    aligned = rows_aligned(n, x, dy, dres)  # vector loads need fewer registers: more CTAs
+    programs = backward_programs(m, x.device, settings, aligned)
     rows_per_program = triton.cdiv(m, programs)
     programs = triton.cdiv(m, rows_per_program)  # every program owns at least one row
     # Every program writes its whole partial row: no zero fill needed.
@@ -300,7 +303,7 @@ def norm_backward(dy, dres, x, weight, bias, mean, rstd, is_rms):
             m, n, rows_per_program,
             IS_RMS=is_rms, HAS_DRESIDUAL=dres is not None, HAS_WEIGHT=weight is not None,
             HAS_BIAS=bias is not None, BLOCK_N=settings.block_n,
-            **launch_options(x.device, settings, backward_ctas_per_sm(settings)),
+            **launch_options(x.device, settings, backward_ctas_per_sm(settings, aligned=aligned)),
         )
     dw, db = sum_partials(dw_partial, db_partial, weight, bias)
     return dx, dw, db

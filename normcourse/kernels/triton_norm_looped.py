@@ -50,7 +50,7 @@ import triton
 import triton.language as tl
 
 from normcourse.kernels.launch import (backward_ctas_per_sm, forward_ctas_per_sm, launch_options,
-                                       looped_settings)
+                                       looped_settings, rows_aligned)
 
 __all__ = ["norm_fwd_looped_kernel", "norm_bwd_looped_kernel", "launch_looped_forward",
            "launch_looped_backward"]
@@ -260,5 +260,6 @@ def launch_looped_backward(x, dy, dres, dx, weight, mean, rstd, dw_partial, db_p
         m, n, rows_per_program,
         IS_RMS=is_rms, HAS_DRESIDUAL=dres is not None, HAS_WEIGHT=weight is not None,
         HAS_BIAS=has_bias, CHUNK_N=settings.block_n, NUM_CHUNKS=triton.cdiv(n, settings.block_n),
-        **launch_options(x.device, settings, backward_ctas_per_sm(settings)),
+        **launch_options(x.device, settings,
+                         backward_ctas_per_sm(settings, aligned=rows_aligned(n, x, dy, dres))),
     )
