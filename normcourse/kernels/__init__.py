@@ -32,7 +32,8 @@ caps, program counts, row layout), ``validation`` (argument checks and the
 backend rule), ``triton_norm`` (one row-in-registers kernel for LayerNorm and
 RMSNorm, ``IS_RMS`` picks; the fused add is a flag too; launchers and
 autograd), ``triton_norm_looped`` (chunked kernels for rows beyond 32768
-features forward and 8192 backward: any N works, nothing spills),
+features forward, 16384 if unaligned, and 8192 backward: any N works,
+nothing spills),
 ``functional`` and ``modules`` (the public face), ``compile_report``
 (ahead-of-time compilation for real GPUs: registers, spills, CTAs per SM,
 vector loads).

@@ -31,9 +31,15 @@ The row loop is software-pipelined (``tl.range(..., num_stages=2)``): the
 next row's loads are issued while this row is reduced.
 
 Long rows do not fit in one program's registers: beyond 32768 features the
-forward, and beyond 8192 (the backward holds four row-sized vectors: x, dy,
-dW and dB partials) the backward, run the chunked kernels of
-:mod:`normcourse.kernels.triton_norm_looped`.
+forward (16384 when rows are not 16-byte aligned, see
+:func:`~normcourse.kernels.launch.forward_is_looped`), and beyond 8192 (the
+backward holds four row-sized vectors: x, dy, dW and dB partials) the
+backward, run the chunked kernels of :mod:`normcourse.kernels.triton_norm_looped`.
+
+Occupancy: the launchers cap the registers per thread (``maxnreg``) where
+that buys a second resident CTA without spilling, and the backward launches
+as many programs as fit on the GPU at once (SMs times resident CTAs); see
+:mod:`normcourse.kernels.launch`, and the compile report for the proof.
 
 For the fused op ``residual_out = x + residual`` feeds both the next residual
 branch and the norm, so its gradient is ``d residual_out + d(norm)/d s``, and
@@ -247,9 +253,12 @@ def norm_forward(x, residual, weight, bias, eps, is_rms):
     return y, res_out, mean, rstd
 
 
-def sum_partials(dw_partial, db_partial, weight, bias):
-    """``(dweight, dbias)`` from the ``(P, N)`` partials, in one launch (None where absent)."""
-    p, n = dw_partial.shape
+def sum_partials(dw_partial, db_partial, weight, bias, programs):
+    """``(dweight, dbias)`` from the ``(programs, N)`` partials, in one launch (None where absent).
+
+    A partial buffer whose parameter is None is a placeholder and never read.
+    """
+    n = dw_partial.shape[-1]
     dw = torch.empty(n, dtype=weight.dtype, device=dw_partial.device) if weight is not None \
         else None
     db = torch.empty(n, dtype=bias.dtype, device=dw_partial.device) if bias is not None else None
@@ -257,7 +266,8 @@ def sum_partials(dw_partial, db_partial, weight, bias):
         return None, None
     block_cols, num_warps = SUM_PARTIALS_SETTINGS
     _sum_partials_kernel[(triton.cdiv(n, block_cols),)](
-        dw_partial, db_partial, dw if dw is not None else db, db if db is not None else dw, p, n,
+        dw_partial, db_partial, dw if dw is not None else db, db if db is not None else dw,
+        programs, n,
         HAS_DW=dw is not None, HAS_DB=db is not None, BLOCK_P=_SUM_PARTIALS_ROWS,
         BLOCK_COLS=block_cols, num_warps=num_warps,
     )
@@ -305,7 +315,7 @@ def norm_backward(dy, dres, x, weight, bias, mean, rstd, is_rms):
             HAS_BIAS=bias is not None, BLOCK_N=settings.block_n,
             **launch_options(x.device, settings, backward_ctas_per_sm(settings, aligned=aligned)),
         )
-    dw, db = sum_partials(dw_partial, db_partial, weight, bias)
+    dw, db = sum_partials(dw_partial, db_partial, weight, bias, programs)
     return dx, dw, db
 
 

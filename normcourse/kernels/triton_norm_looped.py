@@ -2,7 +2,7 @@ r"""Long rows: forward and backward walk the row in chunks instead of holding it
 
 The row kernels of :mod:`~normcourse.kernels.triton_norm` keep a whole row in
 registers: up to :data:`~normcourse.kernels.launch.MAX_REGISTER_ROW_FORWARD`
-(32768) features in the forward, and
+(32768, or 16384 for rows not 16-byte aligned) features in the forward, and
 :data:`~normcourse.kernels.launch.MAX_REGISTER_ROW` (8192) in the backward,
 which holds four row-sized float32 vectors (x, dy and the dW and dB partial
 sums): at N = 16384 that is 64K values, the whole register file of an SM.
