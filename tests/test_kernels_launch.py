@@ -53,7 +53,7 @@ def test_register_cap_fits_the_ctas_it_promises():
 def test_forward_caps_only_the_512_thread_block():
     assert forward_ctas_per_sm(row_settings(16384)) == 2
     assert register_cap(row_settings(16384), 2) == 64
-    assert all(forward_ctas_per_sm(row_settings(n)) == 1 for n in (1024, 4096, 32768))
+    assert all(forward_ctas_per_sm(row_settings(n)) == 1 for n in (1024, 4096, 8192, 32768))
 
 
 def test_backward_ctas_shrink_with_the_block():

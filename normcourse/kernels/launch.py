@@ -105,16 +105,19 @@ def looped_settings() -> LaunchSettings:
 
 
 def forward_ctas_per_sm(settings: LaunchSettings, aligned: bool = True) -> int:
-    """CTAs per SM the forward's register cap guarantees: 2 for a 512-thread block, else 1.
+    """CTAs per SM the forward's register cap guarantees: 2 for the 16384-wide block, else 1.
 
-    At 16 warps (rows of 8193-16384 features) ptxas would give the LayerNorm
-    forward up to 97 registers per thread: one CTA per SM.  Capped at 64 it
-    does not spill and two CTAs fit, when the rows are aligned (unaligned
-    rows need their registers for addresses: no cap).  Smaller blocks fit
-    three or more CTAs without a cap, and two CTAs of 32 warps would leave 32
-    registers for 32 row elements per thread: those run one CTA per SM.
+    At BLOCK_N = 16384 (16 warps, 32 elements per thread; rows of 8193-16384
+    features) ptxas would give the fused LayerNorm forward 97 registers per
+    thread: one CTA per SM.  Capped at 64 it does not spill and two CTAs fit,
+    when the rows are aligned (unaligned rows need their registers for
+    addresses: no cap).  Smaller blocks fit two or more CTAs without a cap
+    (a cap there only makes ptxas schedule worse), and two CTAs of 32 warps
+    would leave 32 registers for 32 row elements per thread: those run one
+    CTA per SM.
     """
-    return 2 if settings.num_warps == 16 and aligned else 1
+    per_thread = settings.block_n // (32 * settings.num_warps)
+    return 2 if settings.num_warps == 16 and per_thread == 32 and aligned else 1
 
 
 def backward_ctas_per_sm(settings: LaunchSettings, threads_per_sm: int = 2048,
