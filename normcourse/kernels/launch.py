@@ -37,11 +37,11 @@ MAX_REGISTERS_PER_THREAD = 255
 # In the interpreter programs run one after another: a few backward programs suffice.
 INTERPRETER_BACKWARD_PROGRAMS = 4
 
-__all__ = ["MAX_REGISTER_ROW_FORWARD", "MAX_UNALIGNED_REGISTER_ROW_FORWARD", "MAX_REGISTER_ROW", "LaunchSettings", "row_settings",
-           "forward_is_looped", "backward_is_looped", "looped_settings", "forward_ctas_per_sm",
-           "backward_ctas_per_sm", "register_cap", "resident_ctas", "rows_aligned",
-           "backward_programs",
-           "launch_options", "as_rows", "as_vector", "rows_to_save"]
+__all__ = ["MAX_REGISTER_ROW_FORWARD", "MAX_UNALIGNED_REGISTER_ROW_FORWARD", "MAX_REGISTER_ROW",
+           "LaunchSettings", "row_settings", "forward_is_looped", "backward_is_looped",
+           "looped_settings", "forward_ctas_per_sm", "backward_ctas_per_sm", "register_cap",
+           "resident_ctas", "rows_aligned", "backward_programs", "launch_options", "as_rows",
+           "as_vector", "rows_to_save"]
 
 
 class LaunchSettings(NamedTuple):
@@ -202,8 +202,8 @@ def backward_programs(rows: int, device: torch.device,
         return 1
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        ctas = backward_ctas_per_sm(settings or LaunchSettings(1024, 4),
-                                    props.max_threads_per_multi_processor, aligned)
+        threads = getattr(props, "max_threads_per_multi_processor", 2048)
+        ctas = backward_ctas_per_sm(settings or LaunchSettings(1024, 4), threads, aligned)
         return max(1, min(rows, props.multi_processor_count * ctas))
     return max(1, min(rows, INTERPRETER_BACKWARD_PROGRAMS))
 

@@ -126,8 +126,8 @@ def _norm_bwd_kernel(
     W,  # pointer to the weight (N,), read only when HAS_WEIGHT
     MEAN,  # pointer to the per-row mean saved by the forward (M,), float32, read unless IS_RMS
     RSTD,  # pointer to the per-row 1/std saved by the forward (M,), float32
-    DW_PARTIAL,  # pointer to the partial dweight rows, (programs, N) float32, written when HAS_WEIGHT
-    DB_PARTIAL,  # pointer to the partial dbias rows, (programs, N) float32, written when HAS_BIAS
+    DW_PARTIAL,  # pointer to the (programs, N) float32 dweight partials, written when HAS_WEIGHT
+    DB_PARTIAL,  # pointer to the (programs, N) float32 dbias partials, written when HAS_BIAS
     stride_x,  # elements between consecutive rows of X
     stride_dy,  # elements between consecutive rows of DY
     stride_dres,  # elements between consecutive rows of DRES
