@@ -16,7 +16,7 @@ Every function takes ``backend="auto" | "triton" | "torch"``:
 - ``"auto"`` (default): the Triton kernels for float32 / float16 / bfloat16
   tensors on CUDA, PyTorch's own fused op everywhere else (CPU tensors,
   float64, no triton installed).  On a CPU the kernels could only run in
-  Triton's interpreter, hundreds of times slower than PyTorch, so "auto"
+  Triton's interpreter, orders of magnitude slower than PyTorch, so "auto"
   never runs the interpreter.
 - ``"triton"``: the kernels, compiled on CUDA and *interpreted* on CPU.  The
   kernel chapters, the checkers and the tests ask for it explicitly to run

@@ -6,8 +6,9 @@
   The Triton kernels, compiled for the GPU, for a float32 / float16 /
   bfloat16 tensor on CUDA; PyTorch's own fused op (``"torch"``) for
   everything else: a CPU tensor, float64, or no ``triton`` installed.  The
-  interpreter never runs unasked: on a CPU it is exact but hundreds of times
-  slower than PyTorch.
+  interpreter never runs unasked: on a CPU it is exact but orders of
+  magnitude slower than PyTorch (about 3500x for a (64, 256) forward and
+  backward in one measurement on a 2-core machine).
 - ``"triton"``: the Triton kernels, always.  On CUDA tensors they are
   compiled for the GPU; on CPU tensors they run through the Triton
   interpreter (``import normcourse`` switches it on when there is no GPU).

@@ -106,8 +106,8 @@ def check_backend_name(op: str, backend) -> None:
 def resolve_auto(x: torch.Tensor, have_triton: bool = True) -> str:
     """What ``backend="auto"`` means for ``x``: "triton" for a kernel dtype on CUDA, else "torch".
 
-    On a CPU the Triton kernels could only run interpreted, hundreds of
-    times slower than PyTorch's fused op, so "auto" never picks them there.
+    On a CPU the Triton kernels could only run interpreted, orders of magnitude
+    slower than PyTorch's fused op, so "auto" never picks them there.
     """
     if have_triton and x.device.type == "cuda" and x.dtype in KERNEL_DTYPES:
         return "triton"
