@@ -61,6 +61,32 @@ def test_command_line_selfcheck():
     out = subprocess.run([sys.executable, "-m", "normcourse", "selfcheck"], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "triton:" in out.stdout
+    assert "ok: normcourse.kernels.layer_norm" in out.stdout
     bad = subprocess.run([sys.executable, "-m", "normcourse", "nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and "choose one of" in bad.stderr
+
+
+def test_selfcheck_says_what_it_checked_and_that_it_matched(capsys):
+    from normcourse import runtime
+
+    assert runtime.main([]) == 0
+    out = capsys.readouterr().out
+    assert f"torch {torch.__version__}" in out
+    assert "ok: a one-line Triton kernel" in out and "matched its reference" in out
+    assert "normcourse.kernels.layer_norm" in out and "forward and backward" in out
+    assert "matched the float64 reference" in out
+    if torch.cuda.is_available():
+        assert torch.cuda.get_device_name() in out and "compiled for this GPU" in out
+    else:
+        assert "no CUDA GPU" in out and "through the interpreter" in out
+
+
+def test_selfcheck_fails_when_the_library_kernel_is_wrong(capsys, monkeypatch):
+    from normcourse import kernels as K
+    from normcourse import runtime
+
+    real = K.layer_norm
+    monkeypatch.setattr(K, "layer_norm", lambda x, w, b, **kw: real(x, w, b, **kw) * 1.001)
+    assert runtime.main([]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED: normcourse.kernels.layer_norm" in out and "OUTSIDE the allowed" in out
