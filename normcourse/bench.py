@@ -592,16 +592,15 @@ def recorded_gpu_runs(root: str = GPU_RESULTS) -> list[dict]:
     return runs
 
 
-def show_gpu_results(op: str, providers=None, live=None, root: str = GPU_RESULTS) -> int:
+def show_gpu_results(op: str, providers=None, live=None, root: str = GPU_RESULTS) -> None:
     """What a kernel chapter shows of GPU results: one call, on any machine.
 
     Every recorded ``make gpu-check`` run (its summary, labelled with the
     device, and its benchmark of ``op``); then, on a CUDA machine (``live``
     defaults to ``torch.cuda.is_available()``), a short live benchmark of
     ``op`` in bfloat16.  Shows nothing where neither exists (the chapter's
-    prose says so).  Returns how many result sets it showed.
+    prose says so).
     """
-    shown = 0
     for run_ in recorded_gpu_runs(root):
         device = run_["bench"]["meta"]["device"] if run_["bench"] else os.path.basename(
             run_["dir"])
@@ -609,15 +608,12 @@ def show_gpu_results(op: str, providers=None, live=None, root: str = GPU_RESULTS
                           f"({os.path.basename(run_['dir'])}):\n\n{run_['summary']}")
         if run_["bench"]:
             plot(run_["bench"]["rows"], run_["bench"]["meta"], ops=(op,))
-        shown += 1
     if live if live is not None else torch.cuda.is_available():
         rows, meta = run(ops=(op,), ns=QUICK_GPU_SIZES, providers=providers,
                          log=lambda line: None)
         print(f"Measured now on {meta['device']}; the full sweep: "
               "`python -m normcourse bench`.")
         plot(rows, meta, ops=(op,))
-        shown += 1
-    return shown
 
 
 def _display_markdown(text: str) -> None:
