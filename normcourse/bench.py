@@ -38,6 +38,7 @@ and prints the ahead-of-time compile report of the Triton kernels.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as dt
 import json
@@ -432,44 +433,62 @@ def run(ops=OPS, dtypes=("bfloat16",), ns=GPU_SIZES, modes=MODES, providers=None
         log(f"  earlier results kept as {', '.join(os.path.basename(k) for k in results.kept)}")
     rows_out = []
     gen = torch.Generator(device=device).manual_seed(0)
-    for op in ops:
-        for dname in dtypes:
-            dtype = DTYPES[dname]
-            for n in ns:
-                m = rows_for(n, min_elements, rows)
-                tensors, leaves, dys = _inputs(op, m, n, dtype, device, gen)
-                for mode in modes:
-                    ref = _reference(op, tensors, leaves, dys, mode)
-                    theirs = _forward_backward(
-                        lambda: TORCH_OPS[op](*tensors), leaves, dys, mode)
-                    for prov in providers:
-                        if _available(prov, op):
-                            continue
-                        row = _measure(prov, op, mode, dname, dtype, m, n, tensors, leaves,
-                                       dys, theirs, ref, timer, host_timer, repeats,
-                                       compile_backend, copy_gbs, peak)
-                        row["device"] = name
+    how = _How(device, name, timer, host_timer, repeats, compile_backend, copy_gbs, peak)
+    # Everything on one side stream: CUDA graphs capture there, and a backward is
+    # captured on the stream its forward ran on.
+    with (torch.cuda.stream(torch.cuda.Stream()) if cuda else contextlib.nullcontext()):
+        for op in ops:
+            for dname in dtypes:
+                for n in ns:
+                    m = rows_for(n, min_elements, rows)
+                    for row in _case_rows(op, dname, m, n, modes, providers, gen, how):
                         rows_out.append(row)
                         if results:
                             results.add(row)
                         log(_one_line(row))
-                    del ref, theirs
-                del tensors, leaves, dys
-                if cuda:
-                    torch.cuda.empty_cache()
     return rows_out, meta
 
 
-def _measure(prov, op, mode, dname, dtype, m, n, tensors, leaves, dys, theirs, ref, timer,
-             host_timer, repeats, compile_backend, copy_gbs, peak) -> dict:
+class _How(NamedTuple):
+    """What every case of one run shares: where and how it is timed."""
+
+    device: str
+    name: str  # the device's name, recorded on every row
+    timer: object
+    host_timer: object
+    repeats: int
+    compile_backend: object
+    copy_gbs: float
+    peak: float | None
+
+
+def _case_rows(op, dname, m, n, modes, providers, gen, how):
+    """Yield one row per (mode, provider) for ``op`` on ``(m, n)`` inputs of ``dname``."""
+    dtype = DTYPES[dname]
+    tensors, leaves, dys = _inputs(op, m, n, dtype, how.device, gen)
+    for mode in modes:
+        ref = _reference(op, tensors, leaves, dys, mode)
+        theirs = _forward_backward(lambda: TORCH_OPS[op](*tensors), leaves, dys, mode)
+        for prov in providers:
+            if not _available(prov, op):
+                yield _measure(prov, op, mode, dname, m, n, tensors, leaves, dys, theirs,
+                               ref, how)
+        del ref, theirs
+    del tensors, leaves, dys
+    if how.device == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _measure(prov, op, mode, dname, m, n, tensors, leaves, dys, theirs, ref, how) -> dict:
     """Gate, then time, one provider on one case; return its row."""
-    row = {"op": op, "mode": mode, "dtype": dname, "M": m, "N": n, "provider": prov,
+    dtype = DTYPES[dname]
+    row = {"device": how.name, "op": op, "mode": mode, "dtype": dname, "M": m, "N": n, "provider": prov,
            "variant": _variant(prov, op, mode, n), "status": "ok", "timing": "", "ms": None,
            "host_us": None, "GBps": None, "fraction_of_copy": None, "fraction_of_peak": None,
            "note": ""}
     torch._dynamo.reset()  # every case compiles its own static graph, once
     try:
-        fn = PROVIDERS[prov].make(op, *tensors, compile_backend)
+        fn = PROVIDERS[prov].make(op, *tensors, how.compile_backend)
         if mode == "fwd":
             ours = _forward_backward(fn, leaves, dys, mode)
             call = torch.no_grad()(fn)
@@ -486,16 +505,16 @@ def _measure(prov, op, mode, dname, dtype, m, n, tensors, leaves, dys, theirs, r
         if wrong:
             row.update(status="wrong", note=f"not timed: {wrong}")
             return row
-        t = timer(call, repeats=repeats)
+        t = how.timer(call, repeats=how.repeats)
         row.update(timing=t.method, ms=t.ms)
-        if host_timer is not None:
-            row["host_us"] = host_timer(call)
+        if how.host_timer is not None:
+            row["host_us"] = how.host_timer(call)
     except Exception as err:  # a provider that cannot run this case is reported, not fatal
         row.update(status="failed", note=f"{type(err).__name__}: {str(err)[:200]}")
         return row
     gbps = minimal_bytes(op, mode, m, n, dtype) / (row["ms"] * 1e-3) / 1e9
-    row.update(GBps=gbps, fraction_of_copy=gbps / copy_gbs,
-               fraction_of_peak=gbps / peak if peak else None)
+    row.update(GBps=gbps, fraction_of_copy=gbps / how.copy_gbs,
+               fraction_of_peak=gbps / how.peak if how.peak else None)
     return row
 
 

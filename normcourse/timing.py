@@ -56,24 +56,29 @@ def kernel_ms(fn, repeats: int = 20, calls: int = 10, warmup: int = 3) -> Kernel
     """Median GPU milliseconds of one ``fn()``, without the host's launch overhead.
 
     ``calls`` calls are captured into one CUDA graph; each of ``repeats``
-    replays is timed with CUDA events and divided by ``calls``.  Warm-up runs
-    on a side stream first, as graph capture requires (lazy initialisation,
-    autotuning and compilation happen there, outside the timed region).
+    replays is timed with CUDA events and divided by ``calls``.  Capture needs
+    a stream other than the default one: the current stream is used when it
+    is one (a backward must be captured on the stream its forward ran on,
+    since autograd runs each backward op on its forward op's stream), else a
+    new one.  Warm-up runs there first, so that lazy initialisation,
+    autotuning and compilation stay out of the capture and the timing.
     """
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
+    stream = torch.cuda.current_stream()
+    if stream == torch.cuda.default_stream():
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
         for _ in range(warmup):
             fn()
-    torch.cuda.current_stream().wait_stream(stream)
     torch.cuda.synchronize()
     try:
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, stream=stream):
             for _ in range(calls):
                 fn()
         run, method = graph.replay, "cuda_graph"
-        run()
+        with torch.cuda.stream(stream):
+            run()
     except Exception:  # not capturable (a host sync, a CPU tensor...): time a batch instead
         torch.cuda.synchronize()
 
@@ -83,13 +88,15 @@ def kernel_ms(fn, repeats: int = 20, calls: int = 10, warmup: int = 3) -> Kernel
         method = "batched"
     torch.cuda.synchronize()
     times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        run()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / calls)
+    with torch.cuda.stream(stream):
+        for _ in range(repeats):
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            run()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / calls)
     return KernelTime(statistics.median(times), method)
 
 
