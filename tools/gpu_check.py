@@ -31,11 +31,13 @@ cuda_tests     120 s      170 s  ~230 compiles of the kernels (8 processes with
                                  milliseconds on the GPU
 bench          100 s      130 s  torch.compile once per case (16 cases, ~4 s
                                  each); 2**27-element working sets, CUDA graphs
-notebooks      120 s      150 s  12 chapters; kernel start, Triton and matmul
-                                 warm-up; the CPU-sized training runs
+notebooks      100 s      150 s  12 chapters, 6 at a time (pytest-xdist); each
+                                 under 60 s on a 2-core CPU, so far less there,
+                                 unless launch overhead dominates on the GPU
 ===========  =========  =======  ===============================================
 
-Total of the timeouts: 530 s, within the 540 s budget; estimated total 6 minutes.
+Total of the timeouts: 530 s, within the 540 s budget; estimated total about
+5.5 minutes (338 s).
 
 Without CUDA the command says so in one line and exits with status 2.  The
 GPU machine reaches no package registry: the script uses ``.venv/bin/python``
@@ -152,8 +154,10 @@ def plan(python: str, run_dir: str, wheels_site: str | None) -> list[Step]:
              170, 120, "cuda_tests.txt", env),
         Step("bench", [python, "-m", "normcourse", "bench", "--quick", "--out", run_dir],
              130, 100, "bench.txt", env),
+        # one notebook per worker (--dist loadfile): a chapter's cells share a kernel
         Step("notebooks", [python, "-m", "pytest", "-q", "--nbval-lax",
-                           "--nbval-cell-timeout", "120", *notebooks], 150, 120,
+                           *(["-n", "6", "--dist", "loadfile"] if xdist else []),
+                           "--nbval-cell-timeout", "120", *notebooks], 150, 100,
              "notebooks.txt", nb_env),
     ]
     if shutil.which("nvidia-smi") is None:
