@@ -61,6 +61,32 @@ class TritonSetupError(RuntimeError):
     """Triton is installed but does not compute what it should on this machine."""
 
 
+def _version(text: str) -> tuple[int, int]:
+    major, minor = (text.split("+")[0].split(".") + ["0"])[:2]
+    return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
+
+
+def interpreter_problem(triton_version: str, numpy_version: str) -> str | None:
+    """Why Triton's interpreter cannot run this package's kernels with these
+    versions, or None.  Both were found by running the kernel tests under each
+    triton release on CPU (see the README's tested versions):
+
+    - triton 3.0 and 3.1: the interpreter misses ``tl.constexpr`` parameters
+      whose annotations are strings (``from __future__ import annotations``)
+      and fails with "arange's arguments must be of type tl.constexpr";
+    - triton 3.2 to 3.6 with numpy >= 2.4: the interpreter converts a
+      one-element array to an int, which numpy 2.4 turned into a TypeError.
+    """
+    t, n = _version(triton_version), _version(numpy_version)
+    if t < (3, 2):
+        return (f"triton {triton_version}'s interpreter cannot run these kernels; "
+                "pip install 'triton>=3.2'")
+    if t < (3, 7) and n >= (2, 4):
+        return (f"triton {triton_version}'s interpreter fails with numpy {numpy_version}; "
+                "pip install 'numpy<2.4' (or 'triton>=3.7')")
+    return None
+
+
 @functools.lru_cache(maxsize=None)
 def triton_self_check() -> str:
     """Launch a tiny kernel once and check that it really computed.
@@ -77,9 +103,16 @@ def triton_self_check() -> str:
             "triton is not installed: `pip install triton` (CPU: kernels then run "
             "through the interpreter)"
         )
+    import numpy
+    import triton
+
     from normcourse import _triton_probe
 
     device = "cpu" if triton_interpreted() else "cuda"
+    problem = interpreter_problem(triton.__version__, numpy.__version__) \
+        if device == "cpu" else None
+    if problem:
+        raise TritonSetupError(problem)
     if device == "cuda" and not torch.cuda.is_available():
         raise TritonSetupError(
             "TRITON_INTERPRET is not 1 but there is no CUDA device: set "

@@ -90,3 +90,42 @@ def test_selfcheck_fails_when_the_library_kernel_is_wrong(capsys, monkeypatch):
     assert runtime.main([]) == 1
     out = capsys.readouterr().out
     assert "FAILED: normcourse.kernels.layer_norm" in out and "OUTSIDE the allowed" in out
+
+
+@pytest.mark.parametrize("triton_v, numpy_v, expected", [
+    ("3.0.0", "2.2.6", "pip install 'triton>=3.2'"),
+    ("3.1.0", "1.26.4", "pip install 'triton>=3.2'"),
+    ("3.2.0", "2.2.6", None),
+    ("3.6.0", "2.3.5", None),
+    ("3.6.0", "2.4.0", "pip install 'numpy<2.4'"),
+    ("3.3.1", "2.4.6", "pip install 'numpy<2.4'"),
+    ("3.7.1", "2.4.6", None),
+    ("3.9.0", "2.4.6", None),
+    ("3.10.0+git1a2b", "3.0.0rc1", None),
+])
+def test_known_interpreter_incompatibilities_are_named(triton_v, numpy_v, expected):
+    """Each pair was run here: the kernel tests fail exactly where a problem is named."""
+    from normcourse.runtime import interpreter_problem
+
+    problem = interpreter_problem(triton_v, numpy_v)
+    assert (problem is None) == (expected is None)
+    if expected:
+        assert expected in problem and triton_v in problem
+
+
+def test_selfcheck_names_an_incompatible_triton_numpy_pair(monkeypatch, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("the interpreter is not used on a CUDA machine")
+    import numpy
+    import triton
+
+    from normcourse import runtime
+
+    monkeypatch.setattr(triton, "__version__", "3.6.0")
+    monkeypatch.setattr(numpy, "__version__", "2.4.6")
+    runtime.triton_self_check.cache_clear()
+    try:
+        assert runtime.main([]) == 1
+    finally:
+        runtime.triton_self_check.cache_clear()
+    assert "FAILED: triton 3.6.0's interpreter fails with numpy 2.4.6" in capsys.readouterr().out
