@@ -73,17 +73,18 @@ QUICK_CPU_SIZES = (256, 1024)
 # bfloat16, 512 MiB in float32, so consecutive calls cannot hit in cache.
 MIN_WORKING_SET = 1 << 27
 
-# Vendor datasheet memory bandwidth (GB/s), matched against
-# torch.cuda.get_device_name() in order.  Sources: NVIDIA's datasheets for
-# the H200 (4.8 TB/s), H100 SXM (3.35 TB/s) and PCIe (2 TB/s), A100 80GB
-# SXM (2,039 GB/s) and PCIe (1,935 GB/s), A100 40GB (1,555 GB/s), L4
-# (300 GB/s) and T4 (320 GB/s).
+# Vendor datasheet memory bandwidth (GB/s), matched in order against
+# torch.cuda.get_device_name().  Sources, NVIDIA's datasheets: H200 (SXM and
+# NVL) 4.8 TB/s; H100 NVL 3.9 TB/s, H100 PCIe 2 TB/s, H100 SXM 3.35 TB/s;
+# A100 80GB PCIe 1,935 GB/s, A100 80GB SXM 2,039 GB/s, A100 40GB 1,555 GB/s;
+# L4 300 GB/s; T4 320 GB/s.  Anything else (a GH200 too) is "unknown".
 NOMINAL_PEAK_GBPS = (
-    (r"H200", 4800.0, "NVIDIA H200 datasheet"),
+    (r"(?<!G)H200", 4800.0, "NVIDIA H200 datasheet"),
+    (r"H100.*NVL", 3900.0, "NVIDIA H100 NVL datasheet"),
     (r"H100.*PCIe", 2000.0, "NVIDIA H100 PCIe datasheet"),
-    (r"H100", 3350.0, "NVIDIA H100 SXM datasheet"),
-    (r"A100.*(SXM|80GB).*80GB|A100-SXM4-80GB", 2039.0, "NVIDIA A100 80GB SXM datasheet"),
-    (r"A100.*PCIE.*80GB|A100 80GB PCIe", 1935.0, "NVIDIA A100 80GB PCIe datasheet"),
+    (r"(?<!G)H100", 3350.0, "NVIDIA H100 SXM datasheet"),
+    (r"A100.*80GB.*PCIe|A100-PCIE-80GB", 1935.0, "NVIDIA A100 80GB PCIe datasheet"),
+    (r"A100.*80GB", 2039.0, "NVIDIA A100 80GB SXM datasheet"),
     (r"A100", 1555.0, "NVIDIA A100 40GB datasheet"),
     (r"\bL4\b", 300.0, "NVIDIA L4 datasheet"),
     (r"\bT4\b", 320.0, "NVIDIA T4 datasheet"),

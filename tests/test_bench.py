@@ -83,6 +83,12 @@ def test_nominal_peak_table():
     assert bench.nominal_peak("NVIDIA H100 PCIe")[0] == 2000.0
     assert bench.nominal_peak("Tesla T4")[0] == 320.0
     assert bench.nominal_peak("NVIDIA L4")[0] == 300.0
+    assert bench.nominal_peak("NVIDIA H100 NVL")[0] == 3900.0
+    assert bench.nominal_peak("NVIDIA A100-SXM4-80GB")[0] == 2039.0
+    assert bench.nominal_peak("NVIDIA A100 80GB PCIe")[0] == 1935.0
+    assert bench.nominal_peak("NVIDIA A100-PCIE-40GB")[0] == 1555.0
+    assert bench.nominal_peak("NVIDIA A100-SXM4-40GB")[0] == 1555.0
+    assert bench.nominal_peak("NVIDIA GH200 480GB") == (None, "unknown")  # not an H200
     assert bench.nominal_peak("NVIDIA L40S") == (None, "unknown")
     assert bench.nominal_peak("Some Future GPU") == (None, "unknown")
 
