@@ -244,7 +244,9 @@ def write_summary(run_dir: str, info: dict, outcomes: list[Outcome], steps: list
             lines.append(f"| {r['op']} | {r['mode']} | {r['N']} | {r['provider']} | "
                          f"{r['variant']} | {r['ms'] * 1e3:.1f} | {r['GBps']:.0f} | "
                          f"{r['fraction_of_copy']:.0%} |")
-        lines += ["", "![benchmark](bench.png)"]
+        # bench.png lies beside it; not linked here, since the chapters that show this
+        # summary draw the benchmark themselves (a relative link would break there).
+        lines += ["", "Plot: `bench.png` in this folder."]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(run_dir, "summary.md"), "w") as f:
         f.write(text)
