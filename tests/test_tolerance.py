@@ -67,7 +67,7 @@ def test_cuda_harness_runs_through_the_interpreter(op, variant):
 def test_cuda_harness_rejects_a_deliberately_wrong_kernel(monkeypatch):
     real = K.rms_norm
     monkeypatch.setattr(K, "rms_norm", lambda *a, **kw: (
-        real(*a, **kw) * (1.02 if kw.get("backend") == "triton" else 1)))
+        real(*a, **kw) * (1.1 if kw.get("backend") == "triton" else 1)))  # 10% off
     with pytest.raises(AssertionError, match="rms_norm affine y .*OUTSIDE"):
         cuda_tests.check("rms_norm", 123, torch.bfloat16, device="cpu", rows=5)
 
