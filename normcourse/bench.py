@@ -483,7 +483,8 @@ def _case_rows(op, dname, m, n, modes, providers, gen, how):
 def _measure(prov, op, mode, dname, m, n, tensors, leaves, dys, theirs, ref, how) -> dict:
     """Gate, then time, one provider on one case; return its row."""
     dtype = DTYPES[dname]
-    row = {"device": how.name, "op": op, "mode": mode, "dtype": dname, "M": m, "N": n, "provider": prov,
+    row = {"device": how.name, "op": op, "mode": mode, "dtype": dname, "M": m, "N": n,
+           "provider": prov,
            "variant": _variant(prov, op, mode, n), "status": "ok", "timing": "", "ms": None,
            "host_us": None, "GBps": None, "fraction_of_copy": None, "fraction_of_peak": None,
            "note": ""}

@@ -82,7 +82,8 @@ def test_cuda_harness_strided_variant_really_is_strided():
 def test_cuda_module_is_collected_and_skipped_with_a_reason_here():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: the module runs instead of skipping")
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "tests/test_cuda_kernels.py"],
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs",
+                          "tests/test_cuda_kernels.py"],
                          capture_output=True, text=True, timeout=300,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.returncode == 0, out.stdout + out.stderr

@@ -134,7 +134,9 @@ def install_wheels(python: str, wheel_dir: str, target: str) -> str | None:
     out = subprocess.run([python, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
                           "--no-compile", "--no-cache-dir", "--upgrade", "--target", target,
                           *wheels], capture_output=True, text=True, timeout=60)
-    return None if out.returncode == 0 else f"pip install of {wheel_dir} failed: {out.stderr[-300:]}"
+    if out.returncode != 0:
+        return f"pip install of {wheel_dir} failed: {out.stderr[-300:]}"
+    return None
 
 
 def plan(python: str, run_dir: str, wheels_site: str | None) -> list[Step]:
