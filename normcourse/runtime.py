@@ -75,7 +75,8 @@ def interpreter_problem(triton_version: str, numpy_version: str) -> str | None:
       whose annotations are strings (``from __future__ import annotations``)
       and fails with "arange's arguments must be of type tl.constexpr";
     - triton 3.2 to 3.6 with numpy >= 2.4: the interpreter converts a
-      one-element array to an int, which numpy 2.4 turned into a TypeError.
+      one-element array to an int, which numpy 2.4 turned into a TypeError
+      (3.2, 3.3.1 and 3.6 tried; 3.4 and 3.5 assumed alike).
     """
     t, n = _version(triton_version), _version(numpy_version)
     if t < (3, 2):
