@@ -156,3 +156,28 @@ def test_wheel_list_pins_one_version_of_each():
     assert all(len(p) == 2 for p in pins)
     assert len(names) == len(set(names))
     assert {"nbval", "ipykernel", "jupyter-client", "nbformat"} <= set(names)
+
+
+def test_make_uses_python3_where_there_is_no_venv():
+    out = subprocess.run(["make", "-n", "-s", "gpu-check", "BIN=/nonexistent/bin"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "python3 tools/gpu_check.py --python python3"
+
+
+def test_wheels_are_installed_into_the_given_folder(tmp_path):
+    """A wheel made here (no registry needed) lands in the target, as .whl/ does there."""
+    import zipfile
+
+    wheels = tmp_path / "whl"
+    wheels.mkdir()
+    info = "gpu_check_demo-0.1.dist-info"
+    with zipfile.ZipFile(wheels / "gpu_check_demo-0.1-py3-none-any.whl", "w") as z:
+        z.writestr("gpu_check_demo.py", "ANSWER = 42\n")
+        z.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: gpu-check-demo\n"
+                                       "Version: 0.1\n")
+        z.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\n"
+                                    "Root-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr(f"{info}/RECORD", "")
+    site = tmp_path / "site"
+    assert gpu_check.install_wheels(sys.executable, str(wheels), str(site)) is None
+    assert (site / "gpu_check_demo.py").read_text() == "ANSWER = 42\n"
