@@ -252,6 +252,11 @@ def _available(name: str, op: str) -> str | None:
     """Why provider ``name`` cannot run ``op`` here, or None when it can."""
     if op not in PROVIDERS[name].ops:
         return f"{name} has no {op}"
+    if PROVIDERS[name].triton:
+        from normcourse.runtime import triton_available
+
+        if not triton_available():
+            return "triton is not installed (pip install triton)"
     if name == "liger":
         funcs = _liger_functions()
         if funcs is None:
@@ -395,8 +400,13 @@ def run(ops=OPS, dtypes=("bfloat16",), ns=GPU_SIZES, modes=MODES, providers=None
     :func:`rows_for` ``(N, min_elements, rows)``.  With ``out_dir``, each
     case is appended to ``bench.csv``/``bench.json`` there as it finishes.
     """
-    import triton
+    from normcourse.runtime import triton_available
 
+    triton_version = None
+    if triton_available():
+        import triton
+
+        triton_version = triton.__version__
     for name, valid, given in (("ops", OPS, ops), ("modes", MODES, modes),
                                ("dtypes", tuple(DTYPES), dtypes)):
         bad = [v for v in given if v not in valid]
@@ -414,13 +424,14 @@ def run(ops=OPS, dtypes=("bfloat16",), ns=GPU_SIZES, modes=MODES, providers=None
     copy_gbs = copy_bandwidth(device, copy_elements or (MIN_WORKING_SET if cuda else 1 << 22),
                               timer)
     meta = {"device": name, "is_gpu": cuda, "torch": torch.__version__,
-            "triton": triton.__version__, "date": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "triton": triton_version, "date": dt.datetime.now(dt.timezone.utc).isoformat(),
             "copy_bandwidth_GBps": copy_gbs, "nominal_peak_GBps": peak,
             "nominal_peak_source": peak_source, "min_working_set_elements": min_elements,
             "timing": ("CUDA graph replay (batched CUDA events where capture fails)" if cuda
                        else "wall clock on the CPU: not a GPU measurement"),
             "notes": []}
-    log(f"{name}; torch {torch.__version__}, triton {triton.__version__}; measured copy "
+    log(f"{name}; torch {torch.__version__}, triton {triton_version or 'not installed'}; "
+        f"measured copy "
         f"bandwidth {copy_gbs:.0f} GB/s; nominal peak "
         f"{f'{peak:.0f} GB/s ({peak_source})' if peak else 'unknown'}")
     for prov in providers:

@@ -312,3 +312,14 @@ def test_unwritable_out_fails_before_the_benchmark(tmp_path, capsys, monkeypatch
 
 def _must_not_run(*args, **kwargs):
     raise AssertionError("the benchmark ran although its arguments were bad")
+
+
+def test_without_triton_the_triton_providers_are_skipped_with_a_note(monkeypatch):
+    from normcourse import runtime
+
+    monkeypatch.setattr(runtime, "triton_available", lambda: False)
+    rows, meta = _run(ops=("add_rms_norm",), providers=("triton", "triton add, then norm",
+                                                        "torch"))
+    assert {r["provider"] for r in rows} == {"torch"}
+    assert meta["triton"] is None
+    assert sum("triton is not installed" in note for note in meta["notes"]) == 2
