@@ -41,8 +41,8 @@ import argparse
 import contextlib
 import csv
 import datetime as dt
+import functools
 import json
-import math
 import os
 import re
 import tempfile
@@ -480,7 +480,8 @@ def _case_rows(op, dname, m, n, modes, providers, gen, how):
     tensors, leaves, dys = _inputs(op, m, n, dtype, how.device, gen)
     for mode in modes:
         ref = _reference(op, tensors, leaves, dys, mode)
-        theirs = _forward_backward(lambda: TORCH_OPS[op](*tensors), leaves, dys, mode)
+        theirs = _forward_backward(functools.partial(TORCH_OPS[op], *tensors), leaves,
+                                   dys, mode)
         for prov in providers:
             if not _available(prov, op):
                 yield _measure(prov, op, mode, dname, m, n, tensors, leaves, dys, theirs,
