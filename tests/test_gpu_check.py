@@ -181,3 +181,19 @@ def test_wheels_are_installed_into_the_given_folder(tmp_path):
     site = tmp_path / "site"
     assert gpu_check.install_wheels(sys.executable, str(wheels), str(site)) is None
     assert (site / "gpu_check_demo.py").read_text() == "ANSWER = 42\n"
+
+
+def test_main_on_a_forced_gpu_writes_the_run_folder(tmp_path, monkeypatch, capsys):
+    """The whole command with the probe and the steps replaced: folder, versions, summary."""
+    monkeypatch.setattr(gpu_check, "probe", lambda python: dict(INFO, cuda=True))
+    monkeypatch.setattr(gpu_check, "plan", lambda python, run_dir, site: [
+        _step("selfcheck", "print('ok: matched')"),
+        _step("bench", "import sys; sys.exit(1)")])
+    rc = gpu_check.main(["--results", str(tmp_path), "--wheels", str(tmp_path / "none")])
+    assert rc == 1  # one step failed
+    (run_dir,) = tmp_path.iterdir()
+    assert run_dir.name.endswith("_NVIDIA-H200")
+    assert json.loads((run_dir / "versions.json").read_text())["gpu"] == "NVIDIA H200"
+    summary = (run_dir / "summary.md").read_text()
+    assert "| selfcheck | passed" in summary and "| bench | FAILED (exit 1)" in summary
+    assert "wrote" in capsys.readouterr().out
