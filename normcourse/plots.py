@@ -126,8 +126,11 @@ def layer_histograms(diag, source: str = "activations", bins: int = 60,
         hist = v.histc(bins=bins, min=lo, max=hi)
         centres = [lo + (hi - lo) * (i + 0.5) / bins for i in range(bins)]
         ax.plot(centres, (hist / hist.sum()).tolist(),
-                label=f"{name} (mean {v.mean():+.2f}, std {v.std():.2f})")
+                label=f"{name} (mean {v.mean():+.2g}, std {v.std():.2g})")
     ax.set_title(title or f"{source} distribution per layer (step {diag.step})")
+    # gradients are ~1e-3: few ticks, with the power of ten written once
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 4))
     ax.set_xlabel("value")
     ax.set_ylabel("fraction of entries")
     ax.legend(fontsize="x-small")

@@ -183,3 +183,44 @@ def test_code_lines_fit_the_column(path):
             for line in _source(cell).splitlines() if len(line) > MAX_CODE_LINE]
     assert not long, f"{path.name}: code lines over {MAX_CODE_LINE} characters:\n" + \
         "\n".join(long)
+
+
+FALLBACK = re.compile(r"(\w+) = yours_or_reference\(\s*passed,\s*(my_\w+)")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_a_fallback_to_the_reference_is_not_credited_to_the_learner(path):
+    # After yours_or_reference, the function may be the reference: a printed
+    # "my_x matches ...: True" must say which one ran.
+    code = [_source(c) for c in _cells(path) if c["cell_type"] == "code"]
+    for i, src in enumerate(code):
+        for used, mine in FALLBACK.findall(src):
+            for later in code[i:i + 2]:
+                credits = re.search(rf"""print\(\s*f?["']{mine}\b""", later)
+                assert not credits, f"{path.name}: say whether {mine} or the reference ran " \
+                                    f"(e.g. `{used} is {mine}`)"
+
+
+def _png_dpi(png: bytes):
+    """The resolution matplotlib stored in a PNG's pHYs chunk (dots per inch)."""
+    at = png.find(b"pHYs")
+    if at < 0:
+        return None
+    per_metre = int.from_bytes(png[at + 4:at + 8], "big")
+    return per_metre * 0.0254
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_figures_are_stored_at_high_resolution(path):
+    # normcourse.plots sets 200 dpi on import: sharp on retina screens, and
+    # figures sized in inches for the text column.
+    import base64
+    low = []
+    for i, cell in enumerate(_cells(path)):
+        for out in cell.get("outputs", []):
+            png = out.get("data", {}).get("image/png")
+            if png:
+                dpi = _png_dpi(base64.b64decode(png))
+                if dpi is None or dpi < 199:
+                    low.append(f"cell {i}: {dpi} dpi")
+    assert not low, f"{path.name}: figures below 200 dpi (import normcourse.plots): {low}"
