@@ -14,7 +14,7 @@ import pytest
 
 PAGE = pathlib.Path(__file__).resolve().parents[1] / "book" / "claims_audit.md"
 BADGES = {"supported": "bdg-success", "partly supported": "bdg-warning",
-          "unsupported: no source found": "bdg-secondary", "wrong: contradicted": "bdg-danger"}
+          "unsupported: no source found": "bdg-muted", "wrong: contradicted": "bdg-danger"}
 FIELDS = ("**Article(s):**", "**Primary source:**", "**Real figure / note:**",
           "**Course evidence:**")
 CARD = re.compile(r"^\(claim-(\d+)\)=\n:::\{card\} (\d+)\. (.+?)\n(.*?)^:::$", re.M | re.S)

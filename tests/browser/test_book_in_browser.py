@@ -230,6 +230,9 @@ def test_exercises_are_numbered_per_chapter_without_solution_markers(browser, pa
 
 @pytest.mark.parametrize("page", CHAPTERS, ids=lambda p: p.name)
 def test_clicking_a_solution_title_opens_the_solution(browser, page):
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
     browser.get(page.as_uri())
     solutions = browser.find_elements("css selector", "div.solution.dropdown")
     if not solutions:
@@ -244,4 +247,7 @@ def test_clicking_a_solution_title_opens_the_solution(browser, page):
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", title)
         title.click()
         assert browser.current_url == url
-        assert body.is_displayed(), f"{page.name}: clicking '{title.text}' did not open it"
+        try:   # the dropdown opens with a short animation
+            WebDriverWait(browser, 5).until(lambda _: body.is_displayed())
+        except TimeoutException:
+            pytest.fail(f"{page.name}: clicking '{title.text}' did not open it")
