@@ -2,8 +2,9 @@
 
 Importing this module applies :data:`BOOK_STYLE` (see :func:`use_book_style`):
 figures are rendered at 200 dpi, so they stay sharp on high-resolution
-screens, and laid out with constrained layout.  Every chapter imports from
-here, so the style is set in this one place.
+screens, with the book's font sizes.  Every chapter imports from here, so the
+style is set in this one place.  (The layout engine is left alone: code that
+calls ``tight_layout`` keeps working; :func:`panels` uses constrained layout.)
 
 Layout, sized for the book's text column (:data:`COLUMN_WIDTH` inches):
 
@@ -41,7 +42,6 @@ BOOK_STYLE = {
     "figure.dpi": 200,
     "savefig.dpi": 200,
     "figure.figsize": (COLUMN_WIDTH, 3.6),
-    "figure.constrained_layout.use": True,
     "font.size": 9,
     "axes.titlesize": 10,
     "legend.fontsize": 8,
@@ -69,6 +69,7 @@ def panels(n: int, height: float = 3.0, ncols: int | None = None, **kwargs):
         raise ValueError(f"n must be at least 1, got {n}")
     ncols = ncols or min(n, 2)
     nrows = math.ceil(n / ncols)
+    kwargs.setdefault("layout", "constrained")
     fig, grid = plt.subplots(nrows, ncols, squeeze=False,
                              figsize=(COLUMN_WIDTH, height * nrows), **kwargs)
     axes = list(grid.flat)
