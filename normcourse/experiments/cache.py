@@ -50,7 +50,7 @@ RESULTS_DIR = PACKAGE_DIR / "results"     # the shipped previews
 # be a glob; kernels/ runs on CUDA): their hash is the code version stored with each run.
 # tests/test_experiments_cache.py checks it against the imports of measures.py, followed
 # transitively (the cache, executors and command line around a run are not in it).
-ENGINE_FILES = ("__init__.py", "runtime.py", "_triton_probe.py", "norms.py", "blocks.py", "model.py",
+ENGINE_FILES = ("__init__.py", "runtime.py", "_triton_probe.py", "tolerance.py", "norms.py", "blocks.py", "model.py",
                 "data.py", "train.py", "ablations.py", "remove_norm.py", "kernels/*.py",
                 "experiments/measures.py")
 RUN_FIELDS = ("spec", "result", "seconds", "code", "env", "corpus_sha256", "finished")
