@@ -156,3 +156,28 @@ def test_z_loss_pulls_log_z_towards_zero():
 def test_z_loss_must_not_be_negative():
     with pytest.raises(ValueError, match="TrainConfig.z_loss"):
         TrainConfig(z_loss=-1e-4)
+
+
+# --------------------------------------------------------- reordered (OLMo 2)
+
+@pytest.mark.parametrize("norm", ["layernorm", "rmsnorm"])
+def test_reordered_normalizes_each_sublayer_output_before_the_add(norm):
+    torch.manual_seed(0)
+    b = Block(D, H, placement="reordered", norm=norm)
+    perturb(b)
+    x = torch.randn(3, 8, D) * 2
+    h = x + b.norm_attn_out(b.attn(x))      # Team OLMo 2024: h = x + Norm(A(x))
+    want = h + b.norm_mlp_out(b.mlp(h))     #                 y = h + Norm(M(h))
+    torch.testing.assert_close(b(x), want, rtol=0, atol=0)
+    assert b.norm_attn_out is not b.norm_mlp_out
+    assert not hasattr(b, "norm_attn") and not hasattr(b, "norm_attn_in"), "the input is not normalized"
+
+
+def test_reordered_model_gets_a_final_norm_and_unknown_names_list_the_new_ones():
+    m = TinyGPT(small_config(placement="reordered"))
+    assert m.norm_final is not None
+    assert TinyGPT(small_config(placement=["pre", "reordered"])).blocks[1].placement == "reordered"
+    with pytest.raises(ValueError, match="reordered, ngpt"):
+        small_config(placement="olmo2")
+    with pytest.raises(ValueError, match="reordered, ngpt"):
+        Block(D, H, placement="olmo2")
