@@ -17,6 +17,9 @@ none       h = x + A(x);             y = h + M(h)
 reordered  h = x + N(A(x));          y = h + N(M(h))       Team OLMo 2024
 =========  ==============================================  =====================
 
+N is one of ``NORMS``: LayerNorm, RMSNorm, the point-wise DyT, gamma*tanh(alpha*x) + beta
+(Zhu et al. 2025), and Derf, gamma*erf(alpha*x + s) + beta (Chen et al. 2025), or identity.
+
 Pre, peri, reordered and none are *additive*: y = h + f_M(h) with h = x + f_A(x),
 and only the branch f differs (``Block.f_attn``, ``Block.f_mlp``).  Reordered
 is OLMo 2's norm (Team OLMo 2024, arXiv 2501.00656): each sub-layer's output is
@@ -52,7 +55,7 @@ PLACEMENTS = ("post", "pre", "peri", "b2t", "deepnorm", "none")   # the seed art
 NEW_PLACEMENTS = ("reordered", "ngpt")        # 2024-2025: OLMo 2's, and nGPT's (its own block)
 ALL_PLACEMENTS = PLACEMENTS + NEW_PLACEMENTS
 ADDITIVE = ("pre", "peri", "reordered", "none")   # y = h + f_M(h), h = x + f_A(x)
-NORMS = ("layernorm", "rmsnorm", "dyt", "identity")
+NORMS = ("layernorm", "rmsnorm", "dyt", "identity", "derf")
 
 
 # --------------------------------------------------------------------------- norms
@@ -72,6 +75,27 @@ class DyT(nn.Module):
 
     def forward(self, x):
         return self.weight * torch.tanh(self.alpha * x) + self.bias
+
+
+class Derf(nn.Module):
+    """Dynamic erf (Chen et al. 2025, arXiv 2512.10938): gamma * erf(alpha * x + s) + beta.
+
+    Like DyT with the error function in place of tanh and a learnable shift:
+    alpha and s are one learnable scalar each, gamma and beta per channel.
+    Start values as in the authors' code (zlab-princeton/Derf): alpha = 0.5
+    unless ``alpha_init`` says otherwise (their GPT-2 runs set 1.0), s = 0,
+    gamma = 1, beta = 0.
+    """
+
+    def __init__(self, dim: int, alpha_init: float = 0.5, shift_init: float = 0.0):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.full((1,), float(alpha_init)))
+        self.shift = nn.Parameter(torch.full((1,), float(shift_init)))
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x):
+        return self.weight * torch.erf(self.alpha * x + self.shift) + self.bias
 
 
 class ScaledNorm(nn.Module):
@@ -102,8 +126,8 @@ def _kernel_norm(kind: str, dim: int, eps: float):
 
 
 def make_norm(kind: str, dim: int, *, eps: float = 1e-5, dyt_alpha: float = 0.5,
-              device: str | torch.device | None = None) -> nn.Module:
-    """Build one norm module: ``layernorm``, ``rmsnorm``, ``dyt`` or ``identity``.
+              derf_alpha: float = 0.5, device: str | torch.device | None = None) -> nn.Module:
+    """Build one norm module: ``layernorm``, ``rmsnorm``, ``dyt``, ``derf`` or ``identity``.
 
     Every affine weight starts at 1 and every bias at 0.  On CUDA the Triton
     kernels of ``normcourse.kernels`` are used when they import; on the CPU
@@ -115,6 +139,8 @@ def make_norm(kind: str, dim: int, *, eps: float = 1e-5, dyt_alpha: float = 0.5,
         return nn.Identity()
     if kind == "dyt":
         return DyT(dim, dyt_alpha)
+    if kind == "derf":
+        return Derf(dim, derf_alpha)
     if device is not None and torch.device(device).type == "cuda":
         fast = _kernel_norm(kind, dim, eps)
         if fast is not None:
@@ -236,7 +262,7 @@ class Block(nn.Module):
 
     def __init__(self, d_model: int, n_head: int, *, placement: str = "pre",
                  norm: str = "layernorm", n_layer: int = 1, layer_index: int = 0,
-                 eps: float = 1e-5, dyt_alpha: float = 0.5, bias: bool = True,
+                 eps: float = 1e-5, dyt_alpha: float = 0.5, derf_alpha: float = 0.5, bias: bool = True,
                  mlp_ratio: int = 4, depth_scaled_norm: bool = False, qk_norm: bool = False,
                  device=None):
         super().__init__()
@@ -251,7 +277,7 @@ class Block(nn.Module):
         self.mlp = MLP(d_model, mlp_ratio, bias)
         scale = 1.0 / math.sqrt(layer_index + 1) if depth_scaled_norm else 1.0
         for name in NORM_SLOTS[placement]:
-            n = make_norm(norm, d_model, eps=eps, dyt_alpha=dyt_alpha, device=device)
+            n = make_norm(norm, d_model, eps=eps, dyt_alpha=dyt_alpha, derf_alpha=derf_alpha, device=device)
             setattr(self, name, ScaledNorm(n, scale) if scale != 1.0 else n)
 
     def f_attn(self, x):

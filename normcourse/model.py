@@ -65,9 +65,10 @@ class GPTConfig:
     n_head: int = 4
     d_model: int = 64
     placement: str | tuple = "pre"
-    norm: str = "layernorm"       # layernorm, rmsnorm, dyt, identity
+    norm: str = "layernorm"       # layernorm, rmsnorm, dyt, identity, derf
     norm_eps: float = 1e-5
     dyt_alpha: float = 0.5        # DyT's initial alpha
+    derf_alpha: float = 0.5       # Derf's initial alpha (its shift starts at 0)
     bias: bool = True
     mlp_ratio: int = 4
     init_std: float = 0.02        # GPT-2's N(0, 0.02) for every weight
@@ -102,6 +103,7 @@ class GPTConfig:
         check_number("GPTConfig.init_std", self.init_std, gt=0)
         check_number("GPTConfig.embed_scale", self.embed_scale, gt=0)
         check_number("GPTConfig.dyt_alpha", self.dyt_alpha)
+        check_number("GPTConfig.derf_alpha", self.derf_alpha)
         for name in ("bias", "scaled_residual_init", "depth_scaled_norm", "embed_norm", "qk_norm"):
             check_bool(f"GPTConfig.{name}", getattr(self, name))
         check_bool("GPTConfig.final_norm", self.final_norm, allow_none=True)
@@ -146,14 +148,16 @@ class TinyGPT(nn.Module):
         config.validate()
         self.config = config
         per_layer = config.placements()
-        norm_kw = dict(eps=config.norm_eps, dyt_alpha=config.dyt_alpha, device=device)
+        norm_kw = dict(eps=config.norm_eps, dyt_alpha=config.dyt_alpha, derf_alpha=config.derf_alpha,
+                       device=device)
         self.wte = nn.Embedding(config.vocab_size, config.d_model)
         self.wpe = nn.Embedding(config.block_size, config.d_model)
         self.norm_embed = make_norm(config.norm, config.d_model, **norm_kw) if config.embed_norm else None
         self.blocks = nn.ModuleList(
             Block(config.d_model, config.n_head, placement=p, norm=config.norm,
                   n_layer=config.n_layer, layer_index=i, eps=config.norm_eps,
-                  dyt_alpha=config.dyt_alpha, bias=config.bias, mlp_ratio=config.mlp_ratio,
+                  dyt_alpha=config.dyt_alpha, derf_alpha=config.derf_alpha, bias=config.bias,
+                  mlp_ratio=config.mlp_ratio,
                   depth_scaled_norm=config.depth_scaled_norm, qk_norm=config.qk_norm, device=device)
             for i, p in enumerate(per_layer)
         )
