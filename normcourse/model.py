@@ -283,36 +283,37 @@ class TinyGPT(nn.Module):
                 # a (T, B) or flattened target would otherwise pair the wrong tokens silently
                 raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, "
                                  f"got {tuple(targets.shape)}")
-        pos = torch.arange(T, device=idx.device)
-        if self.ngpt:
-            return self._forward_ngpt(idx, pos, targets)
-        x = self.wte(idx) + self.wpe(pos)
+        x = self.embed(idx)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x, targets)
+
+    def embed(self, idx):
+        """The first block's input for token ids ``idx`` (B, T): (B, T, C), or (B, T, n, C) with streams.
+
+        ``embed``, the blocks in turn, then ``head`` is the whole forward; a
+        diagnostic that wants each layer's output can run the blocks itself.
+        """
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
+        if self.ngpt:   # the paper uses rotary positions; we keep our learned table, on the sphere
+            return unit(x)
         if self.config.embed_scale != 1.0:
             x = x * self.config.embed_scale
         if self.norm_embed is not None:
             x = self.norm_embed(x)
-        streams = self.config.residual != "plain"
-        if streams:   # n copies of the embedding, one per residual stream
+        if self.config.residual != "plain":   # n copies of the embedding, one per residual stream
             x = x.unsqueeze(2).repeat(1, 1, self.config.n_streams, 1)
-        for block in self.blocks:
-            x = block(x)
-        if streams:
+        return x
+
+    def head(self, x, targets=None):
+        """Logits (and the loss, given targets) from the last block's output ``x``."""
+        if self.config.residual != "plain":
             x = x.sum(dim=2)
         if self.norm_final is not None:
             x = self.norm_final(x)
-        return self._head(x, targets)
-
-    def _forward_ngpt(self, idx, pos, targets):
-        # the paper uses rotary positions; our learned table is kept, and the input put on the sphere
-        h = unit(self.wte(idx) + self.wpe(pos))
-        for block in self.blocks:
-            h = block(h)
-        return self._head(h, targets, scale=self.s_z())
-
-    def _head(self, x, targets, scale=None):
         logits = self.lm_head(x)
-        if scale is not None:
-            logits = scale * logits
+        if self.ngpt:
+            logits = self.s_z() * logits
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1).long())
