@@ -41,7 +41,7 @@ residual  each sub-layer, f = f_A or f_M:  X' = M X + w^T f(r X)            sour
 ========  ================================================================  ===============
 plain     n = 1, r = M = w = 1: the table above                             He et al. 2016
 hyper     r = A_m^T, M = A_r^T, w = B; A = A0 + s tanh(LN(X) W)             Zhu et al. 2024
-mhc       x = RMSNorm(vec X); r = sig(a_pre x P_pre + b_pre),              Xie et al. 2025
+mhc       x = RMSNorm(vec X); r = sig(a_pre x P_pre + b_pre),               Xie et al. 2025
           w = 2 sig(a_post x P_post + b_post),
           M = SinkhornKnopp(a_res mat(x P_res) + b_res)
 ========  ================================================================  ===============
