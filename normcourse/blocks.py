@@ -69,7 +69,10 @@ reference code's (NVIDIA/ngpt): alpha s_init 0.05, s_scale 1/sqrt(C); s_qk 1,
 1/sqrt(C); s_uv 1, 1 (times sqrt(C) in use); s_z 1, 1/sqrt(C).  The code takes
 the absolute value of alpha.  After every optimizer step ``train`` calls
 ``TinyGPT.normalize_weights()``, which puts each weight vector along d_model
-back on the sphere.
+back on the sphere.  The paper trains nGPT without weight decay and without
+learning-rate warmup; ``TrainConfig`` leaves both to the caller.  Where the
+paper uses rotary position embeddings, our nGPT keeps TinyGPT's learned
+position table and puts the summed input embedding on the sphere.
 
 Inside the attention, with q, k the (B, nh, T, hs) queries and keys:
 
