@@ -14,7 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from normcourse.blocks import NORMS, PLACEMENTS, Block, deepnorm_constants, make_norm
+from normcourse.blocks import (ALL_PLACEMENTS, NORMS, Block, NGPTBlock, Scaling, check_residual,
+                               deepnorm_constants, make_norm, qk_norm_kind, unit)
+from normcourse.residual_streams import identity_mixings
 
 
 # ---------------------------------------------------------------- checking inputs
@@ -65,9 +67,10 @@ class GPTConfig:
     n_head: int = 4
     d_model: int = 64
     placement: str | tuple = "pre"
-    norm: str = "layernorm"       # layernorm, rmsnorm, dyt, identity
+    norm: str = "layernorm"       # layernorm, rmsnorm, dyt, identity, derf
     norm_eps: float = 1e-5
     dyt_alpha: float = 0.5        # DyT's initial alpha
+    derf_alpha: float = 0.5       # Derf's initial alpha (its shift starts at 0)
     bias: bool = True
     mlp_ratio: int = 4
     init_std: float = 0.02        # GPT-2's N(0, 0.02) for every weight
@@ -79,7 +82,10 @@ class GPTConfig:
     scaled_residual_init: bool = True   # GPT-2: branch outputs get std/sqrt(2L)
     depth_scaled_norm: bool = False     # LayerNorm scaling: norm output * 1/sqrt(l)
     embed_norm: bool = False      # a norm on the embeddings before the first block
-    final_norm: bool | None = None  # None: only when the last layer is pre or peri
+    final_norm: bool | None = None  # None: only when the last layer is pre, peri or reordered
+    qk_norm: bool = False         # QK-norm: the model's norm on each head's q and k
+    residual: str = "plain"       # plain, hyper (hyper-connections) or mhc
+    n_streams: int = 4            # residual streams of hyper / mhc (unused by plain)
 
     def __post_init__(self):
         self.validate()
@@ -90,7 +96,7 @@ class GPTConfig:
         Runs when the config is made (and again when a TinyGPT is built from it,
         in case a field was changed in between).  A list placement becomes a tuple.
         """
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model", "mlp_ratio"):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model", "mlp_ratio", "n_streams"):
             check_int(f"GPTConfig.{name}", getattr(self, name), low=1)
         if self.d_model % self.n_head != 0:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_head={self.n_head}")
@@ -101,7 +107,8 @@ class GPTConfig:
         check_number("GPTConfig.init_std", self.init_std, gt=0)
         check_number("GPTConfig.embed_scale", self.embed_scale, gt=0)
         check_number("GPTConfig.dyt_alpha", self.dyt_alpha)
-        for name in ("bias", "scaled_residual_init", "depth_scaled_norm", "embed_norm"):
+        check_number("GPTConfig.derf_alpha", self.derf_alpha)
+        for name in ("bias", "scaled_residual_init", "depth_scaled_norm", "embed_norm", "qk_norm"):
             check_bool(f"GPTConfig.{name}", getattr(self, name))
         check_bool("GPTConfig.final_norm", self.final_norm, allow_none=True)
         if isinstance(self.placement, list):
@@ -111,8 +118,30 @@ class GPTConfig:
             # by the first call to placements(): only ordered, reusable sequences are accepted
             raise TypeError(f"GPTConfig.placement must be one name (str) or a list/tuple of names, one "
                             f"per layer, got {type(self.placement).__name__} {self.placement!r}; "
-                            f"names: {', '.join(PLACEMENTS)}")
-        self.placements()
+                            f"names: {', '.join(ALL_PLACEMENTS)}")
+        for p in self.placements():
+            check_residual(self.residual, p)
+        qk_norm_kind(self.norm, self.qk_norm)   # QK-norm needs a real norm
+        if "ngpt" in self.placements():
+            self._check_ngpt()
+
+    def _check_ngpt(self) -> None:
+        """nGPT is a whole model on the unit sphere: refuse the options it replaces or cannot use."""
+        if set(self.placements()) != {"ngpt"}:
+            raise ValueError("placement 'ngpt' must be every layer's: nGPT keeps each hidden state on the "
+                             "unit sphere, which no other placement's output is")
+        why = {"qk_norm": (self.qk_norm, "nGPT normalizes q and k itself (s_qk * q / |q|)"),
+               "norm": (self.norm not in ("layernorm", "identity"),
+                        "nGPT has no norm layers (its Norm is v / |v|); leave norm at its default"),
+               "embed_norm": (self.embed_norm, "nGPT puts the input on the sphere itself"),
+               "final_norm": (bool(self.final_norm), "nGPT's last hidden state is already unit length"),
+               "depth_scaled_norm": (self.depth_scaled_norm, "nGPT has no norm outputs to scale"),
+               "embed_scale": (self.embed_scale != 1.0, "nGPT normalizes the embeddings, so a scale "
+                                                        "would have no effect")}
+        for name, (bad, reason) in why.items():
+            if bad:
+                raise ValueError(f"GPTConfig.{name}={getattr(self, name)!r} cannot be used with "
+                                 f"placement 'ngpt': {reason}")
 
     def placements(self) -> list[str]:
         """The placement of each layer, validated."""
@@ -123,8 +152,8 @@ class GPTConfig:
             if len(per_layer) != self.n_layer:
                 raise ValueError(f"placement lists {len(per_layer)} layers but n_layer={self.n_layer}")
         for p in per_layer:
-            if p not in PLACEMENTS:
-                raise ValueError(f"unknown placement {p!r}; choose one of {', '.join(PLACEMENTS)}")
+            if p not in ALL_PLACEMENTS:
+                raise ValueError(f"unknown placement {p!r}; choose one of {', '.join(ALL_PLACEMENTS)}")
         return per_layer
 
     def to_dict(self) -> dict:
@@ -144,22 +173,31 @@ class TinyGPT(nn.Module):
         config.validate()
         self.config = config
         per_layer = config.placements()
-        norm_kw = dict(eps=config.norm_eps, dyt_alpha=config.dyt_alpha, device=device)
+        norm_kw = dict(eps=config.norm_eps, dyt_alpha=config.dyt_alpha, derf_alpha=config.derf_alpha,
+                       device=device)
+        self.ngpt = per_layer[0] == "ngpt"   # GPTConfig allows nGPT only in every layer
         self.wte = nn.Embedding(config.vocab_size, config.d_model)
         self.wpe = nn.Embedding(config.block_size, config.d_model)
         self.norm_embed = make_norm(config.norm, config.d_model, **norm_kw) if config.embed_norm else None
         self.blocks = nn.ModuleList(
+            NGPTBlock(config.d_model, config.n_head, config.mlp_ratio) if p == "ngpt" else
             Block(config.d_model, config.n_head, placement=p, norm=config.norm,
                   n_layer=config.n_layer, layer_index=i, eps=config.norm_eps,
-                  dyt_alpha=config.dyt_alpha, bias=config.bias, mlp_ratio=config.mlp_ratio,
-                  depth_scaled_norm=config.depth_scaled_norm, device=device)
+                  dyt_alpha=config.dyt_alpha, derf_alpha=config.derf_alpha, bias=config.bias,
+                  mlp_ratio=config.mlp_ratio,
+                  depth_scaled_norm=config.depth_scaled_norm, qk_norm=config.qk_norm,
+                  residual=config.residual, n_streams=config.n_streams, device=device)
             for i, p in enumerate(per_layer)
         )
-        # Pre and peri leave the residual stream un-normalised; the head needs it normalised.
-        final = config.final_norm if config.final_norm is not None else per_layer[-1] in ("pre", "peri")
+        # Pre, peri and reordered leave the residual stream un-normalised; the head needs it normalised.
+        final = (config.final_norm if config.final_norm is not None
+                 else per_layer[-1] in ("pre", "peri", "reordered"))
         self.norm_final = make_norm(config.norm, config.d_model, **norm_kw) if final else None
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.lm_head.weight = self.wte.weight  # weight tying, as in GPT-2
+        if self.ngpt:   # nGPT: an untied head, its logits scaled by s_z
+            self.s_z = Scaling(config.vocab_size, 1.0, config.d_model ** -0.5)
+        else:
+            self.lm_head.weight = self.wte.weight  # weight tying, as in GPT-2
         self.reset_parameters()
         if device is not None:
             self.to(device)
@@ -175,6 +213,9 @@ class TinyGPT(nn.Module):
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Embedding):
                 nn.init.normal_(m.weight, 0.0, c.init_std)
+        if self.ngpt:   # every weight vector on the unit sphere from the start
+            self.normalize_weights()
+            return
         for block in self.blocks:
             if block.placement == "deepnorm":
                 _deepnorm_init(block, c.n_layer)
@@ -183,6 +224,46 @@ class TinyGPT(nn.Module):
                 std = c.init_std / math.sqrt(2 * c.n_layer)
                 nn.init.normal_(block.attn.c_proj.weight, 0.0, std)
                 nn.init.normal_(block.mlp.c_proj.weight, 0.0, std)
+
+    @torch.no_grad()
+    def normalize_weights(self) -> None:
+        """nGPT: put every weight vector along d_model back on the unit sphere.
+
+        ``train`` calls this after each optimizer step (and the model once at
+        init): embedding and head rows, and each block's matrices (see
+        :meth:`normcourse.blocks.NGPTBlock.normalize_weights`).
+        """
+        if not self.ngpt:
+            raise ValueError("normalize_weights() is nGPT's step (placement='ngpt'); on this model it "
+                             "would change what the weights compute")
+        for emb in (self.wte.weight, self.wpe.weight, self.lm_head.weight):
+            emb.copy_(unit(emb, dim=1))
+        for block in self.blocks:
+            block.normalize_weights()
+
+    def record_max_attention_logits(self, on: bool = True) -> None:
+        """From the next forward on, each attention keeps its largest logit (one extra matmul)."""
+        for block in self.blocks:
+            block.attn.record_max_logit = on
+
+    def max_attention_logits(self) -> list[float]:
+        """Each layer's largest attention logit in the last forward (after recording was turned on)."""
+        if any(b.attn.max_logit is None for b in self.blocks):
+            raise RuntimeError("no attention logits recorded yet: call record_max_attention_logits() "
+                               "and run a forward first")
+        return [float(b.attn.max_logit) for b in self.blocks]
+
+    def residual_mixings(self) -> list[torch.Tensor]:
+        """The stream-mixing matrix of every sub-layer in depth order (attn 1, MLP 1, attn 2, ...).
+
+        Hyper-connections and mHC: the matrices of the last forward, (B, T, n, n);
+        a plain residual: the 1 x 1 identity.  Feed them to
+        :func:`normcourse.residual_streams.composite_gains`.
+        """
+        if self.config.residual == "plain":
+            return identity_mixings(2 * len(self.blocks))
+        return [m for b in self.blocks for m in (b.streams_attn.residual_mixing(),
+                                                 b.streams_mlp.residual_mixing())]
 
     def forward(self, idx, targets=None):
         """Logits (B, T, vocab) and, given targets, the mean cross-entropy.
@@ -202,17 +283,37 @@ class TinyGPT(nn.Module):
                 # a (T, B) or flattened target would otherwise pair the wrong tokens silently
                 raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, "
                                  f"got {tuple(targets.shape)}")
-        pos = torch.arange(T, device=idx.device)
-        x = self.wte(idx) + self.wpe(pos)
+        x = self.embed(idx)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x, targets)
+
+    def embed(self, idx):
+        """The first block's input for token ids ``idx`` (B, T): (B, T, C), or (B, T, n, C) with streams.
+
+        ``embed``, the blocks in turn, then ``head`` is the whole forward; a
+        diagnostic that wants each layer's output can run the blocks itself.
+        """
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
+        if self.ngpt:   # the paper uses rotary positions; we keep our learned table, on the sphere
+            return unit(x)
         if self.config.embed_scale != 1.0:
             x = x * self.config.embed_scale
         if self.norm_embed is not None:
             x = self.norm_embed(x)
-        for block in self.blocks:
-            x = block(x)
+        if self.config.residual != "plain":   # n copies of the embedding, one per residual stream
+            x = x.unsqueeze(2).repeat(1, 1, self.config.n_streams, 1)
+        return x
+
+    def head(self, x, targets=None):
+        """Logits (and the loss, given targets) from the last block's output ``x``."""
+        if self.config.residual != "plain":
+            x = x.sum(dim=2)
         if self.norm_final is not None:
             x = self.norm_final(x)
         logits = self.lm_head(x)
+        if self.ngpt:
+            logits = self.s_z() * logits
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1).long())
