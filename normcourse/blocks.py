@@ -21,6 +21,16 @@ a = (2L)^(1/4) for a decoder-only model of L layers, and initialises the value
 and output projections and both MLP weights with Xavier-normal gain
 b = (8L)^(-1/4) (q and k with gain 1), as in the paper's Figure 2.
 Pre and peri need a final norm before the output head; the model adds it.
+
+Inside the attention, with q, k the (B, nh, T, hs) queries and keys:
+
+==========  =================================================  ======================
+option      computes                                           source
+==========  =================================================  ======================
+(default)   scores = q k^T / sqrt(hs)
+qk_norm     scores = N_q(q) N_k(k)^T / sqrt(hs), N over hs,    Henry et al. 2020;
+            one N_q and one N_k shared by the heads            Dehghani et al. 2023
+==========  =================================================  ======================
 """
 
 from __future__ import annotations
@@ -106,16 +116,46 @@ def make_norm(kind: str, dim: int, *, eps: float = 1e-5, dyt_alpha: float = 0.5,
 
 # ------------------------------------------------------------------ attention, MLP
 
-class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention on (B, T, C) tensors."""
+QK_NORMS = ("layernorm", "rmsnorm")   # what QK-norm may use: a real norm over each head
 
-    def __init__(self, d_model: int, n_head: int, bias: bool = True):
+
+@torch.no_grad()
+def max_causal_logit(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+    """Largest attention logit scale * q.k over every head and allowed (causal) pair.
+
+    q, k are (B, nh, T, hs).  One extra (T x T) matmul per head, so it is only
+    computed when asked for (``CausalSelfAttention.record_max_logit``).
+    """
+    scores = (q @ k.transpose(-2, -1)).float() * scale
+    T = q.shape[-2]
+    future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
+    return scores.masked_fill(future, float("-inf")).amax()
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention on (B, T, C) tensors.
+
+    ``qk_norm`` ("layernorm" or "rmsnorm", default None) puts QK-norm between
+    the projections and the scores: one norm over the hs = C / nh features of
+    each head, shared by the heads, on q and another on k (Henry et al. 2020;
+    Dehghani et al. 2023; Wortsman et al. 2023).  With ``record_max_logit``
+    set, each forward stores the largest attention logit in ``max_logit``.
+    """
+
+    def __init__(self, d_model: int, n_head: int, bias: bool = True, qk_norm: str | None = None,
+                 eps: float = 1e-5):
         super().__init__()
         if d_model % n_head != 0:
             raise ValueError(f"d_model={d_model} must be divisible by n_head={n_head}")
         self.n_head = n_head
         self.c_attn = nn.Linear(d_model, 3 * d_model, bias=bias)  # q, k, v in one matmul
         self.c_proj = nn.Linear(d_model, d_model, bias=bias)
+        if qk_norm is not None and qk_norm not in QK_NORMS:
+            raise ValueError(f"unknown qk_norm {qk_norm!r}; choose one of {', '.join(QK_NORMS)} or None")
+        self.q_norm = make_norm(qk_norm, d_model // n_head, eps=eps) if qk_norm else None
+        self.k_norm = make_norm(qk_norm, d_model // n_head, eps=eps) if qk_norm else None
+        self.record_max_logit = False
+        self.max_logit = None
 
     def forward(self, x):
         B, T, C = x.shape
@@ -124,6 +164,10 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        if self.q_norm is not None:   # QK-norm: normalize each head's q and k before q.k
+            q, k = self.q_norm(q), self.k_norm(k)
+        if self.record_max_logit:
+            self.max_logit = max_causal_logit(q, k, 1.0 / math.sqrt(C // self.n_head))
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.c_proj(y)
@@ -159,24 +203,37 @@ def deepnorm_constants(n_layer: int) -> tuple[float, float]:
     return (2.0 * n_layer) ** 0.25, (8.0 * n_layer) ** -0.25
 
 
+def qk_norm_kind(norm: str, qk_norm: bool) -> str | None:
+    """The norm QK-norm uses: the model's own, which must be a real norm (not point-wise)."""
+    if not qk_norm:
+        return None
+    if norm not in QK_NORMS:
+        raise ValueError(f"qk_norm=True normalizes q and k with the model's norm, which must be one of "
+                         f"{', '.join(QK_NORMS)}; got norm={norm!r} (DyT, Derf and identity do not "
+                         f"bound q.k)")
+    return norm
+
+
 class Block(nn.Module):
     """One transformer layer; ``placement`` decides where its norms sit.
 
     ``layer_index`` counts from 0; with ``depth_scaled_norm`` every norm output
     in this layer is multiplied by 1/sqrt(layer_index + 1).  ``n_layer`` is
     the depth L of the whole model (DeepNorm's constants depend on it).
+    ``qk_norm`` adds QK-norm (of kind ``norm``) inside the attention.
     """
 
     def __init__(self, d_model: int, n_head: int, *, placement: str = "pre",
                  norm: str = "layernorm", n_layer: int = 1, layer_index: int = 0,
                  eps: float = 1e-5, dyt_alpha: float = 0.5, bias: bool = True,
-                 mlp_ratio: int = 4, depth_scaled_norm: bool = False, device=None):
+                 mlp_ratio: int = 4, depth_scaled_norm: bool = False, qk_norm: bool = False,
+                 device=None):
         super().__init__()
         if placement not in PLACEMENTS:
             raise ValueError(f"unknown placement {placement!r}; choose one of {', '.join(PLACEMENTS)}")
         self.placement = placement
         self.alpha = deepnorm_constants(n_layer)[0] if placement == "deepnorm" else 1.0
-        self.attn = CausalSelfAttention(d_model, n_head, bias)
+        self.attn = CausalSelfAttention(d_model, n_head, bias, qk_norm=qk_norm_kind(norm, qk_norm), eps=eps)
         self.mlp = MLP(d_model, mlp_ratio, bias)
         scale = 1.0 / math.sqrt(layer_index + 1) if depth_scaled_norm else 1.0
         for name in NORM_SLOTS[placement]:

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from normcourse.blocks import NORMS, PLACEMENTS, Block, deepnorm_constants, make_norm
+from normcourse.blocks import NORMS, PLACEMENTS, Block, deepnorm_constants, make_norm, qk_norm_kind
 
 
 # ---------------------------------------------------------------- checking inputs
@@ -80,6 +80,7 @@ class GPTConfig:
     depth_scaled_norm: bool = False     # LayerNorm scaling: norm output * 1/sqrt(l)
     embed_norm: bool = False      # a norm on the embeddings before the first block
     final_norm: bool | None = None  # None: only when the last layer is pre or peri
+    qk_norm: bool = False         # QK-norm: the model's norm on each head's q and k
 
     def __post_init__(self):
         self.validate()
@@ -101,7 +102,7 @@ class GPTConfig:
         check_number("GPTConfig.init_std", self.init_std, gt=0)
         check_number("GPTConfig.embed_scale", self.embed_scale, gt=0)
         check_number("GPTConfig.dyt_alpha", self.dyt_alpha)
-        for name in ("bias", "scaled_residual_init", "depth_scaled_norm", "embed_norm"):
+        for name in ("bias", "scaled_residual_init", "depth_scaled_norm", "embed_norm", "qk_norm"):
             check_bool(f"GPTConfig.{name}", getattr(self, name))
         check_bool("GPTConfig.final_norm", self.final_norm, allow_none=True)
         if isinstance(self.placement, list):
@@ -113,6 +114,7 @@ class GPTConfig:
                             f"per layer, got {type(self.placement).__name__} {self.placement!r}; "
                             f"names: {', '.join(PLACEMENTS)}")
         self.placements()
+        qk_norm_kind(self.norm, self.qk_norm)   # QK-norm needs a real norm
 
     def placements(self) -> list[str]:
         """The placement of each layer, validated."""
@@ -152,7 +154,7 @@ class TinyGPT(nn.Module):
             Block(config.d_model, config.n_head, placement=p, norm=config.norm,
                   n_layer=config.n_layer, layer_index=i, eps=config.norm_eps,
                   dyt_alpha=config.dyt_alpha, bias=config.bias, mlp_ratio=config.mlp_ratio,
-                  depth_scaled_norm=config.depth_scaled_norm, device=device)
+                  depth_scaled_norm=config.depth_scaled_norm, qk_norm=config.qk_norm, device=device)
             for i, p in enumerate(per_layer)
         )
         # Pre and peri leave the residual stream un-normalised; the head needs it normalised.
@@ -183,6 +185,18 @@ class TinyGPT(nn.Module):
                 std = c.init_std / math.sqrt(2 * c.n_layer)
                 nn.init.normal_(block.attn.c_proj.weight, 0.0, std)
                 nn.init.normal_(block.mlp.c_proj.weight, 0.0, std)
+
+    def record_max_attention_logits(self, on: bool = True) -> None:
+        """From the next forward on, each attention keeps its largest logit (one extra matmul)."""
+        for block in self.blocks:
+            block.attn.record_max_logit = on
+
+    def max_attention_logits(self) -> list[float]:
+        """Each layer's largest attention logit in the last forward (after recording was turned on)."""
+        if any(b.attn.max_logit is None for b in self.blocks):
+            raise RuntimeError("no attention logits recorded yet: call record_max_attention_logits() "
+                               "and run a forward first")
+        return [float(b.attn.max_logit) for b in self.blocks]
 
     def forward(self, idx, targets=None):
         """Logits (B, T, vocab) and, given targets, the mean cross-entropy.

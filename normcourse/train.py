@@ -17,6 +17,12 @@ Rules, in one place:
 - **Reproducibility.**  Weights come from ``torch.manual_seed(seed)``, batches
   from a separate ``torch.Generator`` seeded with ``seed``; with
   ``threads`` fixed, a CPU run is bit-for-bit repeatable.
+- **z-loss.**  With ``z_loss = c > 0`` the optimised objective is the
+  cross-entropy plus c * mean(log Z)^2, log Z the log-sum-exp of each
+  position's logits (PaLM, Chowdhery et al. 2022; Wortsman et al. 2023 use
+  c = 1e-4).  The recorded ``loss`` stays the cross-entropy alone.
+- **Attention logits.**  With ``record_attn_logits`` each step records every
+  layer's largest attention logit in ``history["layer_max_attn_logit"]``.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from normcourse.data import TokenData, cached
-from normcourse.model import GPTConfig, TinyGPT, check_int, check_number
+from normcourse.model import GPTConfig, TinyGPT, check_bool, check_int, check_number
 from normcourse.runtime import pick_device
 
 
@@ -56,6 +62,8 @@ class TrainConfig:
     spike_window: int = 20
     data: str = "python_docs"
     device: str = "cpu"
+    z_loss: float = 0.0            # coefficient of the z-loss; 0: plain cross-entropy
+    record_attn_logits: bool = False   # history["layer_max_attn_logit"], one list per step
 
     def __post_init__(self):
         self.validate()
@@ -82,6 +90,8 @@ class TrainConfig:
         if self.diverge_loss is not None:   # inf is allowed: never stop on the loss value
             check_number("TrainConfig.diverge_loss (None: 2 ln V)", self.diverge_loss, gt=0, finite=False)
         check_number("TrainConfig.spike_ratio", self.spike_ratio, gt=0)
+        check_number("TrainConfig.z_loss", self.z_loss, ge=0)
+        check_bool("TrainConfig.record_attn_logits", self.record_attn_logits)
         if not isinstance(self.data, (str, os.PathLike)):
             raise TypeError(f"TrainConfig.data must be 'python_docs', 'markov' or a path to a text file, "
                             f"got {type(self.data).__name__} {self.data!r}")
@@ -259,6 +269,9 @@ def _train(mc, tc, data, progress, keep_model, model):
     hist = {k: [] for k in ("loss", "lr", "grad_norm", "layer_grad_norm", "layer_rms")}
     rms = [None] * L
     hooks = _block_rms_hooks(model, rms)
+    if tc.record_attn_logits:
+        model.record_max_attention_logits()
+        hist["layer_max_attn_logit"] = []
     diverged_at, evals = None, []
     t0 = time.perf_counter()
     bar = tqdm(range(tc.steps), disable=not progress, desc=_describe(mc), leave=False)
@@ -268,11 +281,13 @@ def _train(mc, tc, data, progress, keep_model, model):
             for group in opt.param_groups:
                 group["lr"] = lr
             x, y = data.batch("train", tc.batch_size, mc.block_size, gen)
-            _, loss = model(x.to(tc.device), y.to(tc.device))
+            logits, loss = model(x.to(tc.device), y.to(tc.device))
             loss_value = loss.item()
             if not math.isfinite(loss_value) or loss_value > limit:
                 diverged_at = step
                 break
+            if tc.z_loss:   # push log Z towards 0 so that the output logits cannot drift up
+                loss = loss + tc.z_loss * logits.float().logsumexp(-1).pow(2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             layer_norms = [_grad_norm(b.parameters()) for b in model.blocks]
@@ -290,6 +305,8 @@ def _train(mc, tc, data, progress, keep_model, model):
             hist["grad_norm"].append(total)
             hist["layer_grad_norm"].append([float(v) for v in layer_norms])
             hist["layer_rms"].append([float(v) for v in rms])
+            if tc.record_attn_logits:
+                hist["layer_max_attn_logit"].append(model.max_attention_logits())
             if tc.eval_interval and (step + 1) % tc.eval_interval == 0 and step + 1 < tc.steps:
                 evals.append((step + 1, evaluate(model, data, tc, mc.block_size)))
             if progress and step % 10 == 0:
@@ -298,6 +315,8 @@ def _train(mc, tc, data, progress, keep_model, model):
         bar.close()
         for h in hooks:
             h.remove()
+        if tc.record_attn_logits:
+            model.record_max_attention_logits(False)
     diverged = diverged_at is not None
     val = None if diverged else evaluate(model, data, tc, mc.block_size)
     if val is not None:

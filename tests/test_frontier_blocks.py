@@ -1,0 +1,158 @@
+"""The 2024-2026 features compute their papers' formulas, built by hand from each module's parts.
+
+QK-norm, the reordered (OLMo 2) placement, Derf, hyper-connections and mHC, nGPT;
+plus the training options that go with them (z-loss, attention-logit recording).
+"""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from normcourse import data
+from normcourse.blocks import Block, CausalSelfAttention, max_causal_logit
+from normcourse.model import GPTConfig, TinyGPT
+from normcourse.train import TrainConfig, train
+
+torch.set_num_threads(1)
+
+D, H = 32, 4
+
+
+def perturb(module, names=("norm",), scale=0.3, seed=1):
+    """Move parameters whose name contains one of ``names`` off their start values (1, 0)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if any(n in name for n in names):
+                p.add_(scale * torch.randn(p.shape, generator=g))
+
+
+def causal_softmax_attention(q, k, v, scale):
+    """softmax(scale * q k^T + causal mask) v, written out."""
+    T = q.shape[-2]
+    scores = scale * q @ k.transpose(-2, -1)
+    scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+    return scores.softmax(-1) @ v
+
+
+def heads(t, n_head):
+    B, T, C = t.shape
+    return t.view(B, T, n_head, C // n_head).transpose(1, 2)
+
+
+def small_config(**kw):
+    d = data.cached("python_docs")
+    base = dict(vocab_size=d.vocab_size, block_size=16, n_layer=2, n_head=2, d_model=32)
+    return GPTConfig(**{**base, **kw})
+
+
+# ------------------------------------------------------------------------ QK-norm
+
+@pytest.mark.parametrize("kind", ["layernorm", "rmsnorm"])
+def test_qk_norm_normalizes_each_head_of_q_and_k_before_the_scores(kind):
+    torch.manual_seed(0)
+    a = CausalSelfAttention(D, H, qk_norm=kind)
+    perturb(a)
+    x = torch.randn(2, 7, D)
+    q, k, v = a.c_attn(x).split(D, dim=2)
+    q, k, v = heads(q, H), heads(k, H), heads(v, H)
+    q, k = a.q_norm(q), a.k_norm(k)            # over the hs = 8 features of each head
+    assert a.q_norm is not a.k_norm
+    y = causal_softmax_attention(q, k, v, 1 / math.sqrt(D // H))
+    want = a.c_proj(y.transpose(1, 2).reshape(2, 7, D))
+    torch.testing.assert_close(a(x), want, rtol=1e-5, atol=1e-6)
+    # normalizing over the whole C (not per head) would give a different answer
+    assert next(iter(a.q_norm.parameters())).shape == (D // H,)
+
+
+def test_qk_norm_bounds_the_attention_logit_that_plain_attention_lets_grow():
+    torch.manual_seed(0)
+    plain, normed = CausalSelfAttention(D, H), CausalSelfAttention(D, H, qk_norm="layernorm")
+    normed.load_state_dict(plain.state_dict(), strict=False)
+    with torch.no_grad():   # large q, k weights: the logit growth of Wortsman et al. 2023
+        for a in (plain, normed):
+            a.c_attn.weight.mul_(30)
+    x = torch.randn(2, 9, D)
+    for a in (plain, normed):
+        a.record_max_logit = True
+        a(x)
+    hs = D // H
+    # unit-gain LayerNorm makes |q| = |k| = sqrt(hs), so q.k / sqrt(hs) <= sqrt(hs)
+    assert normed.max_logit <= math.sqrt(hs) + 1e-4
+    assert plain.max_logit > 10 * math.sqrt(hs)
+
+
+def test_max_causal_logit_is_the_largest_allowed_score():
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 3, 5, 4), torch.randn(2, 3, 5, 4)
+    k[..., 4, :] = 100 * q[..., 0, :]   # a huge score for a future key: must be ignored
+    scores = (q @ k.transpose(-2, -1)) * 0.5
+    allowed = [scores[b, h, i, j] for b in range(2) for h in range(3) for i in range(5) for j in range(i + 1)]
+    assert max_causal_logit(q, k, 0.5).item() == pytest.approx(max(allowed).item())
+
+
+def test_block_and_config_pass_qk_norm_through():
+    b = Block(D, H, placement="pre", norm="rmsnorm", qk_norm=True)
+    assert isinstance(b.attn.q_norm, torch.nn.RMSNorm)
+    assert Block(D, H).attn.q_norm is None
+    m = TinyGPT(small_config(qk_norm=True))
+    assert all(isinstance(blk.attn.k_norm, torch.nn.LayerNorm) for blk in m.blocks)
+
+
+@pytest.mark.parametrize("norm", ["dyt", "identity"])
+def test_qk_norm_needs_a_real_norm(norm):
+    with pytest.raises(ValueError, match="qk_norm=True.*layernorm, rmsnorm"):
+        small_config(qk_norm=True, norm=norm)
+    with pytest.raises(TypeError, match="qk_norm must be True or False"):
+        small_config(qk_norm=1)
+
+
+def test_new_fields_round_trip_through_to_dict():
+    c = small_config(qk_norm=True)
+    assert GPTConfig(**c.to_dict()) == c and c.to_dict()["qk_norm"] is True
+    tc = TrainConfig(z_loss=1e-4, record_attn_logits=True)
+    assert TrainConfig(**tc.to_dict()) == tc
+
+
+# ------------------------------------------------------------ training options
+
+def test_defaults_leave_training_bit_identical_and_record_no_logits():
+    tc = TrainConfig(steps=6, batch_size=4, warmup_steps=2, threads=1)
+    a = train(small_config(), tc, progress=False)
+    b = train(small_config(), TrainConfig(**{**tc.to_dict(), "z_loss": 0.0}), progress=False)
+    assert a.history == b.history and "layer_max_attn_logit" not in a.history
+
+
+def test_recorded_attention_logits_are_the_layers_maxima():
+    tc = TrainConfig(steps=5, batch_size=4, warmup_steps=1, threads=1, record_attn_logits=True)
+    r = train(small_config(), tc, progress=False, keep_model=True)
+    rec = r.history["layer_max_attn_logit"]
+    assert len(rec) == 5 and all(len(v) == 2 and all(math.isfinite(x) for x in v) for v in rec)
+    m = r.model
+    assert not any(b.attn.record_max_logit for b in m.blocks), "recording is switched off after"
+    m.record_max_attention_logits()
+    x = torch.randint(0, m.config.vocab_size, (2, 16))
+    m(x)
+    h = m.wte(x) + m.wpe(torch.arange(16))
+    blk = m.blocks[0]
+    q, k, _ = blk.attn.c_attn(blk.norm_attn(h)).split(32, dim=2)
+    q, k = heads(q, 2), heads(k, 2)
+    want = max_causal_logit(q, k, 1 / math.sqrt(16))
+    assert m.max_attention_logits()[0] == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_z_loss_pulls_log_z_towards_zero():
+    def mean_log_z_squared(z_loss):
+        tc = TrainConfig(steps=25, batch_size=8, lr=3e-3, warmup_steps=2, threads=1, z_loss=z_loss)
+        m = train(small_config(), tc, progress=False, keep_model=True).model
+        x = torch.randint(0, m.config.vocab_size, (4, 16), generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            return m(x)[0].logsumexp(-1).pow(2).mean().item()
+    assert mean_log_z_squared(1.0) < 0.5 * mean_log_z_squared(0.0)
+
+
+def test_z_loss_must_not_be_negative():
+    with pytest.raises(ValueError, match="TrainConfig.z_loss"):
+        TrainConfig(z_loss=-1e-4)
