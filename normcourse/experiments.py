@@ -460,3 +460,26 @@ def _measure_remove_norm(spec: dict, d, mc, tc) -> dict:
 
 
 MEASURES["remove_norm"] = _measure_remove_norm
+
+
+# ------------------------------------------------- chapters 13-14 (appended)
+# Measure "train_records": training plus the max attention logit per step, the
+# trained hidden-state RMS per layer and, for several residual streams, the gain of
+# the composite mixing map (normcourse.frontier_measures).  Five seeds per compared
+# configuration (the verdict rule of normcourse.verdicts).
+def _measure_train_records(spec: dict, d, mc, tc) -> dict:
+    from normcourse.frontier_measures import measure_train_records
+
+    return measure_train_records(spec, d, mc, tc)
+
+
+MEASURES["train_records"] = _measure_train_records
+_SEEDS5 = [0, 1, 2, 3, 4]
+
+# E13Q: Wortsman et al. 2023's small-scale proxy: attention-logit growth and final
+# loss against the learning rate, with and without QK-norm (qk-layernorm) and z-loss.
+EXPERIMENTS["E13Q"] = Experiment(
+    "E13Q", "max attention logit and final loss vs learning rate, with/without QK-norm and z-loss",
+    "train_records", {"qk_norm": [False, True], "z_loss": [0.0, 1e-4],
+                      "lr": [3e-3, 3e-2, 1e-1, 3e-1], "seed": _SEEDS5},
+    model={"placement": "pre", "n_layer": 4}, train={"record_attn_logits": True})
