@@ -14,13 +14,23 @@ peri       h = x + N(A(N(x)));       y = h + N(M(N(h)))    Kim et al. 2025
 b2t        h = N(x + A(x));          y = N(h + M(h) + x)   Takase et al. 2022
 deepnorm   h = N(a*x + A(x));        y = N(a*h + M(h))     Wang et al. 2022
 none       h = x + A(x);             y = h + M(h)
+reordered  h = x + N(A(x));          y = h + N(M(h))       Team OLMo 2024
 =========  ==============================================  =====================
+
+N is one of ``NORMS``: LayerNorm, RMSNorm, the point-wise DyT, gamma*tanh(alpha*x) + beta
+(Zhu et al. 2025), and Derf, gamma*erf(alpha*x + s) + beta (Chen et al. 2025), or identity.
+
+Pre, peri, reordered and none are *additive*: y = h + f_M(h) with h = x + f_A(x),
+and only the branch f differs (``Block.f_attn``, ``Block.f_mlp``).  Reordered
+is OLMo 2's norm (Team OLMo 2024, arXiv 2501.00656): each sub-layer's output is
+normalized before the add, its input is not.  Gemma 2/3's "sandwich" norm is
+peri: a norm before and one after each sub-layer.
 
 DeepNorm up-weights the *skip* (a*x), not the branch: LN(a*x + F(x)), with
 a = (2L)^(1/4) for a decoder-only model of L layers, and initialises the value
 and output projections and both MLP weights with Xavier-normal gain
 b = (8L)^(-1/4) (q and k with gain 1), as in the paper's Figure 2.
-Pre and peri need a final norm before the output head; the model adds it.
+Pre, peri and reordered need a final norm before the output head; the model adds it.
 
 Inside the attention, with q, k the (B, nh, T, hs) queries and keys:
 
@@ -41,8 +51,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-PLACEMENTS = ("post", "pre", "peri", "b2t", "deepnorm", "none")
-NORMS = ("layernorm", "rmsnorm", "dyt", "identity")
+PLACEMENTS = ("post", "pre", "peri", "b2t", "deepnorm", "none")   # the seed articles' placements
+NEW_PLACEMENTS = ("reordered", "ngpt")        # 2024-2025: OLMo 2's, and nGPT's (its own block)
+ALL_PLACEMENTS = PLACEMENTS + NEW_PLACEMENTS
+ADDITIVE = ("pre", "peri", "reordered", "none")   # y = h + f_M(h), h = x + f_A(x)
+NORMS = ("layernorm", "rmsnorm", "dyt", "identity", "derf")
 
 
 # --------------------------------------------------------------------------- norms
@@ -62,6 +75,27 @@ class DyT(nn.Module):
 
     def forward(self, x):
         return self.weight * torch.tanh(self.alpha * x) + self.bias
+
+
+class Derf(nn.Module):
+    """Dynamic erf (Chen et al. 2025, arXiv 2512.10938): gamma * erf(alpha * x + s) + beta.
+
+    Like DyT with the error function in place of tanh and a learnable shift:
+    alpha and s are one learnable scalar each, gamma and beta per channel.
+    Start values as in the authors' code (zlab-princeton/Derf): alpha = 0.5
+    unless ``alpha_init`` says otherwise (their GPT-2 runs set 1.0), s = 0,
+    gamma = 1, beta = 0.
+    """
+
+    def __init__(self, dim: int, alpha_init: float = 0.5, shift_init: float = 0.0):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.full((1,), float(alpha_init)))
+        self.shift = nn.Parameter(torch.full((1,), float(shift_init)))
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x):
+        return self.weight * torch.erf(self.alpha * x + self.shift) + self.bias
 
 
 class ScaledNorm(nn.Module):
@@ -92,8 +126,8 @@ def _kernel_norm(kind: str, dim: int, eps: float):
 
 
 def make_norm(kind: str, dim: int, *, eps: float = 1e-5, dyt_alpha: float = 0.5,
-              device: str | torch.device | None = None) -> nn.Module:
-    """Build one norm module: ``layernorm``, ``rmsnorm``, ``dyt`` or ``identity``.
+              derf_alpha: float = 0.5, device: str | torch.device | None = None) -> nn.Module:
+    """Build one norm module: ``layernorm``, ``rmsnorm``, ``dyt``, ``derf`` or ``identity``.
 
     Every affine weight starts at 1 and every bias at 0.  On CUDA the Triton
     kernels of ``normcourse.kernels`` are used when they import; on the CPU
@@ -105,6 +139,8 @@ def make_norm(kind: str, dim: int, *, eps: float = 1e-5, dyt_alpha: float = 0.5,
         return nn.Identity()
     if kind == "dyt":
         return DyT(dim, dyt_alpha)
+    if kind == "derf":
+        return Derf(dim, derf_alpha)
     if device is not None and torch.device(device).type == "cuda":
         fast = _kernel_norm(kind, dim, eps)
         if fast is not None:
@@ -195,6 +231,7 @@ NORM_SLOTS = {
     "b2t": ("norm_attn", "norm_mlp"),
     "deepnorm": ("norm_attn", "norm_mlp"),
     "none": (),
+    "reordered": ("norm_attn_out", "norm_mlp_out"),
 }
 
 
@@ -225,38 +262,57 @@ class Block(nn.Module):
 
     def __init__(self, d_model: int, n_head: int, *, placement: str = "pre",
                  norm: str = "layernorm", n_layer: int = 1, layer_index: int = 0,
-                 eps: float = 1e-5, dyt_alpha: float = 0.5, bias: bool = True,
+                 eps: float = 1e-5, dyt_alpha: float = 0.5, derf_alpha: float = 0.5, bias: bool = True,
                  mlp_ratio: int = 4, depth_scaled_norm: bool = False, qk_norm: bool = False,
                  device=None):
         super().__init__()
-        if placement not in PLACEMENTS:
-            raise ValueError(f"unknown placement {placement!r}; choose one of {', '.join(PLACEMENTS)}")
+        if placement == "ngpt":
+            raise ValueError("placement 'ngpt' has its own block without norm layers: use NGPTBlock, "
+                             "or GPTConfig(placement='ngpt') for a whole model")
+        if placement not in ALL_PLACEMENTS:
+            raise ValueError(f"unknown placement {placement!r}; choose one of {', '.join(ALL_PLACEMENTS)}")
         self.placement = placement
         self.alpha = deepnorm_constants(n_layer)[0] if placement == "deepnorm" else 1.0
         self.attn = CausalSelfAttention(d_model, n_head, bias, qk_norm=qk_norm_kind(norm, qk_norm), eps=eps)
         self.mlp = MLP(d_model, mlp_ratio, bias)
         scale = 1.0 / math.sqrt(layer_index + 1) if depth_scaled_norm else 1.0
         for name in NORM_SLOTS[placement]:
-            n = make_norm(norm, d_model, eps=eps, dyt_alpha=dyt_alpha, device=device)
+            n = make_norm(norm, d_model, eps=eps, dyt_alpha=dyt_alpha, derf_alpha=derf_alpha, device=device)
             setattr(self, name, ScaledNorm(n, scale) if scale != 1.0 else n)
+
+    def f_attn(self, x):
+        """The attention branch f_A of an additive placement: h = x + f_A(x)."""
+        p = self.placement
+        if p == "pre":
+            return self.attn(self.norm_attn(x))
+        if p == "peri":
+            return self.norm_attn_out(self.attn(self.norm_attn_in(x)))
+        if p == "reordered":
+            return self.norm_attn_out(self.attn(x))
+        return self.attn(x)  # none
+
+    def f_mlp(self, h):
+        """The MLP branch f_M of an additive placement: y = h + f_M(h)."""
+        p = self.placement
+        if p == "pre":
+            return self.mlp(self.norm_mlp(h))
+        if p == "peri":
+            return self.norm_mlp_out(self.mlp(self.norm_mlp_in(h)))
+        if p == "reordered":
+            return self.norm_mlp_out(self.mlp(h))
+        return self.mlp(h)  # none
 
     def forward(self, x):
         p = self.placement
-        if p == "pre":
-            x = x + self.attn(self.norm_attn(x))
-            return x + self.mlp(self.norm_mlp(x))
+        if p in ADDITIVE:
+            h = x + self.f_attn(x)
+            return h + self.f_mlp(h)
         if p == "post":
             x = self.norm_attn(x + self.attn(x))
             return self.norm_mlp(x + self.mlp(x))
-        if p == "peri":
-            x = x + self.norm_attn_out(self.attn(self.norm_attn_in(x)))
-            return x + self.norm_mlp_out(self.mlp(self.norm_mlp_in(x)))
         if p == "b2t":
             # the bottom-to-top skip carries the block input past both post-norms
             h = self.norm_attn(x + self.attn(x))
             return self.norm_mlp(h + self.mlp(h) + x)
-        if p == "deepnorm":
-            h = self.norm_attn(self.alpha * x + self.attn(x))
-            return self.norm_mlp(self.alpha * h + self.mlp(h))
-        x = x + self.attn(x)  # none
-        return x + self.mlp(x)
+        h = self.norm_attn(self.alpha * x + self.attn(x))  # deepnorm
+        return self.norm_mlp(self.alpha * h + self.mlp(h))

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from normcourse.blocks import NORMS, PLACEMENTS, Block, deepnorm_constants, make_norm, qk_norm_kind
+from normcourse.blocks import ALL_PLACEMENTS, NORMS, Block, deepnorm_constants, make_norm, qk_norm_kind
 
 
 # ---------------------------------------------------------------- checking inputs
@@ -65,9 +65,10 @@ class GPTConfig:
     n_head: int = 4
     d_model: int = 64
     placement: str | tuple = "pre"
-    norm: str = "layernorm"       # layernorm, rmsnorm, dyt, identity
+    norm: str = "layernorm"       # layernorm, rmsnorm, dyt, identity, derf
     norm_eps: float = 1e-5
     dyt_alpha: float = 0.5        # DyT's initial alpha
+    derf_alpha: float = 0.5       # Derf's initial alpha (its shift starts at 0)
     bias: bool = True
     mlp_ratio: int = 4
     init_std: float = 0.02        # GPT-2's N(0, 0.02) for every weight
@@ -79,7 +80,7 @@ class GPTConfig:
     scaled_residual_init: bool = True   # GPT-2: branch outputs get std/sqrt(2L)
     depth_scaled_norm: bool = False     # LayerNorm scaling: norm output * 1/sqrt(l)
     embed_norm: bool = False      # a norm on the embeddings before the first block
-    final_norm: bool | None = None  # None: only when the last layer is pre or peri
+    final_norm: bool | None = None  # None: only when the last layer is pre, peri or reordered
     qk_norm: bool = False         # QK-norm: the model's norm on each head's q and k
 
     def __post_init__(self):
@@ -102,6 +103,7 @@ class GPTConfig:
         check_number("GPTConfig.init_std", self.init_std, gt=0)
         check_number("GPTConfig.embed_scale", self.embed_scale, gt=0)
         check_number("GPTConfig.dyt_alpha", self.dyt_alpha)
+        check_number("GPTConfig.derf_alpha", self.derf_alpha)
         for name in ("bias", "scaled_residual_init", "depth_scaled_norm", "embed_norm", "qk_norm"):
             check_bool(f"GPTConfig.{name}", getattr(self, name))
         check_bool("GPTConfig.final_norm", self.final_norm, allow_none=True)
@@ -112,7 +114,7 @@ class GPTConfig:
             # by the first call to placements(): only ordered, reusable sequences are accepted
             raise TypeError(f"GPTConfig.placement must be one name (str) or a list/tuple of names, one "
                             f"per layer, got {type(self.placement).__name__} {self.placement!r}; "
-                            f"names: {', '.join(PLACEMENTS)}")
+                            f"names: {', '.join(ALL_PLACEMENTS)}")
         self.placements()
         qk_norm_kind(self.norm, self.qk_norm)   # QK-norm needs a real norm
 
@@ -125,8 +127,8 @@ class GPTConfig:
             if len(per_layer) != self.n_layer:
                 raise ValueError(f"placement lists {len(per_layer)} layers but n_layer={self.n_layer}")
         for p in per_layer:
-            if p not in PLACEMENTS:
-                raise ValueError(f"unknown placement {p!r}; choose one of {', '.join(PLACEMENTS)}")
+            if p not in ALL_PLACEMENTS:
+                raise ValueError(f"unknown placement {p!r}; choose one of {', '.join(ALL_PLACEMENTS)}")
         return per_layer
 
     def to_dict(self) -> dict:
@@ -146,19 +148,22 @@ class TinyGPT(nn.Module):
         config.validate()
         self.config = config
         per_layer = config.placements()
-        norm_kw = dict(eps=config.norm_eps, dyt_alpha=config.dyt_alpha, device=device)
+        norm_kw = dict(eps=config.norm_eps, dyt_alpha=config.dyt_alpha, derf_alpha=config.derf_alpha,
+                       device=device)
         self.wte = nn.Embedding(config.vocab_size, config.d_model)
         self.wpe = nn.Embedding(config.block_size, config.d_model)
         self.norm_embed = make_norm(config.norm, config.d_model, **norm_kw) if config.embed_norm else None
         self.blocks = nn.ModuleList(
             Block(config.d_model, config.n_head, placement=p, norm=config.norm,
                   n_layer=config.n_layer, layer_index=i, eps=config.norm_eps,
-                  dyt_alpha=config.dyt_alpha, bias=config.bias, mlp_ratio=config.mlp_ratio,
+                  dyt_alpha=config.dyt_alpha, derf_alpha=config.derf_alpha, bias=config.bias,
+                  mlp_ratio=config.mlp_ratio,
                   depth_scaled_norm=config.depth_scaled_norm, qk_norm=config.qk_norm, device=device)
             for i, p in enumerate(per_layer)
         )
-        # Pre and peri leave the residual stream un-normalised; the head needs it normalised.
-        final = config.final_norm if config.final_norm is not None else per_layer[-1] in ("pre", "peri")
+        # Pre, peri and reordered leave the residual stream un-normalised; the head needs it normalised.
+        final = (config.final_norm if config.final_norm is not None
+                 else per_layer[-1] in ("pre", "peri", "reordered"))
         self.norm_final = make_norm(config.norm, config.d_model, **norm_kw) if final else None
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying, as in GPT-2

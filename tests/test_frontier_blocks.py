@@ -156,3 +156,63 @@ def test_z_loss_pulls_log_z_towards_zero():
 def test_z_loss_must_not_be_negative():
     with pytest.raises(ValueError, match="TrainConfig.z_loss"):
         TrainConfig(z_loss=-1e-4)
+
+
+# --------------------------------------------------------- reordered (OLMo 2)
+
+@pytest.mark.parametrize("norm", ["layernorm", "rmsnorm"])
+def test_reordered_normalizes_each_sublayer_output_before_the_add(norm):
+    torch.manual_seed(0)
+    b = Block(D, H, placement="reordered", norm=norm)
+    perturb(b)
+    x = torch.randn(3, 8, D) * 2
+    h = x + b.norm_attn_out(b.attn(x))      # Team OLMo 2024: h = x + Norm(A(x))
+    want = h + b.norm_mlp_out(b.mlp(h))     #                 y = h + Norm(M(h))
+    torch.testing.assert_close(b(x), want, rtol=0, atol=0)
+    assert b.norm_attn_out is not b.norm_mlp_out
+    assert not hasattr(b, "norm_attn") and not hasattr(b, "norm_attn_in"), "the input is not normalized"
+
+
+def test_reordered_model_gets_a_final_norm_and_unknown_names_list_the_new_ones():
+    m = TinyGPT(small_config(placement="reordered"))
+    assert m.norm_final is not None
+    assert TinyGPT(small_config(placement=["pre", "reordered"])).blocks[1].placement == "reordered"
+    with pytest.raises(ValueError, match="reordered, ngpt"):
+        small_config(placement="olmo2")
+    with pytest.raises(ValueError, match="reordered, ngpt"):
+        Block(D, H, placement="olmo2")
+
+
+# ---------------------------------------------------------------------- Derf
+
+def test_derf_is_the_papers_erf_with_learnable_scale_and_shift():
+    from normcourse.blocks import Derf, make_norm
+    d = Derf(6)
+    # start values of the authors' code: alpha 0.5, shift 0, weight 1, bias 0
+    assert d.alpha.item() == 0.5 and d.shift.item() == 0.0
+    assert torch.equal(d.weight, torch.ones(6)) and torch.equal(d.bias, torch.zeros(6))
+    perturb(d, names=("alpha", "shift", "weight", "bias"), scale=0.5)
+    x = torch.randn(4, 6, dtype=torch.float64) * 3
+    d = d.double()
+    a, s = d.alpha.item(), d.shift.item()
+    want = torch.tensor([[d.weight[j].item() * math.erf(a * x[i, j].item() + s) + d.bias[j].item()
+                          for j in range(6)] for i in range(4)], dtype=torch.float64)
+    torch.testing.assert_close(d(x), want, rtol=1e-12, atol=1e-12)
+    assert d.alpha.shape == d.shift.shape == (1,), "alpha and s are scalars, not per channel"
+    assert make_norm("derf", 6, derf_alpha=1.0).alpha.item() == 1.0
+
+
+def test_derf_is_bounded_where_layernorm_is_not():
+    from normcourse.blocks import Derf
+    x = torch.tensor([[1e4, -1e4, 0.0, 3.0]])
+    assert Derf(4)(x).abs().max() <= 1.0
+
+
+def test_a_derf_model_uses_derf_in_every_norm_slot():
+    from normcourse.blocks import Derf
+    m = TinyGPT(small_config(norm="derf", derf_alpha=0.8))
+    norms = [mod for mod in m.modules() if isinstance(mod, Derf)]
+    assert len(norms) == 2 * 2 + 1          # two per pre-LN block, plus the final norm
+    assert all(n.alpha.item() == pytest.approx(0.8) for n in norms)
+    with pytest.raises(ValueError, match="derf"):
+        small_config(norm="erf")
