@@ -483,3 +483,19 @@ EXPERIMENTS["E13Q"] = Experiment(
     "train_records", {"qk_norm": [False, True], "z_loss": [0.0, 1e-4],
                       "lr": [3e-3, 3e-2, 1e-1, 3e-1], "seed": _SEEDS5},
     model={"placement": "pre", "n_layer": 4}, train={"record_attn_logits": True})
+
+# E13R: OLMo 2's reordered norm against Pre-LN and Peri-LN (Gemma 2/3's "sandwich"):
+# hidden-state growth across six layers and the final loss at a moderate and a high
+# learning rate.
+EXPERIMENTS["E13R"] = Experiment(
+    "E13R", "reordered (OLMo 2) vs Pre-LN vs Peri-LN: stream growth and loss at two learning rates",
+    "train_records", {"placement": ["pre", "reordered", "peri"], "lr": [3e-3, 3e-2],
+                      "seed": _SEEDS5},
+    model={"n_layer": 6})
+
+# E13D: Derf next to DyT and LayerNorm, on E5's model and schedule (6-layer Pre-LN,
+# 300 steps) at lr 3e-3, the best learning rate for LayerNorm in E5.
+EXPERIMENTS["E13D"] = Experiment(
+    "E13D", "Derf vs DyT vs LayerNorm at E5's settings, 5 seeds",
+    "train_records", {"norm": ["layernorm", "dyt", "derf"], "seed": _SEEDS5},
+    model={"placement": "pre", "n_layer": 6}, train={"steps": 300, "lr": 3e-3})
