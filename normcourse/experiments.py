@@ -493,9 +493,10 @@ EXPERIMENTS["E13R"] = Experiment(
                       "seed": _SEEDS5},
     model={"n_layer": 6})
 
-# E13D: Derf next to DyT and LayerNorm, on E5's model and schedule (6-layer Pre-LN,
-# 300 steps) at lr 3e-3, the best learning rate for LayerNorm in E5.
+# E13D: Derf next to DyT and LayerNorm on E8's unit-scale-embedding model (6-layer
+# Pre-LN, embed_scale 50, 300 steps, lr 3e-3), where DyT learns (chapter 5).
 EXPERIMENTS["E13D"] = Experiment(
-    "E13D", "Derf vs DyT vs LayerNorm at E5's settings, 5 seeds",
+    "E13D", "Derf vs DyT vs LayerNorm, unit-scale embeddings (E8), 5 seeds",
     "train_records", {"norm": ["layernorm", "dyt", "derf"], "seed": _SEEDS5},
-    model={"placement": "pre", "n_layer": 6}, train={"steps": 300, "lr": 3e-3})
+    model={"placement": "pre", "n_layer": 6, "embed_scale": 50.0},
+    train={"steps": 300, "lr": 3e-3})
