@@ -83,5 +83,6 @@ def test_reordered_reference_matches_the_package_block_if_present():
         pytest.skip("this checkout has no placement='reordered' yet")
     x = torch.randn(2, 5, 16)
     with torch.no_grad():
-        ours = an.reordered_block(x, block.attn, block.mlp, block.norm_attn, block.norm_mlp)
+        ours = an.reordered_block(x, block.attn, block.mlp, block.norm_attn_out,
+                                  block.norm_mlp_out)
         assert torch.allclose(ours, block(x), atol=1e-6)
