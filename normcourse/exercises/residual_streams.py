@@ -9,8 +9,9 @@
   over the last axis (Loshchilov et al. 2024).
 - :func:`check_composite_gain`: ``fn(mixings) -> (forward, backward)``, the
   gain of the composite residual map across depth: the product
-  ``H_L @ ... @ H_1`` of the per-layer mixing matrices, its largest absolute
-  row sum (forward) and largest absolute column sum (backward).
+  ``H_L @ ... @ H_1`` of the per-layer mixing matrices, its maximum absolute
+  row sum (forward) and maximum absolute column sum (backward): the matrix
+  infinity-norm and 1-norm, sums of the entries' absolute values.
 
 The public ``sinkhorn``, ``ngpt_update`` and ``composite_gain`` are the
 references; the known wrong formulas are named when a learner's answer
@@ -49,14 +50,14 @@ def ngpt_update(h, branch, alpha):
 
 
 def composite_gain(mixings):
-    """The reference gain: (max |row sum|, max |column sum|) of H_L @ ... @ H_1.
+    """The reference gain of H_L @ ... @ H_1: (max_i sum_j |C_ij|, max_j sum_i |C_ij|).
 
     ``mixings`` is a sequence of (n, n) matrices, the first layer's first.
     """
     total = torch.eye(mixings[0].shape[-1], dtype=mixings[0].dtype)
     for m in mixings:
         total = m @ total     # layer l acts after layers 1..l-1
-    return (float(total.sum(-1).abs().max()), float(total.sum(-2).abs().max()))
+    return (float(total.abs().sum(-1).max()), float(total.abs().sum(-2).max()))
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -209,10 +210,10 @@ def _gain_variants(mats):
     last = mats[-1]
 
     def gains(t):
-        return float(t.sum(-1).abs().max()), float(t.sum(-2).abs().max())
-
-    def abs_gains(t):
         return float(t.abs().sum(-1).max()), float(t.abs().sum(-2).max())
+
+    def abs_of_sums(t):
+        return float(t.sum(-1).abs().max()), float(t.sum(-2).abs().max())
 
     return [
         (gains(backwards), "you multiplied in the wrong order, H_1 @ ... @ H_L: layer l "
@@ -225,8 +226,11 @@ def _gain_variants(mats):
         (tuple(reversed(gains(total))), "forward and backward are swapped: the forward "
                                         "gain is the largest row sum, the backward gain "
                                         "the largest column sum."),
-        (abs_gains(total), "you summed the absolute values of the entries: this gain "
-                           "takes the absolute value of each row (column) sum."),
+        (abs_of_sums(total), "you took the absolute value of each row's (column's) "
+                             "sum, so negative entries cancel positive ones; the "
+                             "absolute row sum adds the entries' absolute values "
+                             "(the matrix infinity-norm), the worst case for any "
+                             "signal."),
     ]
 
 
@@ -256,12 +260,13 @@ def check_composite_gain(fn) -> str:
                     and any(abs(a - b) > 1e-4 * (1 + abs(b)) for a, b in zip(value, ref)):
                 raise Mistake(f"{what} ({label})",
                               "multiply total = H @ total layer by layer from the "
-                              "identity, then take total.sum(-1).abs().max() and "
-                              "total.sum(-2).abs().max().")
+                              "identity, then take total.abs().sum(-1).max() and "
+                              "total.abs().sum(-2).max().")
         raise Mistake(f"for {label} you returned ({got[0]:.6g}, {got[1]:.6g}); "
                       f"expected ({ref[0]:.6g}, {ref[1]:.6g}).",
                       "multiply total = H @ total layer by layer from the identity, "
-                      "then take the largest |row sum| and |column sum|.")
+                      "then take the largest sum of |entries| over a row and over "
+                      "a column.")
     # doubly stochastic matrices compose to a doubly stochastic one: gain exactly 1
     ds = [sinkhorn(torch.randn(4, 4, generator=g, dtype=torch.float64), 200)
           for _ in range(12)]
@@ -271,5 +276,5 @@ def check_composite_gain(fn) -> str:
         raise Mistake(f"12 doubly stochastic matrices should give gains (1, 1); you "
                       f"returned ({got[0]:.6g}, {got[1]:.6g}).",
                       "a product of doubly stochastic matrices is doubly stochastic.")
-    return ("check_composite_gain: the product H_L @ ... @ H_1, its largest |row sum| "
-            "and |column sum|; doubly stochastic layers give exactly 1.")
+    return ("check_composite_gain: the product H_L @ ... @ H_1, its maximum absolute "
+            "row and column sums; doubly stochastic layers give exactly 1.")
