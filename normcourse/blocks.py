@@ -32,6 +32,21 @@ and output projections and both MLP weights with Xavier-normal gain
 b = (8L)^(-1/4) (q and k with gain 1), as in the paper's Figure 2.
 Pre, peri and reordered need a final norm before the output head; the model adds it.
 
+``residual`` replaces the add of an additive placement by n residual streams X
+(B, T, n, C) with a learned read r, mixing M and write w around each branch f
+(:mod:`normcourse.residual_streams` has the modules and the gain metric):
+
+========  ==============================================================  ================
+residual  each sub-layer, f = f_A or f_M:  X' = M X + w^T f(r X)          source
+========  ==============================================================  ================
+plain     n = 1, r = M = w = 1: the table above                           He et al. 2016
+hyper     r = A_m^T, M = A_r^T, w = B; A = A0 + s tanh(LN(X) W)          Zhu et al. 2024
+mhc       r = sig(a x P_pre + b_pre), w = 2 sig(a x P_post + b_post),     Xie et al. 2025
+          M = SinkhornKnopp(a mat(x P_res) + b_res), x = RMSNorm(vec X)
+========  ==============================================================  ================
+
+The model copies the embedding into the n streams and sums them before the head.
+
 Inside the attention, with q, k the (B, nh, T, hs) queries and keys:
 
 ==========  =================================================  ======================
@@ -50,6 +65,8 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from normcourse.residual_streams import RESIDUALS, make_streams
 
 PLACEMENTS = ("post", "pre", "peri", "b2t", "deepnorm", "none")   # the seed articles' placements
 NEW_PLACEMENTS = ("reordered", "ngpt")        # 2024-2025: OLMo 2's, and nGPT's (its own block)
@@ -251,6 +268,15 @@ def qk_norm_kind(norm: str, qk_norm: bool) -> str | None:
     return norm
 
 
+def check_residual(residual: str, placement: str) -> None:
+    """Raise unless ``residual`` is known and fits ``placement`` (streams replace an additive skip)."""
+    if residual not in RESIDUALS:
+        raise ValueError(f"unknown residual {residual!r}; choose one of {', '.join(RESIDUALS)}")
+    if residual != "plain" and placement not in ADDITIVE:
+        raise ValueError(f"residual={residual!r} replaces the add x + f(x) of an additive placement "
+                         f"({', '.join(ADDITIVE)}); placement {placement!r} has no such add")
+
+
 class Block(nn.Module):
     """One transformer layer; ``placement`` decides where its norms sit.
 
@@ -258,20 +284,24 @@ class Block(nn.Module):
     in this layer is multiplied by 1/sqrt(layer_index + 1).  ``n_layer`` is
     the depth L of the whole model (DeepNorm's constants depend on it).
     ``qk_norm`` adds QK-norm (of kind ``norm``) inside the attention.
+    ``residual`` "hyper" or "mhc" makes the block map n streams (B, T, n, C)
+    to n streams, with ``n_streams`` = n.
     """
 
     def __init__(self, d_model: int, n_head: int, *, placement: str = "pre",
                  norm: str = "layernorm", n_layer: int = 1, layer_index: int = 0,
                  eps: float = 1e-5, dyt_alpha: float = 0.5, derf_alpha: float = 0.5, bias: bool = True,
                  mlp_ratio: int = 4, depth_scaled_norm: bool = False, qk_norm: bool = False,
-                 device=None):
+                 residual: str = "plain", n_streams: int = 4, device=None):
         super().__init__()
         if placement == "ngpt":
             raise ValueError("placement 'ngpt' has its own block without norm layers: use NGPTBlock, "
                              "or GPTConfig(placement='ngpt') for a whole model")
         if placement not in ALL_PLACEMENTS:
             raise ValueError(f"unknown placement {placement!r}; choose one of {', '.join(ALL_PLACEMENTS)}")
+        check_residual(residual, placement)
         self.placement = placement
+        self.residual = residual
         self.alpha = deepnorm_constants(n_layer)[0] if placement == "deepnorm" else 1.0
         self.attn = CausalSelfAttention(d_model, n_head, bias, qk_norm=qk_norm_kind(norm, qk_norm), eps=eps)
         self.mlp = MLP(d_model, mlp_ratio, bias)
@@ -279,6 +309,9 @@ class Block(nn.Module):
         for name in NORM_SLOTS[placement]:
             n = make_norm(norm, d_model, eps=eps, dyt_alpha=dyt_alpha, derf_alpha=derf_alpha, device=device)
             setattr(self, name, ScaledNorm(n, scale) if scale != 1.0 else n)
+        if residual != "plain":   # sub-layer k = 2 * layer_index (attention), + 1 (MLP)
+            self.streams_attn = make_streams(residual, d_model, n_streams, 2 * layer_index)
+            self.streams_mlp = make_streams(residual, d_model, n_streams, 2 * layer_index + 1)
 
     def f_attn(self, x):
         """The attention branch f_A of an additive placement: h = x + f_A(x)."""
@@ -304,6 +337,9 @@ class Block(nn.Module):
 
     def forward(self, x):
         p = self.placement
+        if self.residual != "plain":   # x holds n streams, (B, T, n, C)
+            x = self.streams_attn(x, self.f_attn)
+            return self.streams_mlp(x, self.f_mlp)
         if p in ADDITIVE:
             h = x + self.f_attn(x)
             return h + self.f_mlp(h)

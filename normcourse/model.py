@@ -14,7 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from normcourse.blocks import ALL_PLACEMENTS, NORMS, Block, deepnorm_constants, make_norm, qk_norm_kind
+from normcourse.blocks import (ALL_PLACEMENTS, NORMS, Block, check_residual, deepnorm_constants, make_norm,
+                               qk_norm_kind)
+from normcourse.residual_streams import identity_mixings
 
 
 # ---------------------------------------------------------------- checking inputs
@@ -82,6 +84,8 @@ class GPTConfig:
     embed_norm: bool = False      # a norm on the embeddings before the first block
     final_norm: bool | None = None  # None: only when the last layer is pre, peri or reordered
     qk_norm: bool = False         # QK-norm: the model's norm on each head's q and k
+    residual: str = "plain"       # plain, hyper (hyper-connections) or mhc
+    n_streams: int = 4            # residual streams of hyper / mhc (unused by plain)
 
     def __post_init__(self):
         self.validate()
@@ -92,7 +96,7 @@ class GPTConfig:
         Runs when the config is made (and again when a TinyGPT is built from it,
         in case a field was changed in between).  A list placement becomes a tuple.
         """
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model", "mlp_ratio"):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model", "mlp_ratio", "n_streams"):
             check_int(f"GPTConfig.{name}", getattr(self, name), low=1)
         if self.d_model % self.n_head != 0:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_head={self.n_head}")
@@ -115,7 +119,8 @@ class GPTConfig:
             raise TypeError(f"GPTConfig.placement must be one name (str) or a list/tuple of names, one "
                             f"per layer, got {type(self.placement).__name__} {self.placement!r}; "
                             f"names: {', '.join(ALL_PLACEMENTS)}")
-        self.placements()
+        for p in self.placements():
+            check_residual(self.residual, p)
         qk_norm_kind(self.norm, self.qk_norm)   # QK-norm needs a real norm
 
     def placements(self) -> list[str]:
@@ -158,7 +163,8 @@ class TinyGPT(nn.Module):
                   n_layer=config.n_layer, layer_index=i, eps=config.norm_eps,
                   dyt_alpha=config.dyt_alpha, derf_alpha=config.derf_alpha, bias=config.bias,
                   mlp_ratio=config.mlp_ratio,
-                  depth_scaled_norm=config.depth_scaled_norm, qk_norm=config.qk_norm, device=device)
+                  depth_scaled_norm=config.depth_scaled_norm, qk_norm=config.qk_norm,
+                  residual=config.residual, n_streams=config.n_streams, device=device)
             for i, p in enumerate(per_layer)
         )
         # Pre, peri and reordered leave the residual stream un-normalised; the head needs it normalised.
@@ -203,6 +209,18 @@ class TinyGPT(nn.Module):
                                "and run a forward first")
         return [float(b.attn.max_logit) for b in self.blocks]
 
+    def residual_mixings(self) -> list[torch.Tensor]:
+        """The stream-mixing matrix of every sub-layer in depth order (attn 1, MLP 1, attn 2, ...).
+
+        Hyper-connections and mHC: the matrices of the last forward, (B, T, n, n);
+        a plain residual: the 1 x 1 identity.  Feed them to
+        :func:`normcourse.residual_streams.composite_gains`.
+        """
+        if self.config.residual == "plain":
+            return identity_mixings(2 * len(self.blocks))
+        return [m for b in self.blocks for m in (b.streams_attn.residual_mixing(),
+                                                 b.streams_mlp.residual_mixing())]
+
     def forward(self, idx, targets=None):
         """Logits (B, T, vocab) and, given targets, the mean cross-entropy.
 
@@ -227,8 +245,13 @@ class TinyGPT(nn.Module):
             x = x * self.config.embed_scale
         if self.norm_embed is not None:
             x = self.norm_embed(x)
+        streams = self.config.residual != "plain"
+        if streams:   # n copies of the embedding, one per residual stream
+            x = x.unsqueeze(2).repeat(1, 1, self.config.n_streams, 1)
         for block in self.blocks:
             x = block(x)
+        if streams:
+            x = x.sum(dim=2)
         if self.norm_final is not None:
             x = self.norm_final(x)
         logits = self.lm_head(x)

@@ -163,9 +163,11 @@ def count_spikes(losses, ratio: float = 1.2, window: int = 20) -> int:
 
 
 def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay only on matrices (not on norms, biases)."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    """AdamW; weight decay only on matrices (not on norms, biases, or start maps marked no_weight_decay)."""
+    def decays(p):
+        return p.dim() >= 2 and not getattr(p, "no_weight_decay", False)
+    decay = [p for p in model.parameters() if decays(p)]
+    no_decay = [p for p in model.parameters() if not decays(p)]
     groups = [{"params": decay, "weight_decay": tc.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2))

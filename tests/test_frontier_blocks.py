@@ -216,3 +216,179 @@ def test_a_derf_model_uses_derf_in_every_norm_slot():
     assert all(n.alpha.item() == pytest.approx(0.8) for n in norms)
     with pytest.raises(ValueError, match="derf"):
         small_config(norm="erf")
+
+
+# ------------------------------------------------- hyper-connections and mHC
+
+from normcourse.residual_streams import (HyperConnection, ManifoldHyperConnection, amax_gain,  # noqa: E402
+                                         composite_gains, gains, is_doubly_stochastic, sinkhorn_knopp)
+
+N = 4
+
+
+def branch():
+    torch.manual_seed(3)
+    lin = torch.nn.Linear(D, D)
+    return lambda h: torch.tanh(lin(h))
+
+
+def perturb_all(module, scale=0.3, seed=2):
+    perturb(module, names=("",), scale=scale, seed=seed)
+
+
+def test_sinkhorn_matches_the_closed_form_for_two_by_two():
+    # a positive 2 x 2 matrix scales to [[p, 1-p], [1-p, p]] with p / (1-p) = sqrt(ad / bc)
+    a, b, c, d = 2.0, 0.5, 1.0, 3.0
+    m = sinkhorn_knopp(torch.tensor([[a, b], [c, d]], dtype=torch.float64).log(), iters=200)
+    p = math.sqrt(a * d) / (math.sqrt(a * d) + math.sqrt(b * c))
+    torch.testing.assert_close(m, torch.tensor([[p, 1 - p], [1 - p, p]], dtype=torch.float64))
+
+
+def test_sinkhorn_is_doubly_stochastic_not_only_row_stochastic():
+    torch.manual_seed(0)
+    logits = torch.randn(5, 4, 4)
+    m = sinkhorn_knopp(logits)
+    assert is_doubly_stochastic(m, atol=1e-5)
+    # 20 rounds are not always enough: sharper logits leave the rows off (mHC-lite's point)
+    sharp = sinkhorn_knopp(2 * logits)
+    assert (sharp.sum(-1) - 1).abs().max() > 1e-4 and is_doubly_stochastic(sinkhorn_knopp(2 * logits, 100))
+    row_only = logits.softmax(-1)          # rows sum to 1, columns do not: the missing column step
+    assert not is_doubly_stochastic(row_only, atol=1e-4)
+    torch.testing.assert_close(m.sum(-2), torch.ones(5, 4))   # the last step is the column step
+
+
+def test_hyper_connection_is_zhu_et_als_formula():
+    torch.manual_seed(0)
+    hc = HyperConnection(D, N, index=5)
+    perturb_all(hc)
+    X, f = torch.randn(2, 3, N, D), branch()
+    Y = hc(X, f)
+    Hn = hc.norm(X)
+    for b in range(2):
+        for t in range(3):
+            H = Hn[b, t]
+            A_m = [hc.read0[i] + hc.s_alpha * torch.tanh(H[i] @ hc.w_read[:, 0]) for i in range(N)]
+            A_r = [[hc.mix0[i, j] + hc.s_alpha * torch.tanh(H[i] @ hc.w_mix[:, j]) for j in range(N)]
+                   for i in range(N)]
+            B = [hc.write0[j] + hc.s_beta * torch.tanh(H[j] @ hc.w_write[:, 0]) for j in range(N)]
+            h0 = sum(A_m[i] * X[b, t, i] for i in range(N))              # h0 = A_m^T H
+            out = f(h0)
+            for j in range(N):                                           # H' = A_r^T H + B^T T(h0)
+                want = sum(A_r[i][j] * X[b, t, i] for i in range(N)) + B[j] * out
+                torch.testing.assert_close(Y[b, t, j], want.squeeze(), rtol=1e-5, atol=1e-6)
+            mixing = torch.stack([torch.stack([A_r[i][j].squeeze() for i in range(N)]) for j in range(N)])
+            torch.testing.assert_close(hc.residual_mixing()[b, t], mixing.detach())
+
+
+def test_hyper_connection_starts_as_the_papers_pre_norm_equivalent():
+    hc = HyperConnection(D, N, index=6)
+    assert torch.equal(hc.read0, torch.tensor([0.0, 0, 1, 0])), "sub-layer 6 reads stream 6 mod 4"
+    assert torch.equal(hc.mix0, torch.eye(N)) and torch.equal(hc.write0, torch.ones(N))
+    assert hc.s_alpha.item() == pytest.approx(0.01) and hc.s_beta.item() == pytest.approx(0.01)
+    static = HyperConnection(D, N, dynamic=False)
+    static(torch.randn(2, 3, N, D), branch())
+    assert static.residual_mixing().shape == (N, N), "static mixing is one matrix for every position"
+
+
+def test_mhc_is_xie_et_als_formula_with_sinkhorn():
+    torch.manual_seed(0)
+    mh = ManifoldHyperConnection(D, N, index=1)
+    perturb_all(mh)
+    X, f = torch.randn(2, 3, N, D), branch()
+    Y = mh(X, f)
+    for b in range(2):
+        for t in range(3):
+            x = mh.norm(X[b, t].reshape(N * D))                                   # RMSNorm(vec(x_l))
+            pre = torch.sigmoid(mh.alpha_pre * (x @ mh.phi_pre) + mh.b_pre)        # sigma(H~pre)
+            post = 2 * torch.sigmoid(mh.alpha_post * (x @ mh.phi_post) + mh.b_post)  # 2 sigma(H~post)
+            M = (mh.alpha_res * (x @ mh.phi_res).view(N, N) + mh.b_res).exp()     # M(0) = exp(H~res)
+            for _ in range(20):                                                   # t_max = 20
+                M = torch.stack([M[i] / M[i].sum() for i in range(N)])            # rows
+                M = torch.stack([M[:, j] / M[:, j].sum() for j in range(N)], dim=1)  # columns
+            out = f(sum(pre[i] * X[b, t, i] for i in range(N)))                   # F(H_pre x_l)
+            for j in range(N):                                                    # H_res x_l + H_post^T F
+                want = sum(M[j, i] * X[b, t, i] for i in range(N)) + post[j] * out
+                torch.testing.assert_close(Y[b, t, j], want, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(mh.residual_mixing()[b, t], M.detach(), rtol=1e-5, atol=1e-6)
+    M = mh.residual_mixing()
+    torch.testing.assert_close(M.sum(-2), torch.ones(2, 3, N))      # columns exactly, rows nearly
+    assert (M >= 0).all() and (M.sum(-1) - 1).abs().max() < 1e-2
+
+
+def test_mhc_start_values():
+    mh = ManifoldHyperConnection(D, N, index=2)
+    assert mh.alpha_pre.item() == mh.alpha_post.item() == mh.alpha_res.item() == pytest.approx(0.01)
+    assert int(mh.b_pre.argmax()) == 2 and float(mh.phi_res.detach().abs().sum()) == 0.0
+    with pytest.raises(RuntimeError, match="no forward"):
+        mh.residual_mixing()
+
+
+def test_gains_by_hand():
+    A = torch.tensor([[0.5, -1.0], [2.0, 0.25]])
+    Bm = torch.tensor([[1.0, 0.5], [0.0, -3.0]])
+    C = Bm @ A                                              # depth order: A first, then B
+    rows = max(sum(abs(C[i, j].item()) for j in range(2)) for i in range(2))
+    cols = max(sum(abs(C[i, j].item()) for i in range(2)) for j in range(2))
+    assert composite_gains([A, Bm])[1] == pytest.approx((rows, cols))
+    assert gains(A) == pytest.approx((2.25, 2.5))
+    assert amax_gain([torch.eye(1)] * 12) == {"forward": 1.0, "backward": 1.0}
+    grow = [1.1 * torch.eye(3)] * 10                        # an amplifying stack compounds
+    assert amax_gain(grow)["forward"] == pytest.approx(1.1 ** 10)
+    with pytest.raises(ValueError, match="empty"):
+        composite_gains([])
+
+
+def test_doubly_stochastic_stacks_never_amplify():
+    torch.manual_seed(0)
+    mixings = [sinkhorn_knopp(torch.randn(8, N, N)) for _ in range(30)]
+    for forward, backward in composite_gains(mixings):
+        assert forward == pytest.approx(1.0, abs=1e-4) and backward == pytest.approx(1.0, abs=1e-4)
+
+
+def test_hyper_model_starts_equal_to_the_plain_pre_ln_model():
+    torch.manual_seed(0)
+    # unit-scale embeddings: LN(n x) = LN(x) up to eps, which matters for GPT-2's tiny embeddings
+    plain = TinyGPT(small_config(embed_scale=50.0))
+    hyper = TinyGPT(small_config(residual="hyper", embed_scale=50.0))
+    hyper.load_state_dict(plain.state_dict(), strict=False)   # same attention, MLP, norms, embeddings
+    x = torch.randint(0, plain.config.vocab_size, (2, 16))
+    # n identical streams, each updated as a Pre-LN stream; their sum n*x is normalized by the final LN
+    torch.testing.assert_close(hyper(x)[0], plain(x)[0], rtol=1e-4, atol=1e-4)
+    assert len(hyper.residual_mixings()) == 4 and hyper.residual_mixings()[0].shape == (2, 16, N, N)
+    assert amax_gain(plain.residual_mixings()) == {"forward": 1.0, "backward": 1.0}
+
+
+@pytest.mark.parametrize("residual", ["hyper", "mhc"])
+def test_stream_models_train_and_report_their_gain(residual):
+    tc = TrainConfig(steps=20, batch_size=8, lr=3e-3, warmup_steps=2, threads=1)
+    r = train(small_config(residual=residual, n_streams=3), tc, progress=False, keep_model=True)
+    assert not r.diverged and r.history["loss"][-1] < r.history["loss"][0] - 0.3
+    m = r.model
+    m(torch.randint(0, m.config.vocab_size, (2, 16)))
+    g = amax_gain(m.residual_mixings())
+    if residual == "mhc":
+        assert g["backward"] == pytest.approx(1.0, abs=1e-4) and g["forward"] == pytest.approx(1.0, abs=1e-3)
+    assert all(M.shape == (2, 16, 3, 3) for M in m.residual_mixings())
+
+
+def test_start_maps_are_not_weight_decayed():
+    from normcourse.train import make_optimizer
+    m = TinyGPT(small_config(residual="mhc"))
+    opt = make_optimizer(m, TrainConfig())
+    decayed = {id(p) for p in opt.param_groups[0]["params"]}
+    assert id(m.blocks[0].streams_attn.b_res) not in decayed
+    assert id(m.blocks[0].streams_attn.phi_res) in decayed
+    hc = TinyGPT(small_config(residual="hyper"))
+    assert id(hc.blocks[1].streams_mlp.mix0) not in {id(p) for p in make_optimizer(hc, TrainConfig())
+                                                     .param_groups[0]["params"]}
+
+
+def test_residual_names_and_combinations_are_checked():
+    with pytest.raises(ValueError, match="plain, hyper, mhc"):
+        small_config(residual="hc")
+    with pytest.raises(ValueError, match="additive placement"):
+        small_config(residual="mhc", placement="post")
+    with pytest.raises(ValueError, match="n_streams"):
+        small_config(residual="hyper", n_streams=0)
+    c = small_config(residual="mhc", n_streams=2, placement="reordered")
+    assert GPTConfig(**c.to_dict()) == c
