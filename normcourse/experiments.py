@@ -500,3 +500,11 @@ EXPERIMENTS["E13D"] = Experiment(
     "train_records", {"norm": ["layernorm", "dyt", "derf"], "seed": _SEEDS5},
     model={"placement": "pre", "n_layer": 6, "embed_scale": 50.0},
     train={"steps": 300, "lr": 3e-3})
+
+# E14H: hyper-connections (Zhu et al. 2024) and mHC (Xie et al. 2025) against a plain
+# residual, four streams, 4-layer Pre-LN: the gain of the composite mixing map after
+# every sub-layer, after training, and the loss.
+EXPERIMENTS["E14H"] = Experiment(
+    "E14H", "plain residual vs hyper-connections vs mHC: composite-map gain across depth, loss",
+    "train_records", {"residual": ["plain", "hyper", "mhc"], "seed": _SEEDS5},
+    model={"placement": "pre", "n_layer": 4, "n_streams": 4}, train={"lr": 3e-3})

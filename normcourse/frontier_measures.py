@@ -9,10 +9,9 @@ and keeps, besides the loss history and the final losses,
 - ``trained_layer_rms``: the RMS of each block's output on one fixed batch
   after training (how much the residual stream grows with depth);
 - ``gain``: for a model with several residual streams (``residual`` "hyper"
-  or "mhc"), the forward and backward gain of the composite residual map
-  H_L ... H_1 after training, and the same for the product of the first
-  l layers' matrices, l = 1..L (the mHC paper's gain metric, Xie et al.
-  2025), on one fixed batch.
+  or "mhc"), the forward and backward gain of the composite mixing map
+  H_l ... H_1 after each sub-layer l, after training (the mHC paper's
+  "Amax Gain Magnitude", Xie et al. 2025), see :func:`token_gains`.
 
 Everything is numbers only (JSON-ready), like every cached result.
 """
@@ -21,9 +20,10 @@ from __future__ import annotations
 
 import torch
 
+from normcourse.residual_streams import composite_gains
 from normcourse.train import train
 
-__all__ = ["measure_train_records", "layer_rms_after", "composite_gains"]
+__all__ = ["measure_train_records", "layer_rms_after", "token_gains"]
 
 
 @torch.no_grad()
@@ -42,34 +42,31 @@ def layer_rms_after(model, x) -> list[float]:
     return rms
 
 
-def _mixing_per_layer(model) -> list[torch.Tensor]:
-    """Every block's stream-mixing matrices of the last forward, averaged over positions.
+def token_gains(model, x) -> dict:
+    """Gain of the composite mixing map after each sub-layer, for the tokens of ``x[0]``.
 
-    Input-dependent mixing gives one (n, n) matrix per position; the gain
-    metric reads one matrix per layer, so we average over every leading axis.
+    After a forward on ``x``, every sub-layer's mixing matrices are read with
+    ``model.residual_mixings()`` (one per position for input-dependent maps);
+    for each token of the first sequence the products H_1, H_2 H_1, ... are
+    formed and their gains taken (:func:`normcourse.residual_streams.composite_gains`).
+    ``forward``/``backward`` average over the tokens, as the mHC paper does
+    over a selected sequence; ``worst_forward``/``worst_backward`` take the
+    largest token.
     """
-    mats = []
-    for block in model.blocks:
-        for module in block.modules():
-            if hasattr(module, "residual_mixing") and module is not block:
-                m = module.residual_mixing().detach().double()
-                mats.append(m.reshape(-1, *m.shape[-2:]).mean(0))
-    if not mats:   # the block itself may be the hyper-connection module
-        for block in model.blocks:
-            m = block.residual_mixing().detach().double()
-            mats.append(m.reshape(-1, *m.shape[-2:]).mean(0))
-    return mats
-
-
-def composite_gains(mats) -> dict:
-    """Forward (max |row sum|) and backward (max |column sum|) gain of H_l ... H_1, each l."""
-    total = torch.eye(mats[0].shape[-1], dtype=torch.float64)
-    forward, backward = [], []
-    for m in mats:
-        total = m @ total
-        forward.append(float(total.sum(-1).abs().max()))
-        backward.append(float(total.sum(-2).abs().max()))
-    return {"forward": forward, "backward": backward}
+    with torch.no_grad():
+        model.eval()
+        model(x)
+    mats = [m[0] if m.dim() == 4 else m for m in model.residual_mixings()]
+    T = x.shape[1]
+    per_token = [composite_gains([m[t] if m.dim() == 3 else m for m in mats])
+                 for t in range(T)]
+    depth = len(mats)
+    out = {}
+    for i, name in enumerate(("forward", "backward")):
+        values = [[per_token[t][l][i] for t in range(T)] for l in range(depth)]
+        out[name] = [sum(v) / T for v in values]
+        out[f"worst_{name}"] = [max(v) for v in values]
+    return out
 
 
 def measure_train_records(spec: dict, d, mc, tc) -> dict:
@@ -85,6 +82,6 @@ def measure_train_records(spec: dict, d, mc, tc) -> dict:
     x, _ = d.batch("train", tc.batch_size, mc.block_size,
                    torch.Generator().manual_seed(tc.seed))
     result["trained_layer_rms"] = layer_rms_after(r.model, x)
-    if getattr(mc, "residual", "plain") != "plain":
-        result["gain"] = composite_gains(_mixing_per_layer(r.model))
+    if mc.residual != "plain" or spec.get("record_gain"):
+        result["gain"] = token_gains(r.model, x)
     return result

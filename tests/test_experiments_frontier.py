@@ -12,7 +12,7 @@ from cache_compare import assert_same_results
 
 from normcourse import experiments as ex
 from normcourse.data import cached
-from normcourse.frontier_measures import composite_gains
+from normcourse.frontier_measures import token_gains
 
 GRIDS = ["E13Q", "E13R", "E13D", "E14N", "E14H"]
 
@@ -63,15 +63,18 @@ def test_a_slice_reproduces(name, want):
     assert_same_results(entry["result"], ex.run_one(entry["spec"]))
 
 
-def test_composite_gains_of_known_products():
+def test_token_gains_of_plain_and_mhc_models():
+    """A plain residual has gain 1 at every depth; mHC's doubly stochastic maps too."""
     import torch
 
-    swap = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
-    grow = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
-    out = composite_gains([swap, grow, grow])
-    # swap then x2 on stream 0 twice: total = diag(4, 1) @ swap; rows sum to 4 and 1
-    assert out["forward"] == [1.0, 2.0, 4.0]
-    assert out["backward"] == [1.0, 2.0, 4.0]
-    lower = torch.tensor([[1.0, 0.0], [3.0, 1.0]], dtype=torch.float64)
-    out = composite_gains([lower])
-    assert out == {"forward": [4.0], "backward": [4.0]}
+    from normcourse.model import GPTConfig, TinyGPT
+
+    x = torch.randint(0, 50, (2, 8))
+    for residual in ("plain", "mhc"):
+        torch.manual_seed(0)
+        model = TinyGPT(GPTConfig(vocab_size=50, block_size=8, n_layer=2, d_model=16,
+                                  n_head=2, residual=residual))
+        out = token_gains(model, x)
+        assert len(out["forward"]) == 4          # two sub-layers per block
+        for key in ("forward", "backward", "worst_forward", "worst_backward"):
+            assert out[key] == pytest.approx([1.0] * 4, abs=1e-4), (residual, key)
