@@ -485,13 +485,13 @@ EXPERIMENTS["E13Q"] = Experiment(
     model={"placement": "pre", "n_layer": 4}, train={"record_attn_logits": True})
 
 # E13R: OLMo 2's reordered norm against Pre-LN and Peri-LN (Gemma 2/3's "sandwich"):
-# hidden-state growth across six layers and the final loss at a moderate and a high
-# learning rate.
+# hidden-state growth across four layers (E13Q's model) and the final loss at a
+# moderate and a high learning rate.
 EXPERIMENTS["E13R"] = Experiment(
     "E13R", "reordered (OLMo 2) vs Pre-LN vs Peri-LN: stream growth and loss at two learning rates",
     "train_records", {"placement": ["pre", "reordered", "peri"], "lr": [3e-3, 3e-2],
                       "seed": _SEEDS5},
-    model={"n_layer": 6})
+    model={"n_layer": 4})
 
 # E13D: Derf next to DyT and LayerNorm on E8's unit-scale-embedding model (6-layer
 # Pre-LN, embed_scale 50, 300 steps, lr 3e-3), where DyT learns (chapter 5).
