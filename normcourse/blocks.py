@@ -47,6 +47,29 @@ mhc       r = sig(a x P_pre + b_pre), w = 2 sig(a x P_post + b_post),     Xie et
 
 The model copies the embedding into the n streams and sums them before the head.
 
+nGPT (Loshchilov et al. 2024, arXiv 2410.01131) has no norm layers: with
+Norm(v) = v / |v|, every hidden state h and every weight vector along d_model
+lies on the unit sphere, and each sub-layer moves h towards its output:
+
+==========  ======================================================  ================
+placement   computes (alpha_A, alpha_M learned per dimension)       source
+==========  ======================================================  ================
+ngpt        h = Norm(x + alpha_A (Norm(A(x)) - x));                  Loshchilov et
+            y = Norm(h + alpha_M (Norm(M(h)) - h))                   al. 2024
+            A: q, k <- s_qk Norm(q), s_qk Norm(k) per head,
+               scores = sqrt(hs) q k^T
+            M: u, v = s_uv sqrt(C) W_uv h;  M(h) = W_o (u SiLU(v))
+==========  ======================================================  ================
+
+Each learned scale s (alpha_A, alpha_M, s_qk, s_uv, and the logits' s_z) is
+stored as a parameter starting at s_scale and used as param * s_init / s_scale,
+the paper's way to give it its own effective learning rate; the values are the
+reference code's (NVIDIA/ngpt): alpha s_init 0.05, s_scale 1/sqrt(C); s_qk 1,
+1/sqrt(C); s_uv 1, 1 (times sqrt(C) in use); s_z 1, 1/sqrt(C).  The code takes
+|alpha|.  After every optimizer step ``train`` calls
+``TinyGPT.normalize_weights()``, which puts each weight vector along d_model
+back on the sphere.
+
 Inside the attention, with q, k the (B, nh, T, hs) queries and keys:
 
 ==========  =================================================  ======================
@@ -238,6 +261,102 @@ class MLP(nn.Module):
         return self.c_proj(F.gelu(self.c_fc(x)))
 
 
+# --------------------------------------------------------------------------- nGPT
+
+def unit(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """nGPT's Norm: x / |x| along ``dim``, a point on the unit sphere."""
+    return x / x.norm(dim=dim, keepdim=True)
+
+
+class Scaling(nn.Module):
+    """A learned per-dimension scale: a parameter starting at ``scale``, used as param * init / scale.
+
+    nGPT's parameterization: Adam moves every parameter by about lr per step,
+    so storing s at ``scale`` and multiplying by init / scale sets how fast s
+    itself can change while it still starts at ``init``.
+    """
+
+    def __init__(self, dim: int, init: float, scale: float):
+        super().__init__()
+        self.param = nn.Parameter(torch.full((dim,), float(scale)))
+        self.factor = init / scale
+
+    def forward(self):
+        return self.param * self.factor
+
+
+class NGPTAttention(nn.Module):
+    """Causal attention on the sphere: q, k unit per head, scaled by s_qk; scores times sqrt(hs)."""
+
+    def __init__(self, d_model: int, n_head: int):
+        super().__init__()
+        if d_model % n_head != 0:
+            raise ValueError(f"d_model={d_model} must be divisible by n_head={n_head}")
+        self.n_head = n_head
+        self.c_attn = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.c_proj = nn.Linear(d_model, d_model, bias=False)
+        self.s_qk = Scaling(d_model, 1.0, d_model ** -0.5)
+        self.record_max_logit = False
+        self.max_logit = None
+
+    def forward(self, x):
+        B, T, C = x.shape
+        nh, hs = self.n_head, C // self.n_head
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, nh, hs).transpose(1, 2) for t in (q, k, v))
+        s_qk = self.s_qk().view(1, nh, 1, hs)
+        q, k = s_qk * unit(q), s_qk * unit(k)
+        # unit q, k make q.k a cosine, in [-1, 1]: the softmax needs it scaled *up* by sqrt(hs)
+        if self.record_max_logit:
+            self.max_logit = max_causal_logit(q, k, math.sqrt(hs))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=math.sqrt(hs))
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+class NGPTMLP(nn.Module):
+    """SwiGLU with nGPT's scales: u, v = s_uv sqrt(C) W_uv h, output W_o (u * SiLU(v))."""
+
+    def __init__(self, d_model: int, ratio: int = 4):
+        super().__init__()
+        self.c_fc = nn.Linear(d_model, 2 * ratio * d_model, bias=False)
+        self.c_proj = nn.Linear(ratio * d_model, d_model, bias=False)
+        self.s_uv = Scaling(2 * ratio * d_model, 1.0, 1.0)
+        self.sqrt_d = math.sqrt(d_model)   # W_uv h of unit vectors is small: bring it to SiLU's range
+
+    def forward(self, h):
+        u, v = (self.s_uv() * self.sqrt_d * self.c_fc(h)).chunk(2, dim=-1)
+        return self.c_proj(u * F.silu(v))
+
+
+class NGPTBlock(nn.Module):
+    """nGPT's layer: h = Norm(h + alpha (Norm(F(h)) - h)) for F = attention, then MLP."""
+
+    placement = "ngpt"
+    residual = "plain"
+
+    def __init__(self, d_model: int, n_head: int, mlp_ratio: int = 4):
+        super().__init__()
+        self.attn = NGPTAttention(d_model, n_head)
+        self.mlp = NGPTMLP(d_model, mlp_ratio)
+        self.alpha_attn = Scaling(d_model, 0.05, d_model ** -0.5)   # eigen learning rates
+        self.alpha_mlp = Scaling(d_model, 0.05, d_model ** -0.5)
+
+    def forward(self, x):
+        a = self.alpha_attn().abs()
+        h = unit(x + a * (unit(self.attn(x)) - x))
+        a = self.alpha_mlp().abs()
+        return unit(h + a * (unit(self.mlp(h)) - h))
+
+    @torch.no_grad()
+    def normalize_weights(self):
+        """Every weight vector along d_model back to unit length: rows of the input
+        projections (d_model is their input), columns of the output projections."""
+        for w in (self.attn.c_attn.weight, self.mlp.c_fc.weight):
+            w.copy_(unit(w, dim=1))
+        for w in (self.attn.c_proj.weight, self.mlp.c_proj.weight):
+            w.copy_(unit(w, dim=0))
+
+
 # --------------------------------------------------------------------------- block
 
 # How many norm modules each placement holds, by name, in data-flow order.
@@ -272,6 +391,9 @@ def check_residual(residual: str, placement: str) -> None:
     """Raise unless ``residual`` is known and fits ``placement`` (streams replace an additive skip)."""
     if residual not in RESIDUALS:
         raise ValueError(f"unknown residual {residual!r}; choose one of {', '.join(RESIDUALS)}")
+    if residual != "plain" and placement == "ngpt":
+        raise ValueError(f"residual={residual!r} cannot be used with placement 'ngpt': nGPT has its own "
+                         f"residual update, h <- Norm(h + alpha (Norm(F(h)) - h)), on the unit sphere")
     if residual != "plain" and placement not in ADDITIVE:
         raise ValueError(f"residual={residual!r} replaces the add x + f(x) of an additive placement "
                          f"({', '.join(ADDITIVE)}); placement {placement!r} has no such add")

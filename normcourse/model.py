@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from normcourse.blocks import (ALL_PLACEMENTS, NORMS, Block, check_residual, deepnorm_constants, make_norm,
-                               qk_norm_kind)
+from normcourse.blocks import (ALL_PLACEMENTS, NORMS, Block, NGPTBlock, Scaling, check_residual,
+                               deepnorm_constants, make_norm, qk_norm_kind, unit)
 from normcourse.residual_streams import identity_mixings
 
 
@@ -122,6 +122,26 @@ class GPTConfig:
         for p in self.placements():
             check_residual(self.residual, p)
         qk_norm_kind(self.norm, self.qk_norm)   # QK-norm needs a real norm
+        if "ngpt" in self.placements():
+            self._check_ngpt()
+
+    def _check_ngpt(self) -> None:
+        """nGPT is a whole model on the unit sphere: refuse the options it replaces or cannot use."""
+        if set(self.placements()) != {"ngpt"}:
+            raise ValueError("placement 'ngpt' must be every layer's: nGPT keeps each hidden state on the "
+                             "unit sphere, which no other placement's output is")
+        why = {"qk_norm": (self.qk_norm, "nGPT normalizes q and k itself (s_qk * q / |q|)"),
+               "norm": (self.norm not in ("layernorm", "identity"),
+                        "nGPT has no norm layers (its Norm is v / |v|); leave norm at its default"),
+               "embed_norm": (self.embed_norm, "nGPT puts the input on the sphere itself"),
+               "final_norm": (bool(self.final_norm), "nGPT's last hidden state is already unit length"),
+               "depth_scaled_norm": (self.depth_scaled_norm, "nGPT has no norm outputs to scale"),
+               "embed_scale": (self.embed_scale != 1.0, "nGPT normalizes the embeddings, so a scale "
+                                                        "would have no effect")}
+        for name, (bad, reason) in why.items():
+            if bad:
+                raise ValueError(f"GPTConfig.{name}={getattr(self, name)!r} cannot be used with "
+                                 f"placement 'ngpt': {reason}")
 
     def placements(self) -> list[str]:
         """The placement of each layer, validated."""
@@ -155,10 +175,12 @@ class TinyGPT(nn.Module):
         per_layer = config.placements()
         norm_kw = dict(eps=config.norm_eps, dyt_alpha=config.dyt_alpha, derf_alpha=config.derf_alpha,
                        device=device)
+        self.ngpt = per_layer[0] == "ngpt"   # GPTConfig allows nGPT only in every layer
         self.wte = nn.Embedding(config.vocab_size, config.d_model)
         self.wpe = nn.Embedding(config.block_size, config.d_model)
         self.norm_embed = make_norm(config.norm, config.d_model, **norm_kw) if config.embed_norm else None
         self.blocks = nn.ModuleList(
+            NGPTBlock(config.d_model, config.n_head, config.mlp_ratio) if p == "ngpt" else
             Block(config.d_model, config.n_head, placement=p, norm=config.norm,
                   n_layer=config.n_layer, layer_index=i, eps=config.norm_eps,
                   dyt_alpha=config.dyt_alpha, derf_alpha=config.derf_alpha, bias=config.bias,
@@ -172,7 +194,10 @@ class TinyGPT(nn.Module):
                  else per_layer[-1] in ("pre", "peri", "reordered"))
         self.norm_final = make_norm(config.norm, config.d_model, **norm_kw) if final else None
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.lm_head.weight = self.wte.weight  # weight tying, as in GPT-2
+        if self.ngpt:   # nGPT: an untied head, its logits scaled by s_z
+            self.s_z = Scaling(config.vocab_size, 1.0, config.d_model ** -0.5)
+        else:
+            self.lm_head.weight = self.wte.weight  # weight tying, as in GPT-2
         self.reset_parameters()
         if device is not None:
             self.to(device)
@@ -188,6 +213,9 @@ class TinyGPT(nn.Module):
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Embedding):
                 nn.init.normal_(m.weight, 0.0, c.init_std)
+        if self.ngpt:   # every weight vector on the unit sphere from the start
+            self.normalize_weights()
+            return
         for block in self.blocks:
             if block.placement == "deepnorm":
                 _deepnorm_init(block, c.n_layer)
@@ -196,6 +224,22 @@ class TinyGPT(nn.Module):
                 std = c.init_std / math.sqrt(2 * c.n_layer)
                 nn.init.normal_(block.attn.c_proj.weight, 0.0, std)
                 nn.init.normal_(block.mlp.c_proj.weight, 0.0, std)
+
+    @torch.no_grad()
+    def normalize_weights(self) -> None:
+        """nGPT: put every weight vector along d_model back on the unit sphere.
+
+        ``train`` calls this after each optimizer step (and the model once at
+        init): embedding and head rows, and each block's matrices (see
+        :meth:`normcourse.blocks.NGPTBlock.normalize_weights`).
+        """
+        if not self.ngpt:
+            raise ValueError("normalize_weights() is nGPT's step (placement='ngpt'); on this model it "
+                             "would change what the weights compute")
+        for emb in (self.wte.weight, self.wpe.weight, self.lm_head.weight):
+            emb.copy_(unit(emb, dim=1))
+        for block in self.blocks:
+            block.normalize_weights()
 
     def record_max_attention_logits(self, on: bool = True) -> None:
         """From the next forward on, each attention keeps its largest logit (one extra matmul)."""
@@ -239,22 +283,37 @@ class TinyGPT(nn.Module):
                 # a (T, B) or flattened target would otherwise pair the wrong tokens silently
                 raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, "
                                  f"got {tuple(targets.shape)}")
-        pos = torch.arange(T, device=idx.device)
-        x = self.wte(idx) + self.wpe(pos)
+        x = self.embed(idx)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x, targets)
+
+    def embed(self, idx):
+        """The first block's input for token ids ``idx`` (B, T): (B, T, C), or (B, T, n, C) with streams.
+
+        ``embed``, the blocks in turn, then ``head`` is the whole forward; a
+        diagnostic that wants each layer's output can run the blocks itself.
+        """
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
+        if self.ngpt:   # the paper uses rotary positions; we keep our learned table, on the sphere
+            return unit(x)
         if self.config.embed_scale != 1.0:
             x = x * self.config.embed_scale
         if self.norm_embed is not None:
             x = self.norm_embed(x)
-        streams = self.config.residual != "plain"
-        if streams:   # n copies of the embedding, one per residual stream
+        if self.config.residual != "plain":   # n copies of the embedding, one per residual stream
             x = x.unsqueeze(2).repeat(1, 1, self.config.n_streams, 1)
-        for block in self.blocks:
-            x = block(x)
-        if streams:
+        return x
+
+    def head(self, x, targets=None):
+        """Logits (and the loss, given targets) from the last block's output ``x``."""
+        if self.config.residual != "plain":
             x = x.sum(dim=2)
         if self.norm_final is not None:
             x = self.norm_final(x)
         logits = self.lm_head(x)
+        if self.ngpt:
+            logits = self.s_z() * logits
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1).long())

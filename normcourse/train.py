@@ -302,6 +302,8 @@ def _train(mc, tc, data, progress, keep_model, model):
                 diverged_at = step
                 break
             opt.step()
+            if model.ngpt:   # nGPT: weights back on the unit sphere after every step
+                model.normalize_weights()
             hist["loss"].append(loss_value)
             hist["lr"].append(lr)
             hist["grad_norm"].append(total)

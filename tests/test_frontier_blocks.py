@@ -392,3 +392,119 @@ def test_residual_names_and_combinations_are_checked():
         small_config(residual="hyper", n_streams=0)
     c = small_config(residual="mhc", n_streams=2, placement="reordered")
     assert GPTConfig(**c.to_dict()) == c
+
+
+# ---------------------------------------------------------------------- nGPT
+
+from normcourse.blocks import NGPTBlock, unit  # noqa: E402
+
+
+def ngpt_config(**kw):
+    return small_config(placement="ngpt", **kw)
+
+
+def test_ngpt_block_is_loshchilov_et_als_update_on_the_sphere():
+    torch.manual_seed(0)
+    b = NGPTBlock(D, H)
+    perturb(b, names=("param",), scale=0.05)   # move every learned scale off its start
+    x = unit(torch.randn(2, 6, D))
+    C, hs = D, D // H
+    norm = lambda v: v / v.norm(dim=-1, keepdim=True)               # noqa: E731
+    # attention: q, k on the sphere per head, scaled by s_qk; scores times sqrt(hs)
+    q, k, v = (heads(t, H) for t in b.attn.c_attn(x).split(C, dim=2))
+    s_qk = (b.attn.s_qk.param * (1.0 / C ** -0.5)).view(1, H, 1, hs)
+    q, k = s_qk * norm(q), s_qk * norm(k)
+    h_A = b.attn.c_proj(causal_softmax_attention(q, k, v, math.sqrt(hs)).transpose(1, 2).reshape(2, 6, C))
+    alpha_A = (b.alpha_attn.param * (0.05 / C ** -0.5)).abs()
+    h = norm(x + alpha_A * (norm(h_A) - x))                           # h <- Norm(h + a_A (Norm(h_A) - h))
+    # MLP: u, v = s_uv sqrt(C) W_uv h;  h_M = W_o (u SiLU(v))
+    uv = b.mlp.s_uv.param * 1.0 * math.sqrt(C) * b.mlp.c_fc(h)
+    u, gate = uv.chunk(2, dim=-1)
+    h_M = b.mlp.c_proj(u * F.silu(gate))
+    alpha_M = (b.alpha_mlp.param * (0.05 / C ** -0.5)).abs()
+    want = norm(h + alpha_M * (norm(h_M) - h))
+    torch.testing.assert_close(b(x), want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(want.norm(dim=-1), torch.ones(2, 6))
+
+
+def test_ngpt_scales_start_at_the_reference_codes_values():
+    b = NGPTBlock(D, H)
+    assert torch.allclose(b.alpha_attn(), torch.full((D,), 0.05)) and torch.allclose(b.alpha_mlp(), torch.full((D,), 0.05))
+    assert torch.allclose(b.alpha_attn.param, torch.full((D,), D ** -0.5)), "stored at s_scale = 1/sqrt(C)"
+    assert torch.allclose(b.attn.s_qk(), torch.ones(D)) and torch.allclose(b.mlp.s_uv(), torch.ones(8 * D))
+    m = TinyGPT(ngpt_config())
+    assert torch.allclose(m.s_z(), torch.ones(m.config.vocab_size))
+    assert all(p.bias is None for p in m.modules() if isinstance(p, torch.nn.Linear)), "no biases"
+
+
+def test_ngpt_model_has_no_norm_layers_an_untied_head_and_unit_hidden_states():
+    torch.manual_seed(0)
+    m = TinyGPT(ngpt_config())
+    assert not any(isinstance(mod, (torch.nn.LayerNorm, torch.nn.RMSNorm)) for mod in m.modules())
+    assert m.lm_head.weight is not m.wte.weight and m.norm_final is None
+    x = torch.randint(0, m.config.vocab_size, (2, 16))
+    h = unit(m.wte(x) + m.wpe(torch.arange(16)))
+    for blk in m.blocks:
+        h = blk(h)
+        torch.testing.assert_close(h.norm(dim=-1), torch.ones(2, 16))
+    torch.testing.assert_close(m(x)[0], m.s_z() * m.lm_head(h))
+
+
+def weight_vectors_are_unit(m):
+    vecs = [m.wte.weight, m.wpe.weight, m.lm_head.weight]
+    vecs += [w for b in m.blocks for w in (b.attn.c_attn.weight, b.mlp.c_fc.weight)]
+    cols = [w.T for b in m.blocks for w in (b.attn.c_proj.weight, b.mlp.c_proj.weight)]
+    return all(torch.allclose(v.norm(dim=1), torch.ones(v.shape[0]), atol=1e-5) for v in vecs + cols)
+
+
+def test_train_puts_the_ngpt_weights_back_on_the_sphere_after_every_step():
+    m = TinyGPT(ngpt_config())
+    assert weight_vectors_are_unit(m), "normalized at init"
+    tc = TrainConfig(steps=3, batch_size=4, lr=1e-2, warmup_steps=0, threads=1, record_attn_logits=True)
+    r = train(ngpt_config(), tc, progress=False, keep_model=True)
+    assert weight_vectors_are_unit(r.model) and not r.diverged
+    # with s_qk near 1, a cosine times sqrt(hs) bounds every logit
+    assert max(max(v) for v in r.history["layer_max_attn_logit"]) <= math.sqrt(16) * 1.1
+    # without the re-normalization the weights leave the sphere
+    m2 = TinyGPT(ngpt_config())
+    opt = torch.optim.AdamW(m2.parameters(), lr=1e-2)
+    x = torch.randint(0, m2.config.vocab_size, (4, 16))
+    m2(x, x)[1].backward()
+    opt.step()
+    assert not weight_vectors_are_unit(m2)
+    m2.normalize_weights()
+    assert weight_vectors_are_unit(m2)
+
+
+def test_ngpt_learns():
+    tc = TrainConfig(steps=40, batch_size=8, lr=1e-2, warmup_steps=0, threads=1)
+    r = train(ngpt_config(), tc, progress=False)
+    assert not r.diverged and r.history["loss"][-1] < r.history["loss"][0] - 0.3
+
+
+def test_normalize_weights_is_only_for_ngpt():
+    with pytest.raises(ValueError, match="nGPT"):
+        TinyGPT(small_config()).normalize_weights()
+
+
+@pytest.mark.parametrize("kw, reason", [
+    (dict(residual="mhc"), "own residual update"),
+    (dict(residual="hyper"), "own residual update"),
+    (dict(qk_norm=True), "normalizes q and k itself"),
+    (dict(norm="rmsnorm"), "no norm layers"),
+    (dict(norm="derf"), "no norm layers"),
+    (dict(embed_norm=True), "sphere itself"),
+    (dict(final_norm=True), "already unit length"),
+    (dict(embed_scale=50.0), "no effect"),
+])
+def test_ngpt_refuses_what_it_replaces(kw, reason):
+    with pytest.raises(ValueError, match=reason):
+        ngpt_config(**kw)
+
+
+def test_ngpt_is_every_layer_or_none():
+    with pytest.raises(ValueError, match="every layer"):
+        small_config(placement=["ngpt", "pre"])
+    with pytest.raises(ValueError, match="NGPTBlock"):
+        Block(D, H, placement="ngpt")
+    assert TinyGPT(small_config(placement=["ngpt", "ngpt"])).ngpt
