@@ -508,3 +508,19 @@ EXPERIMENTS["E14H"] = Experiment(
     "E14H", "plain residual vs hyper-connections vs mHC: composite-map gain across depth, loss",
     "train_records", {"residual": ["plain", "hyper", "mhc"], "seed": _SEEDS5},
     model={"placement": "pre", "n_layer": 4, "n_streams": 4}, train={"lr": 3e-3})
+
+# E14N: nGPT (Loshchilov et al. 2024) against Pre-LN on the 4-layer model, 200 steps
+# at two learning rates each, five seeds: steps to reach a target loss.  nGPT runs
+# without warmup and without weight decay (its recipe; the weight normalization
+# after every step is done by train), Pre-LN with the engine's defaults.
+_E14N_COMMON = dict(model={"n_layer": 4}, train={"steps": 200})
+EXPERIMENTS["E14N"] = ExperimentUnion(
+    "E14N", "nGPT vs Pre-LN: training steps to a target loss, two learning rates each",
+    "train_records", {}, parts=(
+        Experiment("E14N", "", "train_records", {"placement": ["pre"], "lr": [3e-3, 1e-2],
+                                                 "seed": _SEEDS5}, **_E14N_COMMON),
+        Experiment("E14N", "", "train_records", {"placement": ["ngpt"], "lr": [3e-3, 1e-2],
+                                                 "seed": _SEEDS5},
+                   model={"n_layer": 4},
+                   train={"steps": 200, "warmup_steps": 0, "weight_decay": 0.0}),
+    ))
