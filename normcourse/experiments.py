@@ -484,22 +484,23 @@ EXPERIMENTS["E13Q"] = Experiment(
                       "lr": [3e-3, 3e-2, 1e-1, 3e-1], "seed": _SEEDS5},
     model={"placement": "pre", "n_layer": 4}, train={"record_attn_logits": True})
 
-# E13R: OLMo 2's reordered norm against Pre-LN and Peri-LN (Gemma 2/3's "sandwich"):
-# hidden-state growth across four layers (E13Q's model) and the final loss at a
-# moderate and a high learning rate.
+# E13R: OLMo 2's reordered norm and Peri-LN (Gemma 2/3's "sandwich") on E13Q's
+# 4-layer model at a moderate and a high learning rate: stream growth across depth,
+# the final loss and the attention logits.  The Pre-LN arm is E13Q's (QK-norm off,
+# z-loss off) at the same two learning rates: the same specs but for the placement.
 EXPERIMENTS["E13R"] = Experiment(
-    "E13R", "reordered (OLMo 2) vs Pre-LN vs Peri-LN: stream growth and loss at two learning rates",
-    "train_records", {"placement": ["pre", "reordered", "peri"], "lr": [3e-3, 3e-2],
+    "E13R", "reordered (OLMo 2) and Peri-LN at two learning rates (Pre-LN: E13Q's runs)",
+    "train_records", {"placement": ["reordered", "peri"], "lr": [3e-3, 3e-2],
                       "seed": _SEEDS5},
-    model={"n_layer": 4})
+    model={"placement": "pre", "n_layer": 4}, train={"record_attn_logits": True})
 
-# E13D: Derf next to DyT and LayerNorm on E8's unit-scale-embedding model (6-layer
-# Pre-LN, embed_scale 50, 300 steps, lr 3e-3), where DyT learns (chapter 5).
+# E13D: Derf next to DyT and LayerNorm on E13Q's 4-layer model with E8's unit-scale
+# embeddings (embed_scale 50), where DyT learns (chapter 5); 150 steps at lr 3e-3.
 EXPERIMENTS["E13D"] = Experiment(
-    "E13D", "Derf vs DyT vs LayerNorm, unit-scale embeddings (E8), 5 seeds",
+    "E13D", "Derf vs DyT vs LayerNorm, unit-scale embeddings (as E8), 5 seeds",
     "train_records", {"norm": ["layernorm", "dyt", "derf"], "seed": _SEEDS5},
-    model={"placement": "pre", "n_layer": 6, "embed_scale": 50.0},
-    train={"steps": 300, "lr": 3e-3})
+    model={"placement": "pre", "n_layer": 4, "embed_scale": 50.0},
+    train={"lr": 3e-3})
 
 # E14H: hyper-connections (Zhu et al. 2024) and mHC (Xie et al. 2025) against a plain
 # residual, four streams, 4-layer Pre-LN: the gain of the composite mixing map after
@@ -509,18 +510,11 @@ EXPERIMENTS["E14H"] = Experiment(
     "train_records", {"residual": ["plain", "hyper", "mhc"], "seed": _SEEDS5},
     model={"placement": "pre", "n_layer": 4, "n_streams": 4}, train={"lr": 3e-3})
 
-# E14N: nGPT (Loshchilov et al. 2024) against Pre-LN on the 4-layer model, 200 steps
-# at two learning rates each, five seeds: steps to reach a target loss.  nGPT runs
-# without warmup and without weight decay (its recipe; the weight normalization
-# after every step is done by train), Pre-LN with the engine's defaults.
-_E14N_COMMON = dict(model={"n_layer": 4}, train={"steps": 200})
-EXPERIMENTS["E14N"] = ExperimentUnion(
-    "E14N", "nGPT vs Pre-LN: training steps to a target loss, two learning rates each",
-    "train_records", {}, parts=(
-        Experiment("E14N", "", "train_records", {"placement": ["pre"], "lr": [3e-3, 1e-2],
-                                                 "seed": _SEEDS5}, **_E14N_COMMON),
-        Experiment("E14N", "", "train_records", {"placement": ["ngpt"], "lr": [3e-3, 1e-2],
-                                                 "seed": _SEEDS5},
-                   model={"n_layer": 4},
-                   train={"steps": 200, "warmup_steps": 0, "weight_decay": 0.0}),
-    ))
+# E14N: nGPT (Loshchilov et al. 2024) on E13Q's 4-layer model, 150 steps, at E13Q's
+# two lower learning rates, five seeds: steps to reach a target loss.  The Pre-LN arm
+# is E13Q's (QK-norm off, z-loss off).  nGPT runs without warmup and without weight
+# decay (its recipe); train re-normalizes its weights after every step.
+EXPERIMENTS["E14N"] = Experiment(
+    "E14N", "nGPT at two learning rates: training steps to a target loss (Pre-LN: E13Q's runs)",
+    "train_records", {"placement": ["ngpt"], "lr": [3e-3, 3e-2], "seed": _SEEDS5},
+    model={"n_layer": 4}, train={"warmup_steps": 0, "weight_decay": 0.0})
