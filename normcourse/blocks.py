@@ -34,41 +34,45 @@ Pre, peri and reordered need a final norm before the output head; the model adds
 
 ``residual`` replaces the add of an additive placement by n residual streams X
 (B, T, n, C) with a learned read r, mixing M and write w around each branch f
-(:mod:`normcourse.residual_streams` has the modules and the gain metric):
+(``normcourse.residual_streams`` has the modules and the gain metric):
 
-========  ==============================================================  ================
-residual  each sub-layer, f = f_A or f_M:  X' = M X + w^T f(r X)          source
-========  ==============================================================  ================
-plain     n = 1, r = M = w = 1: the table above                           He et al. 2016
-hyper     r = A_m^T, M = A_r^T, w = B; A = A0 + s tanh(LN(X) W)          Zhu et al. 2024
-mhc       r = sig(a x P_pre + b_pre), w = 2 sig(a x P_post + b_post),     Xie et al. 2025
-          M = SinkhornKnopp(a mat(x P_res) + b_res), x = RMSNorm(vec X)
-========  ==============================================================  ================
+========  ================================================================  ===============
+residual  each sub-layer, f = f_A or f_M:  X' = M X + w^T f(r X)            source
+========  ================================================================  ===============
+plain     n = 1, r = M = w = 1: the table above                             He et al. 2016
+hyper     r = A_m^T, M = A_r^T, w = B; A = A0 + s tanh(LN(X) W)             Zhu et al. 2024
+mhc       x = RMSNorm(vec X); r = sig(a_pre x P_pre + b_pre),               Xie et al. 2025
+          w = 2 sig(a_post x P_post + b_post),
+          M = SinkhornKnopp(a_res mat(x P_res) + b_res)
+========  ================================================================  ===============
 
 The model copies the embedding into the n streams and sums them before the head.
 
 nGPT (Loshchilov et al. 2024, arXiv 2410.01131) has no norm layers: with
-Norm(v) = v / |v|, every hidden state h and every weight vector along d_model
+Norm(v) = ``v / |v|``, every hidden state h and every weight vector along d_model
 lies on the unit sphere, and each sub-layer moves h towards its output:
 
-==========  ======================================================  ================
-placement   computes (alpha_A, alpha_M learned per dimension)       source
-==========  ======================================================  ================
-ngpt        h = Norm(x + alpha_A (Norm(A(x)) - x));                  Loshchilov et
-            y = Norm(h + alpha_M (Norm(M(h)) - h))                   al. 2024
-            A: q, k <- s_qk Norm(q), s_qk Norm(k) per head,
-               scores = sqrt(hs) q k^T
-            M: u, v = s_uv sqrt(C) W_uv h;  M(h) = W_o (u SiLU(v))
-==========  ======================================================  ================
+=========  ========================================================  ===========
+placement  computes (alpha_A, alpha_M learned per dimension)         source
+=========  ========================================================  ===========
+ngpt       h = Norm(x + alpha_A (Norm(A(x)) - x));                   Loshchilov
+           y = Norm(h + alpha_M (Norm(M(h)) - h))                    et al. 2024
+           A: q, k <- s_qk Norm(q), s_qk Norm(k) per head;
+           scores = sqrt(hs) q k^T
+           M: u, v = s_uv sqrt(C) W_uv h;  M(h) = W_o (u SiLU(v))
+=========  ========================================================  ===========
 
 Each learned scale s (alpha_A, alpha_M, s_qk, s_uv, and the logits' s_z) is
 stored as a parameter starting at s_scale and used as param * s_init / s_scale,
 the paper's way to give it its own effective learning rate; the values are the
 reference code's (NVIDIA/ngpt): alpha s_init 0.05, s_scale 1/sqrt(C); s_qk 1,
 1/sqrt(C); s_uv 1, 1 (times sqrt(C) in use); s_z 1, 1/sqrt(C).  The code takes
-|alpha|.  After every optimizer step ``train`` calls
+the absolute value of alpha.  After every optimizer step ``train`` calls
 ``TinyGPT.normalize_weights()``, which puts each weight vector along d_model
-back on the sphere.
+back on the sphere.  The paper trains nGPT without weight decay and without
+learning-rate warmup; ``TrainConfig`` leaves both to the caller.  Where the
+paper uses rotary position embeddings, our nGPT keeps TinyGPT's learned
+position table and puts the summed input embedding on the sphere.
 
 Inside the attention, with q, k the (B, nh, T, hs) queries and keys:
 
