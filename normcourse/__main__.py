@@ -2,7 +2,7 @@
 
 Commands
   bench        time the norm kernels (GPU: Triton vs torch; CPU: what a CPU can show)
-  experiment   run a named experiment grid into the results cache
+  experiment   list, estimate (--dry-run) or run a named grid (preview or full; local or Slurm)
   selfcheck    check that Triton computes on this machine (interpreter or CUDA)
 """
 

@@ -86,7 +86,8 @@ def depth_report(model, data, batch_size: int, block_size: int, n_batches: int =
     was_training = model.training
     model.eval()
     try:
-        batches = val_batches(data, batch_size, block_size, n_batches)
+        device = next(model.parameters()).device   # a GPU model gets its batches on the GPU
+        batches = [(x.to(device), y.to(device)) for x, y in val_batches(data, batch_size, block_size, n_batches)]
         base, deltas = skip_loss_deltas(model, batches)
         cos = [0.0] * len(model.blocks)
         rms = [0.0] * (len(model.blocks) + 1)

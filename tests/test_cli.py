@@ -7,6 +7,8 @@ import pytest
 
 from normcourse import __main__ as cli
 from normcourse import experiments as ex
+from normcourse.experiments import cli as cli_mod
+from normcourse.experiments import executors, sweep
 
 
 def _must_not_run(*args, **kwargs):
@@ -18,10 +20,16 @@ def _must_not_run(*args, **kwargs):
     (["E1", "--limit", "x"], "argument --limit: must be an integer >= 0, got 'x'"),
     (["E1", "--workers", "0"], "argument --workers: must be an integer >= 1, got 0"),
     (["E1", "--workers", "-3"], "argument --workers: must be an integer >= 1, got -3"),
+    (["E1", "--scale", "huge"], "argument --scale: invalid choice: 'huge'"),
+    (["E1", "--executor", "k8s"], "argument --executor: invalid choice: 'k8s'"),
+    (["E1", "--where", "lr"], "argument --where: must be FIELD=VALUE"),
+    (["E1", "--slurm-time", "soon"], "argument --slurm-time: must be minutes or [D-]HH:MM[:SS]"),
+    (["E1", "--gpu-tflops", "0"], "argument --gpu-tflops: must be a number > 0"),
+    (["E1", "--smoke-steps", "0"], "argument --smoke-steps: must be an integer >= 1, got 0"),
 ])
 def test_experiment_limit_and_workers_are_checked(argv, message, capsys, monkeypatch):
     # before: --limit -1 ran all grid points but the last, --workers 0 was accepted
-    monkeypatch.setattr(ex, "run", _must_not_run)
+    monkeypatch.setattr(sweep, "run", _must_not_run)
     with pytest.raises(SystemExit) as exit_:
         ex.main(argv)
     assert exit_.value.code == 2
@@ -29,7 +37,7 @@ def test_experiment_limit_and_workers_are_checked(argv, message, capsys, monkeyp
 
 
 def test_experiment_run_checks_limit_and_workers(tmp_path, monkeypatch):
-    monkeypatch.setattr(ex, "_run_keyed", _must_not_run)
+    monkeypatch.setattr(executors, "run_and_store", _must_not_run)
     with pytest.raises(ValueError, match="limit .* must be an integer >= 0"):
         ex.run("E1", limit=-1, progress=False, results_dir=tmp_path)
     with pytest.raises(ValueError, match="workers must be an integer >= 1"):
@@ -38,9 +46,22 @@ def test_experiment_run_checks_limit_and_workers(tmp_path, monkeypatch):
 
 
 def test_experiment_limit_zero_runs_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(ex, "_run_keyed", _must_not_run)
-    monkeypatch.setattr(ex, "RESULTS_DIR", tmp_path)
-    assert ex.main(["E1", "--limit", "0", "--quiet"]) == 0
+    monkeypatch.setattr(executors, "run_and_store", _must_not_run)
+    assert ex.main(["E1", "--limit", "0", "--quiet", "--results", str(tmp_path)]) == 0
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("text, minutes", [("90", 90), ("1:30", 90), ("4:00:00", 240), ("1-00:00:00", 1440),
+                                           ("0:10:30", 11)])
+def test_slurm_time_accepts_what_sbatch_accepts(text, minutes):
+    assert cli_mod._minutes(text) == minutes
+
+
+def test_experiment_list_shows_tiers_and_run_counts(capsys):
+    assert ex.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name, e in ex.EXPERIMENTS.items():
+        assert f"preview {len(e.specs())} runs ({len(e.specs())} stored); full {len(e.specs('full'))} runs" in out
 
 
 @pytest.mark.parametrize("argv", [["selfcheck", "--bogus"], ["selfcheck", "extra"]])

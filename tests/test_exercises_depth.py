@@ -151,3 +151,30 @@ def test_forward_skipping_rejects(fn, message, capsys):
     ok, out = run(depth.check_forward_skipping, fn, capsys)
     assert not ok
     assert message in out, out
+
+
+# ------------------------------------------------------------------ issue 13, items 7 and 8
+
+def test_forward_skipping_accepts_an_nn_sequential_of_the_kept_blocks(capsys):
+    # the chapter passes nn.Module blocks (list(model.blocks)); so does the checker
+    def sequential(x, blocks, skip):
+        return torch.nn.Sequential(*[b for i, b in enumerate(blocks) if i != skip])(x)
+    ok, out = run(depth.check_forward_skipping, sequential, capsys)
+    assert ok, out
+
+
+def test_forward_skipping_rejects_deleting_from_the_callers_list(capsys):
+    def delete(x, blocks, skip):
+        del blocks[skip]
+        for block in blocks:
+            x = block(x)
+        return x
+    ok, out = run(depth.check_forward_skipping, delete, capsys)
+    assert not ok and "changed the list `blocks`" in out and "del blocks[skip]" in out, out
+
+
+def test_adjacent_cosine_rejects_abs(capsys):
+    ok, out = run(depth.check_adjacent_cosine,
+                  lambda hs: [F.cosine_similarity(a, b, dim=-1).abs().mean().item()
+                              for a, b in zip(hs, hs[1:])], capsys)
+    assert not ok and "absolute value" in out and "negative cosine" in out, out

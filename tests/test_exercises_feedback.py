@@ -142,3 +142,42 @@ def test_the_fallback_references_of_chapters_10_and_12_pass_their_checkers(capsy
     assert check_count_spikes(count_spikes), capsys.readouterr().out
     assert dp.check_update_data_ratios(dp.update_data_ratios), capsys.readouterr().out
     assert dp.check_flag_massive(dp.flag_massive), capsys.readouterr().out
+
+
+# ---- library calls an exercise rules out ---------------------------------------------------
+
+_NO_LAYER_NORM = (fb.Forbidden((torch.nn.functional.layer_norm, torch.layer_norm),
+                               "you called layer_norm", "write it yourself"),)
+
+
+def _aliased(x):
+    from torch.nn.functional import layer_norm as ln   # imported under another name
+    return ln(x, x.shape[-1:])
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x: torch.nn.functional.layer_norm(x, x.shape[-1:]),
+    _aliased,
+    lambda x: torch.nn.LayerNorm(x.shape[-1])(x),          # a module that calls it
+    lambda x: torch.layer_norm(x, x.shape[-1:]),             # the built-in underneath
+])
+def test_a_forbidden_call_is_a_mistake_however_it_is_reached(fn):
+    with pytest.raises(Mistake, match="you called layer_norm"):
+        call_learner(fn, torch.randn(3, 4), forbidden=_NO_LAYER_NORM)
+
+
+def test_allowed_calls_pass_and_the_profiler_is_restored():
+    import sys
+
+    def previous(frame, event, arg):
+        return None
+
+    sys.setprofile(previous)
+    try:
+        x = torch.randn(3, 4)
+        out = call_learner(lambda v: (v - v.mean(-1, keepdim=True)) / v.std(-1, keepdim=True), x,
+                           forbidden=_NO_LAYER_NORM)
+        assert out.shape == x.shape
+        assert sys.getprofile() is previous
+    finally:
+        sys.setprofile(None)

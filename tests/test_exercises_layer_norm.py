@@ -60,8 +60,8 @@ def ln_welford_variance_only(x, w, b, eps):
     return (y * w.float() + b.float()).to(x.dtype)
 
 
-@pytest.mark.parametrize("fn", [ln_two_pass, ln_float32_inside, ln_torch, ln_float64_inside, ln_var_mean,
-                                ln_welford_float32, ln_welford_variance_only])
+@pytest.mark.parametrize("fn", [ln_float32_inside, ln_float64_inside, ln_welford_float32,
+                                ln_welford_variance_only])
 def test_check_layer_norm_accepts_correct_implementations(fn, capsys):
     ok, out = run(check_layer_norm, fn, capsys)
     assert ok, out
@@ -135,6 +135,9 @@ def _ln_one_pass_kept_positive(keep):
     (ln_crashes, "raised RuntimeError"),
     (ln_returns_none, "should be a torch.Tensor, got NoneType"),
     (ln_swapped, "swapped"),
+    (ln_torch, "you called F.layer_norm"),
+    (ln_two_pass, "you compute the statistics in float16"),   # right in float32, not in float16
+    (ln_var_mean, "you compute the statistics in float16"),
 ])
 def test_check_layer_norm_names_the_mistake(fn, message, capsys):
     assert_names_mistake(check_layer_norm, fn, message, capsys)
@@ -160,10 +163,22 @@ def rms_torch(x, w, eps):
     return F.rms_norm(x, x.shape[-1:], w, eps)
 
 
-@pytest.mark.parametrize("fn", [rms_ok, rms_norm_of_vector, rms_torch])
+def _in_float32(rms):
+    def fn(x, w, eps):
+        return rms(x.float(), w.float(), eps).to(x.dtype)
+    return fn
+
+
+@pytest.mark.parametrize("fn", [_in_float32(rms_ok), _in_float32(rms_norm_of_vector), rms_torch])
 def test_check_rms_norm_accepts_correct_implementations(fn, capsys):
     ok, out = run(check_rms_norm, fn, capsys)
     assert ok, out
+
+
+@pytest.mark.parametrize("fn", [rms_ok, rms_norm_of_vector])
+def test_check_rms_norm_names_float16_statistics(fn, capsys):
+    # right in float32, but x * x overflows float16 on entries of a few hundred
+    assert_names_mistake(check_rms_norm, fn, "x * x overflows float16", capsys)
 
 
 @pytest.mark.parametrize("fn, message", [
@@ -200,10 +215,14 @@ def bw_autograd(dy, x, w, eps):
     return x.grad, w.grad, b.grad
 
 
-@pytest.mark.parametrize("fn", [bw_formula, bw_autograd])
-def test_check_layer_norm_backward_accepts_correct_implementations(fn, capsys):
-    ok, out = run(check_layer_norm_backward, fn, capsys)
+def test_check_layer_norm_backward_accepts_the_formula(capsys):
+    ok, out = run(check_layer_norm_backward, bw_formula, capsys)
     assert ok, out
+
+
+def test_check_layer_norm_backward_refuses_autograd(capsys):
+    # the exercise asks for the formula "without autograd"
+    assert_names_mistake(check_layer_norm_backward, bw_autograd, "you used autograd", capsys)
 
 
 def _bw(drop_mean=False, drop_proj=False, ignore_weight=False, dw_with_x=False, no_rstd=False,

@@ -42,12 +42,18 @@ def rms_bwd_expanded(dy, x, w, eps):
     return g / ms.sqrt() - x * (g * x).mean(-1, keepdim=True) / ms ** 1.5, (dy * x / ms.sqrt()).sum(0)
 
 
-@pytest.mark.parametrize("fn", [rms_bwd, rms_bwd_autograd, rms_bwd_normcourse, rms_bwd_float64_list,
-                                rms_bwd_expanded])
+@pytest.mark.parametrize("fn", [rms_bwd, rms_bwd_float64_list, rms_bwd_expanded])
 def test_check_rms_norm_backward_accepts_correct_implementations(fn, capsys):
     ok, out = run(check_rms_norm_backward, fn, capsys)
     assert ok, out
     assert "\u2714" in out
+
+
+@pytest.mark.parametrize("fn", [rms_bwd_autograd, rms_bwd_normcourse])
+def test_check_rms_norm_backward_refuses_autograd(fn, capsys):
+    # the exercise asks for the formula "without autograd"
+    ok, out = run(check_rms_norm_backward, fn, capsys)
+    assert ok is False and "you used autograd" in out, out
 
 
 def _bwd(layer_norm_term=False, drop_proj=False, no_weight=False, no_rstd=False, dw_uses_x=False,

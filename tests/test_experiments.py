@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+import tiny_grid
 from cache_compare import assert_same_results
 
 from normcourse import experiments as ex
@@ -40,9 +41,8 @@ def test_cached_experiment_reproduces(name):
 
 
 def test_resume_and_round_trip(tmp_path, monkeypatch):
-    tiny = ex.Experiment("T", "tiny", "train", {"placement": ["pre", "post", "peri"], "seed": [0]},
-                         model={"n_layer": 2, "d_model": 32, "block_size": 16},
-                         train={"steps": 5, "batch_size": 4})
+    part = ex.Part({"placement": ["pre", "post", "peri"], "seed": [0]}, **tiny_grid.SMALL)
+    tiny = ex.Experiment("T", "tiny", "train", ex.preview(part), ex.full(part, why="a test grid"))
     monkeypatch.setitem(ex.EXPERIMENTS, "T", tiny)
     first = ex.run("T", limit=1, progress=False, results_dir=tmp_path)
     assert len(first["runs"]) == 1

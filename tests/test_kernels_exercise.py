@@ -6,7 +6,23 @@ import normcourse  # noqa: F401  isort: skip
 import triton  # noqa: E402  isort: skip
 import triton.language as tl  # noqa: E402  isort: skip
 
-from normcourse.exercises.triton_kernels import check_rms_norm_kernel
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from normcourse.exercises.triton_kernels import check_rms_norm_kernel  # noqa: E402
+from near_misses.ch06 import (  # noqa: E402  the kernels the chapter's near misses list
+    no_load_mask as no_load_mask_kernel,
+    no_store_mask as no_store_mask_kernel,
+    divides_by_block as block_mean_kernel,
+    no_eps as no_eps_kernel,
+    eps_outside as eps_outside_kernel,
+    unmasked_weight as no_weight_mask_kernel,
+    rows_n_apart as rows_n_apart_kernel,
+    loads_n_apart as loads_n_apart_kernel,
+    empty as empty_kernel,
+    first_row_only as first_row_only_kernel,
+    rsqrt_weight_first as rsqrt_kernel,
+)
 
 
 @triton.jit
@@ -16,39 +32,6 @@ def good_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
     mask = cols < N
     x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
     rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def no_load_mask_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_N)
-    mask = cols < N
-    x = tl.load(X + row * stride + cols).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def no_store_mask_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_N)
-    mask = cols < N
-    x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty))
-
-
-@triton.jit
-def block_mean_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_N)
-    mask = cols < N
-    x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / BLOCK_N + eps)
     w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
     tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
 
@@ -75,7 +58,7 @@ def test_dividing_by_block_size_is_named(capsys):
 
 def test_not_a_kernel(capsys):
     assert not check_rms_norm_kernel(lambda *a: None)
-    assert "failed" in capsys.readouterr().out
+    assert "@triton.jit decorator is missing" in capsys.readouterr().out
 
 
 def test_stub_kernel_is_reported_as_not_implemented(capsys):
@@ -95,40 +78,6 @@ def test_stub_kernel_is_reported_as_not_implemented(capsys):
 # ---- eps, weight mask, stride, empty body: each mistake gets its own diagnosis --------
 
 @triton.jit
-def rsqrt_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    # an equivalent formulation: rsqrt, weight loaded first, division by the RMS
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_N)
-    mask = cols < N
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
-    rms = tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
-    tl.store(Y + row * stride + cols, (w * (x / rms)).to(Y.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def no_eps_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_N)
-    mask = cols < N
-    x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N)
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def eps_outside_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_N)
-    mask = cols < N
-    x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
-    rstd = 1.0 / (tl.sqrt(tl.sum(x * x, axis=0) / N) + eps)
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
-
-
-@triton.jit
 def eps_constant_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
     row = tl.program_id(0)
     cols = tl.arange(0, BLOCK_N)
@@ -137,54 +86,6 @@ def eps_constant_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
     rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + 1e-5)   # not the eps argument
     w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
     tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def no_weight_mask_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_N)
-    mask = cols < N
-    x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
-    w = tl.load(W + cols).to(tl.float32)
-    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def rows_n_apart_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_N)
-    mask = cols < N
-    x = tl.load(X + row * N + cols, mask=mask, other=0.0).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y + row * N + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def loads_n_apart_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_N)
-    mask = cols < N
-    x = tl.load(X + row * N + cols, mask=mask, other=0.0).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def empty_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    pass
-
-
-@triton.jit
-def first_row_only_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
-    cols = tl.arange(0, BLOCK_N)
-    mask = cols < N
-    x = tl.load(X + cols, mask=mask, other=0.0).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
 
 
 def test_equivalent_kernel_passes(capsys):
@@ -248,3 +149,80 @@ def test_store_mask_message_names_n_only_when_it_is_not_a_power_of_two(capsys):
     assert not check_rms_norm_kernel(no_store_mask_kernel)
     out = capsys.readouterr().out
     assert "N = 100 is not a power of two" in out, out
+
+
+# ---- masked loads without other=, and where the test tensors live -------------------------
+
+@triton.jit
+def load_mask_without_other_kernel(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_N)
+    mask = cols < N
+    w = tl.load(W + cols, mask=mask).to(tl.float32)  # harmless: only padding lanes meet it
+    x = tl.load(X + row * stride + cols, mask=mask).to(tl.float32)
+    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
+    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
+
+
+def test_masked_load_without_other_is_named(capsys):
+    # the interpreter would give 0 in the masked-off lanes; a GPU gives whatever is there
+    assert not check_rms_norm_kernel(load_mask_without_other_kernel)
+    out = capsys.readouterr().out
+    assert "no other=" in out and "X + row * stride + cols, mask=mask)" in out, out
+
+
+def test_masked_loads_without_other_are_found_in_the_source():
+    from normcourse.exercises import triton_kernels as tk
+
+    assert tk._masked_loads_without_other(load_mask_without_other_kernel) == [
+        ("w = tl.load(W + cols, mask=mask).to(tl.float32)", "W"),
+        ("x = tl.load(X + row * stride + cols, mask=mask).to(tl.float32)", "X"),
+    ]
+    assert tk._masked_loads_without_other(good_kernel) == []
+    assert tk._first_argument(good_kernel) == "X"
+
+
+def test_tensors_go_to_the_gpu_for_a_compiled_kernel(monkeypatch):
+    from normcourse.exercises import triton_kernels as tk
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert tk._device_for(good_kernel) == "cpu"        # the interpreter reads host memory
+    monkeypatch.setattr(tk, "_interpreted", lambda kernel: False)
+    assert tk._device_for(good_kernel) == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(tk.Mistake) as raised:
+        tk._device_for(good_kernel)
+    assert "import normcourse before triton" in raised.value.hint
+
+
+def test_every_tensor_the_kernel_gets_is_on_the_chosen_device(monkeypatch, capsys):
+    from normcourse.exercises import triton_kernels as tk
+
+    devices = []
+
+    class CompiledKernel:   # stands in for a JITFunction: kernel[grid](*args)
+        def __call__(self, *args):
+            raise RuntimeError("a kernel is launched with kernel[grid](...)")
+
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                devices.extend(a.device.type for a in args if isinstance(a, torch.Tensor))
+                raise RuntimeError("no GPU to run on")
+            return launch
+
+    monkeypatch.setattr(tk, "_device_for", lambda kernel: "meta")
+    assert check_rms_norm_kernel(CompiledKernel()) is False
+    assert "no GPU to run on" in capsys.readouterr().out
+    assert devices == ["meta"] * 3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_undefined_lanes_are_nan_in_every_float_dtype(dtype):
+    from normcourse.exercises import triton_kernels as tk
+
+    x = torch.randn(3, 100).to(dtype)
+    w = torch.ones(100).to(dtype)
+    poisoned = tk._launch(load_mask_without_other_kernel, x, w, 1e-6)
+    assert poisoned.undefined_lanes and poisoned.y.isnan().all()
+    clean = tk._launch(good_kernel, x, w, 1e-6)   # other=0.0 everywhere: nothing is poisoned
+    assert not clean.undefined_lanes and not clean.y.isnan().any()

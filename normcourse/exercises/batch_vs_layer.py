@@ -18,6 +18,7 @@ EPS = 1e-5
 
 
 def _bn_ref(x, dims, eps=EPS, unbiased=False):
+    """BatchNorm's normalization in the input's dtype (float64 for the references)."""
     mean = x.mean(dim=dims, keepdim=True)
     var = x.var(dim=dims, keepdim=True, unbiased=unbiased)
     return (x - mean) / torch.sqrt(var + eps)
@@ -28,19 +29,109 @@ def _batch_cases():
     a = torch.randn(8, 5, generator=gen, dtype=torch.float64) * 3 + 2
     b = torch.randn(4, 6, generator=gen, dtype=torch.float64)
     b[:, 2] = 0.7 + 1e-4 * torch.randn(4, generator=gen, dtype=torch.float64)  # almost constant
+    # a feature whose variance is about eps: clamp(var, eps), eps ** 2 and a wrong eps show
+    b[:, 4] = -0.3 + 3e-3 * torch.randn(4, generator=gen, dtype=torch.float64)
     c = torch.randn(32, 3, generator=gen, dtype=torch.float32) * 0.5 - 1
-    return [a, b, c]
+    # float32 features with a large mean: E[x^2] - E[x]^2 cancels catastrophically
+    d = (torch.randn(16, 4, generator=gen, dtype=torch.float64) * 0.05 + 300).float()
+    return [b, a, c, d]  # b first: only there do the eps mistakes differ from each other
 
 
 def _tolerance(reference, *args) -> float:
     """What computing in float32 inside costs on these inputs, with room to spare.
 
-    Float32 inputs are compared at 1e-4; float64 ones as tightly as float32 math
-    allows, measured on the same input (an almost constant feature loses more).
+    The reference is computed in float64 from the very same input, so the bar is
+    a few times the error of the float32 computation on that input (an almost
+    constant feature, or one with a large mean, loses more), plus a floor.
     """
-    if args[0].dtype == torch.float32:
-        return 1e-4
-    return 4 * float32_error(reference, *args) + 1e-9
+    floor = 1e-5 if args[0].dtype == torch.float32 else 1e-9
+    wide = [a.double() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+            for a in args]
+    return 4 * float32_error(reference, *wide) + floor
+
+
+def _effective_eps(out, x):
+    """The eps that ``out`` implies on the feature where eps matters most, or None.
+
+    There out = (x - mean) / sqrt(var + e), so e = ((x - mean) / out)^2 - var.
+    """
+    x64, out64 = x.double(), out.detach().double()
+    var = x64.var(0, unbiased=False)
+    c = int(torch.argmin((var - EPS).abs()))  # the feature whose variance is closest to eps
+    dev = x64[:, c] - x64[:, c].mean()
+    usable = (dev.abs() > 1e-3 * dev.abs().max()) & (out64[:, c] != 0)
+    if not usable.any():
+        return None
+    used = float(((dev[usable] / out64[usable, c]) ** 2).median() - var[c])
+    return used if used > 0 and used == used else None
+
+
+def _one_pass_float32(x):
+    """BatchNorm with the variance as E[x^2] - E[x]^2, computed in float32 as a learner would."""
+    xf = x.float()
+    mean = xf.mean(0, keepdim=True)
+    var = (xf * xf).mean(0, keepdim=True) - mean * mean
+    return ((xf - mean) / torch.sqrt(var + EPS)).double()
+
+
+def _bn_mistakes(x):
+    """(candidate, what, hint) for the known wrong BatchNorms, in float64."""
+    x64 = x.double()
+    mean, var = x64.mean(0, keepdim=True), x64.var(0, unbiased=False, keepdim=True)
+    biased_std = var.sqrt()
+    sqrt_hint = "divide by torch.sqrt(var + eps) with eps = 1e-5."
+    return [
+        (_bn_ref(x64, -1),
+         "you normalized each row (one example over its features): that is LayerNorm.",
+         "BatchNorm takes the mean and variance of each feature over the batch: dim=0."),
+        (_bn_ref(x64, (0, 1)),
+         "you used one mean and one variance for the whole batch (all features together); "
+         "BatchNorm keeps per-feature statistics.",
+         "reduce over dim=0 only, with keepdim=True: one mean and variance per column."),
+        (_bn_ref(x64, 0, unbiased=True), "you used the unbiased variance (divide by B - 1).",
+         "normalization uses the biased variance: x.var(dim=0, unbiased=False)."),
+        ((x64 - mean) / (x64.std(0, keepdim=True) + EPS),
+         "you divided by x.std() + eps: std() is unbiased by default (divides by B - 1), and "
+         "eps belongs inside the square root.", sqrt_hint + " Use the biased variance."),
+        ((x64 - mean) / torch.sqrt(var.clamp(min=EPS)),
+         "you clamped the variance at eps (clamp(var, eps)): that only acts when var < eps, "
+         "where BatchNorm adds eps to every variance.", sqrt_hint),
+        (_bn_ref(x64, 0, eps=EPS ** 2),
+         "you added eps ** 2 (1e-10), not eps (1e-5), to the variance.", sqrt_hint),
+        (_bn_ref(x64, 0, eps=0.0),
+         "a feature that is (almost) constant over the batch is blown up: eps is missing.",
+         sqrt_hint),
+        ((x64 - mean) / (biased_std + EPS),
+         "eps is added outside the square root: BatchNorm divides by sqrt(var + eps), not "
+         "sqrt(var) + eps.", sqrt_hint),
+        ((x64 - mean) / (var + EPS),
+         "you divided by the variance: normalization divides by the standard deviation, "
+         "sqrt(var + eps).", sqrt_hint),
+        (_one_pass_float32(x),
+         "your variance loses precision: E[x^2] - E[x]^2 in float32 subtracts two nearly equal "
+         "numbers on a feature whose spread is small next to its mean.",
+         "compute the mean first, then the mean of (x - mean) ** 2 (two passes)."),
+        (x64 / torch.sqrt(var + EPS),
+         "you did not subtract the mean: every feature must end up with mean 0.",
+         "(x - mean) / sqrt(var + eps), with mean = x.mean(dim=0, keepdim=True)."),
+    ]
+
+
+def _precision_mistake(fn, x, name):
+    """A wrong float32 answer that is right on the same numbers in float64 lost precision."""
+    x64 = x.double()
+    try:
+        right_in_float64 = close(call_learner(fn, x64, name=name), _bn_ref(x64, 0),
+                                 atol=_tolerance(lambda v: _bn_ref(v, 0), x64))
+    except Mistake:
+        return None
+    if not right_in_float64:
+        return None
+    return Mistake(
+        f"your answer is right on these numbers in float64, but loses precision on float32 "
+        f"features with a large mean ({float(x.mean()):.0f} +- {float(x.std()):.2g}): "
+        "E[x^2] - E[x]^2 subtracts two numbers near 1e5 and cancels catastrophically.",
+        "compute the mean first, then the mean of (x - mean) ** 2 (two passes).")
 
 
 @checker
@@ -48,24 +139,22 @@ def check_batch_norm_train(fn) -> str:
     """``fn(x)`` normalizes each column (feature) of a (B, C) batch over the batch, eps=1e-5."""
     for x in _batch_cases():
         out = expect_tensor(call_learner(fn, x, name="batch_norm_train"), x)
-        ref = _bn_ref(x, 0)
+        ref = _bn_ref(x.double(), 0)
         tol = _tolerance(lambda v: _bn_ref(v, 0), x)
         if close(out, ref, atol=tol, rtol=tol):
             continue
-        wrong = [
-            (_bn_ref(x, -1),
-             "you normalized each row (one example over its features): that is LayerNorm.",
-             "BatchNorm takes the mean and variance of each feature over the batch: dim=0."),
-            (_bn_ref(x, 0, unbiased=True), "you used the unbiased variance (divide by B - 1).",
-             "normalization uses the biased variance: x.var(dim=0, unbiased=False)."),
-        ] + [(no_eps, "a feature that is (almost) constant over the batch is blown up: eps is "
-                      "missing or outside the square root.",
-              "divide by torch.sqrt(var + eps) with eps = 1e-5.")
-             for no_eps in (_bn_ref(x, 0, eps=0.0),
-                            (x - x.mean(0)) / (x.std(0, unbiased=False) + EPS))]
-        for candidate, what, hint in wrong:
+        for candidate, what, hint in _bn_mistakes(x):
             if is_mistake(out, candidate, ref, atol=tol, rtol=tol):
                 raise Mistake(what, hint)
+        if x.dtype == torch.float32:
+            precision = _precision_mistake(fn, x, "batch_norm_train")
+            if precision is not None:
+                raise precision
+        used = _effective_eps(out, x)
+        if used is not None and abs(used - EPS) > 0.5 * EPS and is_mistake(
+                out, _bn_ref(x.double(), 0, eps=used), ref, atol=tol, rtol=tol):
+            raise Mistake(f"your BatchNorm behaves as if eps were {used:.2g}; the exercise's eps "
+                          f"is {EPS:g}.", "divide by torch.sqrt(var + 1e-5).")
         raise Mistake(f"for a batch of shape {tuple(x.shape)} the largest error is "
                       f"{max_error(out, ref):.3g}.",
                       "compute mean and biased variance over dim=0 with keepdim=True, then "
@@ -82,6 +171,14 @@ def _padded_cases():
         mask = torch.arange(t)[None, :] < torch.tensor(lengths)[:, None]
         x = x.masked_fill(~mask[..., None], 0.0)   # zero padding, as a collate function makes it
         cases.append((x, mask))
+    # After a layer that is not masked the padded positions no longer hold zeros: an answer
+    # that relied on the padding being 0 reads them here.
+    lengths, c = [5, 2, 8], 5
+    x = torch.randn(len(lengths), max(lengths), c, generator=gen, dtype=torch.float64) - 0.5
+    x[..., 3] = 0.2 + 3e-3 * x[..., 3]  # a channel whose variance is about eps: eps shows
+    mask = torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]
+    pads = torch.randn(x.shape, generator=gen, dtype=torch.float64) * 3 + 4
+    cases.append((torch.where(mask[..., None], x, pads), mask))
     return cases
 
 
@@ -118,6 +215,24 @@ def check_masked_batch_norm(fn) -> str:
                 out[real], _masked_ref(x, mask, count=bt)[real], atol=loose, rtol=1e-6):
             raise Mistake("you summed over the real tokens but divided by B * T, padding included.",
                           "divide by the number of real tokens, mask.sum().")
+        w = mask[..., None].to(x.dtype)
+        n = w.sum(dim=(0, 1))
+        mean = (x * w).sum(dim=(0, 1)) / n
+        for count in (n, bt):
+            pads_in_var = ((x - mean) ** 2).sum(dim=(0, 1)) / count
+            if close(out[real], ((x - mean) / torch.sqrt(pads_in_var + EPS))[real], atol=loose,
+                     rtol=1e-6):
+                raise Mistake("the mean is right, but the padded positions entered the variance: "
+                              "(x - mean) ** 2 at a pad is not 0.",
+                              "multiply the deviations by the mask before squaring and summing, "
+                              "and divide by the number of real tokens.")
+        var = (((x - mean) * w) ** 2).sum(dim=(0, 1)) / n
+        for denom, what in ((var.sqrt(), "eps is missing"),
+                            (var.sqrt() + EPS, "eps is added outside the square root")):
+            if close(out[real], ((x - mean) / denom)[real], atol=loose, rtol=1e-6):
+                raise Mistake(f"{what}: BatchNorm divides by sqrt(var + eps), and a channel "
+                              "whose variance is about eps shows the difference.",
+                              "(x - mean) / torch.sqrt(var + 1e-5).")
         if close(out[real], _masked_ref(x, mask, unbiased=True)[real], atol=loose, rtol=1e-6):
             raise Mistake("you used the unbiased variance (divide by n - 1).",
                           "divide the sum of squared deviations by n, the number of real tokens.")
@@ -128,6 +243,12 @@ def check_masked_batch_norm(fn) -> str:
         if close(out[real], per_seq[real], atol=loose, rtol=1e-6):
             raise Mistake("you normalized each sequence over its own tokens.",
                           "BatchNorm pools the real tokens of *all* sequences in the batch, per channel.")
+        if not (x[~real] == 0).all():   # the earlier, zero-padded batches passed
+            raise Mistake("your statistics read the padded positions: right when they hold "
+                          "zeros, as in the batches before, but here they hold other numbers (as "
+                          "after a layer that does not mask its output).",
+                          "weight every sum by the mask (x * mask[..., None]) or select the real "
+                          "tokens with x[mask], in the mean and in the variance.")
         raise Mistake(f"for a batch of shape {tuple(x.shape)} with lengths "
                       f"{mask.sum(1).tolist()} the largest error on real tokens is "
                       f"{(out - ref)[real].abs().max():.3g}.",

@@ -10,11 +10,14 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
-from normcourse.exercises.feedback import Mistake, call_learner, checker, close, expect_tensor
+from normcourse.exercises.containers import call_keeping_inputs
+from normcourse.exercises.feedback import Mistake, checker, close, expect_tensor
 
 __all__ = ["check_adjacent_cosine", "check_forward_skipping", "forward_skipping"]
 
@@ -22,7 +25,13 @@ __all__ = ["check_adjacent_cosine", "check_forward_skipping", "forward_skipping"
 # ------------------------------------------------------------------ adjacent cosine
 
 def _streams(n_layer: int, shape, seed: int) -> list[torch.Tensor]:
-    """A residual stream h_0..h_L whose positions differ in scale and whose layers differ in strength."""
+    """A residual stream h_0..h_L whose positions differ in scale and whose layers differ in strength.
+
+    Two layers turn the stream backwards, so that cosines of both signs occur (a
+    stray ``abs()`` must show): layer 2 flips a random half of the positions
+    (per-position cosines of both signs), layer 3 flips every position (a
+    negative mean).
+    """
     g = torch.Generator().manual_seed(seed)
     d = shape[-1]
     scale = torch.rand(*shape[:-1], 1, generator=g, dtype=torch.float64) * 3 + 0.2
@@ -31,6 +40,11 @@ def _streams(n_layer: int, shape, seed: int) -> list[torch.Tensor]:
     for layer in range(n_layer):
         w = torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d)
         strength = 0.2 + 1.5 * layer / n_layer       # later layers turn the stream more
+        if layer == 1:
+            flip = torch.where(torch.rand(*shape[:-1], 1, generator=g) < 0.5, -1.0, 1.0)
+            h = h * flip.double()
+        elif layer == 2:
+            h = -h
         h = h + strength * torch.tanh(h @ w) * scale.flip(0)
         hs.append(h)
     return hs
@@ -44,9 +58,16 @@ def _as_values(out, n_layer: int) -> torch.Tensor:
                           "average the per-position cosines with .mean() for each layer.")
         values = out.detach().double().flatten()
     else:
+        big = [v for v in out if isinstance(v, torch.Tensor) and v.numel() > 1] \
+            if isinstance(out, (list, tuple)) else []
+        if big:
+            raise Mistake(f"each value of your list should be one number; one is a tensor of "
+                          f"shape {tuple(big[0].shape)}.",
+                          "average each layer's per-position cosines over batch and positions: "
+                          ".mean() with no dim.")
         try:
             values = torch.tensor([float(v) for v in out], dtype=torch.float64)
-        except (TypeError, ValueError):
+        except Exception:  # whatever the returned object does when iterated or converted
             raise Mistake(f"your function returned {type(out).__name__}; expected a list of "
                           f"{n_layer} numbers (or a 1-D tensor).", "return a list of floats.") from None
     if values.numel() != n_layer:
@@ -56,6 +77,28 @@ def _as_values(out, n_layer: int) -> torch.Tensor:
         raise Mistake(f"for {n_layer + 1} hidden states you returned {values.numel()} values; "
                       f"expected {n_layer}, one per layer.", hint)
     return values
+
+
+def _check_float32_result(fn) -> None:
+    """The chapter's use of the result works: it calls ``torch.tensor(result)`` on float32
+    hidden states and compares that with a float32 tensor (``torch.allclose`` refuses to
+    compare float64 with float32)."""
+    hs = [h.float() for h in _streams(3, (2, 3, 8), 5)]
+    out = call_keeping_inputs(fn, hs, name="adjacent_cosine", labels=("hiddens",))
+    try:
+        with warnings.catch_warnings():   # torch.tensor(a tensor) warns; it still works
+            warnings.simplefilter("ignore")
+            values = out if isinstance(out, torch.Tensor) else torch.tensor(out)
+    except Exception as err:  # whatever torch.tensor makes of the returned object
+        raise Mistake(f"for float32 hidden states your function returned {type(out).__name__}, "
+                      f"which torch.tensor(...) cannot turn into a tensor ({err}); the chapter "
+                      "does that with your result.", "return a list of Python floats.") from None
+    if values.dtype == torch.float64:
+        raise Mistake("for float32 hidden states your function returns float64 numbers (a "
+                      "NumPy array, NumPy float64 scalars or .double() values); the chapter "
+                      "compares your result with float32 values, and torch.allclose refuses "
+                      "to compare float64 with float32.",
+                      "return Python floats: .item() or float(...) on each cosine.")
 
 
 @checker
@@ -69,34 +112,55 @@ def check_adjacent_cosine(fn) -> str:
         # reports an in-place edit).
         ref = torch.tensor([F.cosine_similarity(a, b, dim=-1).mean().item() for a, b in pairs],
                            dtype=torch.float64)
-        out = call_learner(fn, [h.clone() for h in hs], name="adjacent_cosine")
+        given = [h.clone() for h in hs]
+        out = call_keeping_inputs(fn, given, name="adjacent_cosine", labels=("hiddens",),
+                                  hint="read the list, do not edit it: zip(hiddens[:-1], "
+                                       "hiddens[1:]) gives the adjacent pairs.")
         got = _as_values(out, n_layer)
         if close(got, ref, atol=1e-6):
             continue
         if close(got.flip(0), ref, atol=1e-6):
             raise Mistake("your values are in reverse order: the first should be layer 1's "
                           "cos(h_0, h_1).", "iterate from the input towards the output.")
+        per_position = [F.cosine_similarity(a, b, dim=-1) for a, b in pairs]
         wrong = {
+            "you took the absolute value of the cosines; a layer that turns the stream "
+            "backwards has a negative cosine, and its sign is part of the answer.":
+                [c.abs().mean().item() for c in per_position],
+            "you took the absolute value of the mean cosine; a layer that turns the stream "
+            "backwards has a negative cosine, and its sign is part of the answer.":
+                [abs(c.mean().item()) for c in per_position],
             "you took one cosine of the whole flattened tensors; the stream has one vector per "
             "position (the last dimension), so compute a cosine per position and average them.":
                 [F.cosine_similarity(a.flatten(), b.flatten(), dim=0).item() for a, b in pairs],
+            "you averaged the vectors over batch and positions first and took one cosine of the "
+            "averages; compute a cosine per position, then average the cosines.":
+                [F.cosine_similarity(a.mean((0, 1)), b.mean((0, 1)), dim=0).item()
+                 for a, b in pairs],
             "you compared every layer with the embeddings h_0; compare each layer's input with its "
             "output (h_{l-1} with h_l).":
                 [F.cosine_similarity(hs[0], b, dim=-1).mean().item() for b in hs[1:]],
             "you took the cosine along dimension 0 (across the batch); the features are the last "
             "dimension: dim=-1.":
                 [F.cosine_similarity(a, b, dim=0).mean().item() for a, b in pairs],
-            "you took the cosine along dimension 1 (across positions); the features are the last "
-            "dimension: dim=-1.":
+            "you took the cosine along dimension 1 (across positions; F.cosine_similarity's "
+            "default is dim=1); the features are the last dimension: dim=-1.":
                 [F.cosine_similarity(a, b, dim=1).mean().item() for a, b in pairs],
             "you returned the mean dot product; a cosine divides by both vectors' norms.":
                 [(a * b).sum(-1).mean().item() for a, b in pairs],
             "you returned 1 - cosine (a distance); the exercise asks for the similarity itself.":
-                [1 - F.cosine_similarity(a, b, dim=-1).mean().item() for a, b in pairs],
+                [1 - c.mean().item() for c in per_position],
             "you divided the mean dot product by the mean norms; average the per-position "
             "cosines instead (the positions have different scales).":
                 [((a * b).sum(-1).mean() / (a.norm(dim=-1).mean() * b.norm(dim=-1).mean())).item()
                  for a, b in pairs],
+            "you divided by the norms of the whole tensors; divide each position's dot "
+            "product by that position's norms (a.norm(dim=-1)).":
+                [((a * b).sum(-1) / (a.norm() * b.norm())).mean().item() for a, b in pairs],
+            "you centred each vector first (a correlation, not a cosine); the cosine uses the "
+            "vectors as they are.":
+                [F.cosine_similarity(a - a.mean(-1, keepdim=True), b - b.mean(-1, keepdim=True),
+                                     dim=-1).mean().item() for a, b in pairs],
         }
         for what, values in wrong.items():
             if close(got, torch.tensor(values, dtype=torch.float64), atol=1e-6):
@@ -104,39 +168,54 @@ def check_adjacent_cosine(fn) -> str:
         worst = int((got - ref).abs().argmax())
         raise Mistake(f"layer {worst + 1}: you returned {got[worst]:.4f}, expected {ref[worst]:.4f}.",
                       "F.cosine_similarity(a, b, dim=-1).mean() for each adjacent pair (a, b).")
+    _check_float32_result(fn)
     return ("adjacent_cosine is correct: one cosine per position between the stream before and "
             "after each layer, averaged over positions.")
 
 
 # ------------------------------------------------------------------ skip one block
 
+class _Block(nn.Module):
+    """A residual block ``h + s * tanh(linear(h))`` that logs its calls: a real nn.Module,
+    as the chapter passes (so ``nn.Sequential(*kept)`` and ``block.forward`` work)."""
+
+    def __init__(self, i: int, d: int, g: torch.Generator, calls: list):
+        super().__init__()
+        self.linear = nn.Linear(d, d, dtype=torch.float64)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.randn(d, d, generator=g, dtype=torch.float64)
+                                     / math.sqrt(d))
+            self.linear.bias.copy_(torch.randn(d, generator=g, dtype=torch.float64))
+        self.index, self.strength, self.calls = i, 0.5 + 0.25 * i, calls
+
+    def forward(self, h):
+        self.calls.append(self.index)
+        return h + self.strength * torch.tanh(self.linear(h))
+
+
 def _blocks(n: int, d: int, seed: int):
-    """``n`` distinct, nonlinear residual blocks, and a log of which ones were called."""
+    """``n`` distinct, nonlinear residual blocks (nn.Modules), and a log of which ones ran."""
     g = torch.Generator().manual_seed(seed)
     calls: list[int] = []
-
-    def make(i):
-        w = torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d)
-        b = torch.randn(d, generator=g, dtype=torch.float64)
-        s = 0.5 + 0.25 * i
-
-        def block(h):
-            calls.append(i)
-            return h + s * torch.tanh(h @ w + b)
-        return block
-
-    return [make(i) for i in range(n)], calls
+    return [_Block(i, d, g, calls) for i in range(n)], calls
 
 
-def _apply(x, blocks, order):
+@torch.no_grad()
+def _apply(x, blocks, order, residual_again=False):
     for i in order:
-        x = blocks[i](x)
+        x = x + blocks[i](x) if residual_again else blocks[i](x)
     return x
 
 
 def forward_skipping(x, blocks, skip):
     """The reference: apply ``blocks`` in order to ``x``, leaving out ``blocks[skip]``."""
-    return _apply(x, blocks, [i for i in range(len(blocks)) if i != skip])
+    for i, block in enumerate(blocks):
+        if i != skip:
+            x = block(x)
+    return x
+
+
+_SKIP_HINT = "for i, block in enumerate(blocks): skip i == skip, otherwise x = block(x)."
 
 
 @checker
@@ -147,12 +226,19 @@ def check_forward_skipping(fn) -> str:
             blocks, calls = _blocks(n, d, seed)
             x = torch.randn(2, 3, d, generator=torch.Generator().manual_seed(seed + skip),
                             dtype=torch.float64)
-            out = expect_tensor(call_learner(fn, x, list(blocks), skip, name="forward_skipping"), x,
-                                name="the output", shape_hint="return the stream after the last block.")
+            keep = [i for i in range(n) if i != skip]
+            ref = _apply(x, blocks, keep)
+            calls.clear()
+            given = list(blocks)
+            out = call_keeping_inputs(
+                fn, x, given, skip, name="forward_skipping", labels=("x", "blocks", "skip"),
+                hint="leave the list as it is and build a new one, e.g. blocks[:skip] + "
+                     "blocks[skip + 1:], or test `if i == skip: continue` in the loop; "
+                     "del blocks[skip] and blocks.pop(skip) change the caller's list.")
+            out = expect_tensor(out, x, name="the output",
+                                shape_hint="return the stream after the last block.")
             learner_calls = list(calls)
             calls.clear()
-            keep = [i for i in range(n) if i != skip]
-            ref = forward_skipping(x, blocks, skip)
             if close(out, ref, atol=1e-9, rtol=1e-9):
                 if skip in learner_calls:
                     raise Mistake(f"the output is right, but you called blocks[{skip}] and threw its "
@@ -167,21 +253,25 @@ def check_forward_skipping(fn) -> str:
                     [i for i in range(n) if i != skip + 1] if skip < n - 1 else None,
                 f"with skip={skip} you stopped at the skipped block; the blocks after it must still run.":
                     list(range(skip)),
+                f"with skip={skip} you started after the skipped block; the blocks before it must "
+                "run too.": list(range(skip + 1, n)) if skip > 0 else None,
                 "you applied the blocks in reverse order; the stream flows from blocks[0] upwards.":
                     [i for i in reversed(range(n)) if i != skip],
             }
             for what, order in wrong.items():
                 if order is not None and close(out, _apply(x, blocks, order), atol=1e-9, rtol=1e-9):
-                    raise Mistake(what, "for i, block in enumerate(blocks): skip i == skip, "
-                                        "otherwise x = block(x).")
-            calls.clear()
+                    raise Mistake(what, _SKIP_HINT)
+            if close(out, _apply(x, blocks, keep, residual_again=True), atol=1e-9, rtol=1e-9):
+                raise Mistake("you added x to each block's output (x = x + block(x)); a block "
+                              "already contains its residual connection and returns the new "
+                              "stream.", "x = block(x) for every block but the skipped one.")
             if close(out, _apply(torch.zeros_like(x), blocks, keep[skip:]) if skip < n - 1 else
                      torch.zeros_like(x), atol=1e-9, rtol=1e-9):
                 raise Mistake(f"with skip={skip} you replaced the stream by zeros at the skipped "
                               "layer; skipping passes the block's input through unchanged.",
                               "leave x as it is for the skipped block.")
+            calls.clear()
             raise Mistake(f"with {n} blocks and skip={skip} the largest error is "
-                          f"{(out - ref).abs().max():.3g}.",
-                          "for i, block in enumerate(blocks): skip i == skip, otherwise x = block(x).")
+                          f"{(out - ref).abs().max():.3g}.", _SKIP_HINT)
     return ("forward_skipping is correct: every block but the skipped one runs, in order, "
             "and the skipped one passes its input straight on.")

@@ -15,7 +15,8 @@ import math
 
 import torch
 
-from normcourse.exercises.feedback import Mistake, as_number, call_learner, checker
+from normcourse.exercises.containers import call_keeping_inputs
+from normcourse.exercises.feedback import Mistake, as_number, checker
 
 __all__ = ["check_update_data_ratios", "check_flag_massive", "update_data_ratios", "flag_massive"]
 
@@ -70,8 +71,11 @@ def check_update_data_ratios(fn) -> str:
     """``fn(before, after)`` returns {name: std(after - before) / std(before)} for tensors with > 1 entry."""
     for seed in (0, 1):
         before, after = _parameters(seed)
-        # call_learner also reports an in-place edit of any tensor in the two dicts
-        out = call_learner(fn, before, after, name="update_data_ratios")
+        # call_learner reports an in-place edit of any tensor in the two dicts; the dicts
+        # themselves must stay as they are too
+        out = call_keeping_inputs(
+            fn, before, after, name="update_data_ratios", labels=("before", "after"),
+            hint="build a new dict for the result and leave `before` and `after` as they are.")
         if not isinstance(out, dict):
             raise Mistake(f"update_data_ratios returned a {type(out).__name__}, expected a dict.",
                           "return {name: ratio for each parameter}; did you forget `return`?")
@@ -81,6 +85,11 @@ def check_update_data_ratios(fn) -> str:
                           "(NaN): leave such parameters out.",
                           "skip tensors with p.numel() <= 1.")
         missing = [k for k in ref if k not in out]
+        if missing and all(before[k].dim() == 1 for k in missing) and \
+                all(before[k].dim() >= 2 for k in out if k in ref):
+            raise Mistake(f"the result has no entry for {missing}: you kept only matrices "
+                          "(p.dim() >= 2), but these vectors have more than one entry too.",
+                          "leave out only tensors with a single entry: p.numel() > 1.")
         if missing:
             raise Mistake(f"the result has no entry for {missing}.",
                           "every parameter with more than one entry gets a ratio, including ones "
@@ -89,6 +98,12 @@ def check_update_data_ratios(fn) -> str:
         if extra:
             raise Mistake(f"the result has entries {extra} that are not parameters.",
                           "use the names of `before` as keys.")
+        tensors = [k for k in ref if isinstance(out[k], torch.Tensor) and out[k].numel() == 1]
+        if tensors:
+            raise Mistake(f"the value for '{tensors[0]}' is a tensor; the exercise asks for a "
+                          "Python float.",
+                          "call .item() on the ratio: the chapter compares and prints these "
+                          "numbers next to the toolkit's floats.")
         got = {k: as_number(out[k], f"the value for '{k}'",
                             shape_hint="reduce over the whole tensor: (after - before).std() / "
                                        "before.std().") for k in ref}
@@ -106,6 +121,13 @@ def check_update_data_ratios(fn) -> str:
             "you compared the spread of the weights after and before, std(after) / std(before); "
             "the update is the difference after - before.":
                 {k: float(a[k].std() / b[k].std()) for k in ref},
+            "you took the difference of the standard deviations, (std(after) - std(before)) / "
+            "std(before); the update's spread is the standard deviation of the difference, "
+            "std(after - before).":
+                {k: float((a[k].std() - b[k].std()) / b[k].std()) for k in ref},
+            "you divided variances; the ratio compares standard deviations (take the square "
+            "root, or use .std()).":
+                {k: float(d[k].var() / b[k].var()) for k in ref},
             "you divided norms (or RMS values), not standard deviations: for a LayerNorm gain "
             "near 1 the norm counts its mean of 1, and the ratio comes out far too small.":
                 {k: float(d[k].norm() / b[k].norm()) for k in ref},
@@ -116,7 +138,9 @@ def check_update_data_ratios(fn) -> str:
         }
         moved = [k for k in ref if ref[k] > 0]   # log10(0) may come back as -inf, NaN or a clamp
         for what, values in wrong.items():
-            if all(math.isclose(got[k], values[k], rel_tol=1e-4, abs_tol=1e-9) for k in moved):
+            # a difference of two nearly equal spreads loses digits in float32: looser there
+            rel = 1e-2 if what.startswith("you took the difference") else 1e-4
+            if all(math.isclose(got[k], values[k], rel_tol=rel, abs_tol=1e-9) for k in moved):
                 raise Mistake(what, "ratio = (after[n] - before[n]).std() / before[n].std().")
         worst = max(ref, key=lambda k: abs(got[k] - ref[k]) / max(ref[k], 1e-12))
         raise Mistake(f"for '{worst}' you returned {got[worst]:.4g}, expected {ref[worst]:.4g}.",
@@ -127,14 +151,21 @@ def check_update_data_ratios(fn) -> str:
 
 # ------------------------------------------------------------------ massive activations
 
-def _activations(seed: int) -> dict:
-    """Seven 'layers' of 7 tokens x 143 features (1001 entries, odd, so the median is one entry).
+# The layer names, in the dict's order, which is not their sorted order ("layers.10" sorts
+# before "layers.9", "head" before "layers.8"): a sorted() answer must show.
+_NAMES = ("embed", "layers.9", "layers.10", "layers.11", "layers.8", "head", "final_norm")
 
-    layers.0-4 are symmetric around 0, some with a single huge entry.  Two more
-    tell the whole-tensor ratio from a per-token (per-row) one: in layers.5 one
-    token is quiet (x 0.001) except for one entry of 3, which is huge for that
-    row only; in layers.6 one whole token is loud (x 170), which is massive for
-    the layer but ordinary within its own row.
+
+def _activations(seed: int, threshold: float) -> dict:
+    """Eight 'layers' of 7 tokens x 143 features (1001 entries, odd, so the median is one entry).
+
+    The first five are symmetric around 0, some with a single huge entry.  Two more
+    tell the whole-tensor ratio from a per-token (per-row) one: in "head" one token is
+    quiet (x 0.001) except for one entry of 3, which is huge for that row only; in
+    "final_norm" one whole token is loud (x 170), which is massive for the layer but
+    ordinary within its own row.  The last, "probe", sits exactly on the threshold
+    (median |a| exactly 1, max exactly ``threshold``): "exceeds" means strictly above.
+    Its entries are all positive, so a signed median is not 0 there.
     """
     g = torch.Generator().manual_seed(seed)
 
@@ -143,32 +174,68 @@ def _activations(seed: int) -> dict:
         return torch.cat([v, -v, torch.zeros(1)])     # signed median exactly 0
 
     acts = {}
-    for i, outlier in enumerate((None, 2000.0, -2000.0, 250.0, None)):
+    for name, outlier in zip(_NAMES, (None, 2000.0, -2000.0, 250.0, None)):
         a = symmetric()
         if outlier is not None:
             a[int(torch.randint(1000, (1,), generator=g))] = outlier
-        acts[f"layers.{i}"] = a.reshape(7, 143)
+        acts[name] = a.reshape(7, 143)
     quiet = symmetric().reshape(7, 143)
     quiet[3] *= 1e-3
     quiet[3, int(torch.randint(143, (1,), generator=g))] = 3.0
-    acts["layers.5"] = quiet
+    acts[_NAMES[5]] = quiet
     loud = symmetric().reshape(7, 143)
     loud[5] *= 170.0
-    acts["layers.6"] = loud
+    acts[_NAMES[6]] = loud
+    low = 0.05 + 0.9 * torch.rand(500, generator=g)                  # below the median
+    high = 1.0 + (threshold - 1.0) * torch.rand(499, generator=g)    # above it, below the max
+    probe = torch.cat([low, torch.ones(1), high, torch.full((1,), threshold)])
+    acts["probe"] = probe[torch.randperm(1001, generator=g)].reshape(7, 143)
     return acts
 
 
-def _variant(acts: dict, threshold: float, ratio) -> list:
+def _variant(acts: dict, threshold: float, ratio, above=lambda r, t: r > t) -> list:
     """The names a wrong ``ratio(a)`` flags (``a`` as given: tokens x features, in float64)."""
-    return [n for n, a in acts.items() if ratio(a.double()) > threshold]
+    return [n for n, a in acts.items() if above(ratio(a.double()), threshold)]
+
+
+def _true_ratio(a):
+    return a.abs().max() / a.abs().median()
+
+
+# Known wrong ways to flag, with what is wrong: (what, ratio, comparison).
+_MASSIVE_MISTAKES = (
+    ("you took the median of the signed values: for activations centred on 0 it is close "
+     "to 0 and every layer looks massive. Use the median of |a|.",
+     lambda a: a.abs().max() / a.median(), None),
+    ("you took the largest *signed* value, so a huge negative activation goes unseen; "
+     "use max |a|.", lambda a: a.max() / a.abs().median(), None),
+    ("you divided by the smallest |a|, which is 0 or nearly so for most layers; divide by "
+     "the median of |a|.", lambda a: a.abs().max() / a.abs().min(), None),
+    ("you divided by the mean of |a|; one huge activation drags the mean up with it. The "
+     "median ignores the outlier: use it.", lambda a: a.abs().max() / a.abs().mean(), None),
+    ("you divided by the RMS; one huge activation dominates the RMS and hides itself. "
+     "Divide by the median of |a|.", lambda a: a.abs().max() / a.pow(2).mean().sqrt(), None),
+    ("you computed the ratio per token (along the last dimension) and took the largest; "
+     "the ratio is over the whole tensor: a token that is large everywhere is massive, "
+     "a quiet token with one ordinary entry is not.",
+     lambda a: (a.abs().amax(-1) / a.abs().median(-1).values).max(), None),
+    ("you computed the ratio per feature (along dimension 0) and took the largest; the "
+     "ratio is over the whole tensor.",
+     lambda a: (a.abs().amax(0) / a.abs().median(0).values).max(), None),
+    ("a layer whose ratio equals the threshold exactly was flagged; \"exceeds\" means "
+     "strictly above: use >, not >=.", _true_ratio, lambda r, t: r >= t),
+)
 
 
 @checker
 def check_flag_massive(fn) -> str:
     """``fn(activations, threshold)`` returns the names whose max|a| / median|a| > threshold, in order."""
+    flagged = []
     for seed, threshold in ((0, 300.0), (1, 1000.0), (2, 20.0)):
-        acts = _activations(seed)
-        out = call_learner(fn, acts, threshold, name="flag_massive")  # in-place edits too
+        acts = _activations(seed, threshold)
+        out = call_keeping_inputs(  # in-place edits of the tensors, and of the dict
+            fn, acts, threshold, name="flag_massive", labels=("activations", "threshold"),
+            hint="read the activations, do not edit them: the toolkit keeps using its records.")
         if isinstance(out, dict):
             raise Mistake("flag_massive returned a dict; return the names of the flagged layers "
                           "(a list), not their ratios.",
@@ -176,7 +243,11 @@ def check_flag_massive(fn) -> str:
         if isinstance(out, (set, frozenset)):
             raise Mistake("flag_massive returned a set, which has no order; return a list in the "
                           "order of the layers.", "append each flagged name to a list as you go.")
-        if not isinstance(out, (list, tuple)):
+        if isinstance(out, tuple):
+            raise Mistake("flag_massive returned a tuple; the exercise asks for a list (the "
+                          "chapter prints it).", "collect the names in a list, or return "
+                                                 "list(...).")
+        if not isinstance(out, list):
             raise Mistake(f"flag_massive returned a {type(out).__name__}, expected a list of names.",
                           "did you forget `return`?")
         got = list(out)
@@ -186,36 +257,22 @@ def check_flag_massive(fn) -> str:
                           "names of the flagged layers (strings).",
                           "iterate with `for name, a in activations.items()` and append name, "
                           "not the activation a.")
+        flagged.append((acts, threshold, got))
+    wrong = [(acts, t, got) for acts, t, got in flagged if got != flag_massive(acts, t)]
+    if wrong:
+        acts, threshold, got = wrong[0]
         ref = flag_massive(acts, threshold)
-        if got == ref:
-            continue
-        wrong = {
-            "you took the median of the signed values: for activations centred on 0 it is close "
-            "to 0 and every layer looks massive. Use the median of |a|.":
-                lambda a: a.abs().max() / a.median(),
-            "you took the largest *signed* value, so a huge negative activation goes unseen; "
-            "use max |a|.":
-                lambda a: a.max() / a.abs().median(),
-            "you divided by the mean of |a|; one huge activation drags the mean up with it. The "
-            "median ignores the outlier: use it.":
-                lambda a: a.abs().max() / a.abs().mean(),
-            "you divided by the RMS; one huge activation dominates the RMS and hides itself. "
-            "Divide by the median of |a|.":
-                lambda a: a.abs().max() / a.pow(2).mean().sqrt(),
-            "you computed the ratio per token (along the last dimension) and took the largest; "
-            "the ratio is over the whole tensor: a token that is large everywhere is massive, "
-            "a quiet token with one ordinary entry is not.":
-                lambda a: (a.abs().amax(-1) / a.abs().median(-1).values).max(),
-            "you computed the ratio per feature (along dimension 0) and took the largest; the "
-            "ratio is over the whole tensor.":
-                lambda a: (a.abs().amax(0) / a.abs().median(0).values).max(),
-        }
-        for what, ratio in wrong.items():
-            if got == _variant(acts, threshold, ratio):
-                raise Mistake(what, "ratio = a.abs().max() / a.abs().median().")
+        # Name a mistake only when it alone explains what was flagged on every input.
+        named = [what for what, ratio, above in _MASSIVE_MISTAKES
+                 if all(g == _variant(a, t, ratio, *(() if above is None else (above,)))
+                        for a, t, g in flagged)]
+        if len(named) == 1:
+            raise Mistake(named[0], "ratio = a.abs().max() / a.abs().median().")
         if sorted(got) == sorted(ref):
-            raise Mistake("the right layers, in the wrong order.", "keep the order of the dict.")
-        if got == _variant(acts, 100.0, lambda a: a.abs().max() / a.abs().median()):
+            order = ("in sorted order" if got == sorted(ref) else "in the wrong order")
+            raise Mistake(f"the right layers, {order}: {got}; the dict's order is {ref}.",
+                          "keep the order of the dict: append each name as you meet it.")
+        if all(g == _variant(a, 100.0, _true_ratio) for a, t, g in flagged):
             raise Mistake(f"with threshold={threshold:g} you flagged {got}, expected {ref}: the "
                           "threshold looks fixed at 100.", "compare with the `threshold` argument.")
         raise Mistake(f"with threshold={threshold:g} you flagged {got}, expected {ref}.",

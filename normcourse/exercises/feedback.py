@@ -13,10 +13,13 @@ request to report it) rather than as a traceback.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import math
+import sys
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -95,18 +98,66 @@ def _unchanged(now: torch.Tensor, before: torch.Tensor) -> bool:
     return bool(same.all())
 
 
+@dataclasses.dataclass(frozen=True)
+class Forbidden:
+    """Library functions an exercise asks the learner not to call, and what to tell them.
+
+    ``functions`` are Python functions (matched by their code, however the learner
+    imported them: ``F.layer_norm``, ``from torch.nn.functional import layer_norm``,
+    or through ``nn.LayerNorm``) or built-ins (``torch.layer_norm``).
+    """
+
+    functions: tuple
+    what: str
+    hint: str
+
+
+@contextlib.contextmanager
+def _watching(forbidden: Sequence[Forbidden]):
+    """Yield a list that collects the Forbidden entries whose functions get called."""
+    seen: list[Forbidden] = []
+    if not forbidden:
+        yield seen
+        return
+    codes, builtins = {}, {}
+    for entry in forbidden:
+        for f in entry.functions:
+            code = getattr(f, "__code__", None)
+            if code is not None:
+                codes[code] = entry
+            else:
+                builtins[id(f)] = entry
+
+    def profile(frame, event, arg):
+        entry = (codes.get(frame.f_code) if event == "call" else
+                 builtins.get(id(arg)) if event == "c_call" else None)
+        if entry is not None and entry not in seen:
+            seen.append(entry)
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        yield seen
+    finally:
+        sys.setprofile(previous)
+
+
 def call_learner(fn: Callable, *args, name: str = "your function",
-                 explain: Callable[[Exception], str | None] | None = None):
+                 explain: Callable[[Exception], str | None] | None = None,
+                 forbidden: Sequence[Forbidden] = ()):
     """Call ``fn(*args)``; turn its exceptions and in-place edits into Mistakes.
 
     In-place edits are found in tensor arguments and in tensors inside list, tuple
     and dict arguments (a list of hidden states, a dict of parameters): the caller
     keeps using them.  ``explain(err)`` may return a hint specific to the checker
-    for an exception (None keeps the generic one).
+    for an exception (None keeps the generic one).  A call to one of the
+    ``forbidden`` functions (a library call the exercise rules out) is a Mistake
+    too, even when the result is right.
     """
     before = _snapshot(args)
     try:
-        out = fn(*args)
+        with _watching(forbidden) as called:
+            out = fn(*args)
     except NotImplementedError:
         raise Mistake(f"{name} is not implemented yet.",
                       "replace `raise NotImplementedError` with your code.") from None
@@ -119,6 +170,8 @@ def call_learner(fn: Callable, *args, name: str = "your function",
             hint or "run it on a small input yourself and print the shapes of the intermediate "
                     "tensors.",
         ) from None
+    if called:
+        raise Mistake(called[0].what, called[0].hint)
     for where, tensor, values in before:
         if not _unchanged(tensor, values):
             raise Mistake(

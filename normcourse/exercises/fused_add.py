@@ -106,46 +106,94 @@ def check_layer_norm_bytes(fn: Callable) -> str:
                   f"{layer_norm_bytes(m, n, e):,}.", hint)
 
 
+def _add_norm_count(rows_fused=4, rows_unfused=5, weight=lambda m, n, e: n * e,
+                    stats=lambda m, n, e: 4 * m, unit=None):
+    """A byte count of add + RMSNorm with one part swapped: how a near miss counts."""
+    def count(m, n, e, fused):
+        size = e if unit is None else unit
+        rows = rows_fused if fused else rows_unfused
+        return rows * m * n * size + weight(m, n, size) + stats(m, n, size)
+    return count
+
+
+# Known wrong counts of add + RMSNorm, as functions of (m, n, element_size, fused), with
+# what is wrong and a hint.  Named only when the learner's counts follow one of them on
+# every shape, fused and unfused (on one shape two of them can coincide).
+_ADD_NORM_MISTAKES = (
+    (_add_norm_count(rows_fused=3),
+     "the fused kernel must also write residual_out.",
+     "the next block's skip connection needs x + residual: the fused kernel reads 2 row "
+     "tensors and writes 2."),
+    (_add_norm_count(rows_unfused=4),
+     "your unfused count equals the fused one.",
+     "unfused, the sum s is written by the add kernel and read back by the norm kernel: one "
+     "more row pass."),
+    (_add_norm_count(rows_unfused=6),
+     "unfused, you counted a read of x and residual by the norm kernel, or s written twice.",
+     "add: read x, residual, write s (3). RMSNorm: read s, write y (2)."),
+    (_add_norm_count(rows_fused=5, rows_unfused=4),
+     "your fused and unfused counts are swapped: fusing saves a row pass.",
+     "fused: 4 row passes; unfused: 3 in the add and 2 in the norm."),
+    (_add_norm_count(weight=lambda m, n, e: 0, stats=lambda m, n, e: 0),
+     "the weight (N elements, read once) and the float32 rstd per row are missing.",
+     "add n * element_size + m * 4."),
+    (_add_norm_count(weight=lambda m, n, e: 0),
+     "the weight is missing: the norm reads it once (N elements of element_size bytes).",
+     "add n * element_size."),
+    (_add_norm_count(stats=lambda m, n, e: 0),
+     "the saved rstd is missing: the norm writes one float32 (4 bytes) per row for the "
+     "backward.", "add 4 * m."),
+    (_add_norm_count(weight=lambda m, n, e: m * n * e),
+     "you read the weight once per row: it is N elements, read once.",
+     "the weight costs n * element_size, not m * n * element_size."),
+    (_add_norm_count(stats=lambda m, n, e: m * e),
+     "the rstd is float32 (4 bytes per row), whatever the input's dtype.",
+     "4 * m, not m * element_size."),
+    (_add_norm_count(stats=lambda m, n, e: 8 * m),
+     "RMSNorm saves one statistic per row (rstd), not two: it has no mean.",
+     "4 * m bytes of rstd."),
+    (_add_norm_count(weight=lambda m, n, e: 4 * n),
+     "the weight has the input's dtype (element_size bytes per element), not float32.",
+     "n * element_size."),
+    (_add_norm_count(weight=lambda m, n, e: 2 * n * e),
+     "RMSNorm has one parameter, the weight (no bias), read once.",
+     "n * element_size."),
+    (_add_norm_count(weight=lambda m, n, e: n),
+     "the weight is counted in elements, not bytes: N elements of element_size bytes each.",
+     "n * element_size."),
+    (_add_norm_count(stats=lambda m, n, e: m),
+     "the rstd is counted as one byte per row; it is one float32, 4 bytes, per row.",
+     "4 * m."),
+    (_add_norm_count(unit=1, stats=lambda m, n, e: m),
+     "you counted elements, not bytes.",
+     "multiply by element_size (4 bytes per float32 rstd)."),
+)
+
+_ADD_NORM_HINT = ("count row-sized tensors (M*N elements each): fused reads 2 and writes 2; "
+                  "unfused 3 in the add and 2 in the norm. Then the weight once and 4 bytes of "
+                  "rstd per row.")
+
+
 @checker
 def check_add_norm_bytes(fn: Callable) -> str:
     """Check ``fn(m, n, element_size, fused)``: bytes of add + RMSNorm, fused or unfused."""
-    for m, n, e in _CASES:
+    counts = [((m, n, e, fused), _count(fn, m, n, e, fused))
+              for m, n, e in _CASES for fused in (True, False)]
+    wrong = [(case, got) for case, got in counts if got != add_norm_bytes(*case)]
+    if wrong:
+        (m, n, e, fused), got = wrong[0]
         label = f"M={m}, N={n}, element_size={e}"
-        for fused in (True, False):
-            got = _count(fn, m, n, e, fused)
-            want = add_norm_bytes(m, n, e, fused)
-            if got == want:
-                continue
-            kind = "fused" if fused else "unfused"
-            row = m * n * e
-            extra = n * e + m * 4
-            if fused and got == 3 * row + extra:
-                raise Mistake(f"the fused kernel must also write residual_out (for {label}).",
-                              "the next block's skip connection needs x + residual: the fused "
-                              "kernel reads 2 row tensors and writes 2.")
-            if not fused and got == 4 * row + extra:
-                raise Mistake(f"your unfused count equals the fused one (for {label}).",
-                              "unfused, the sum s is written by the add kernel and read back by "
-                              "the norm kernel: one more row pass.")
-            if not fused and got == 6 * row + extra:
-                raise Mistake(f"unfused, you counted a read of x and residual by the norm "
-                              f"kernel, or s written twice (for {label}).",
-                              "add: read x, residual, write s (3). RMSNorm: read s, write y (2).")
-            if got == _rows_only(m, n, e, fused):
-                raise Mistake(f"the weight (N elements, read once) and the float32 rstd per row "
-                              f"are missing from your {kind} count (for {label}).",
-                              "add n * element_size + m * 4.")
-            raise Mistake(f"{kind}, for {label}, you counted {got:,} bytes; it moves {want:,}.",
-                          "count row-sized tensors (M*N elements each): fused reads 2 and writes "
-                          "2; unfused 3 in the add and 2 in the norm. Then the weight once and "
-                          "4 bytes of rstd per row.")
+        named = [(what, hint) for formula, what, hint in _ADD_NORM_MISTAKES
+                 if all(formula(*case) == count for case, count in counts)]
+        if len(named) == 1:
+            what, hint = named[0]
+            raise Mistake(f"{what[:-1]} (for {label}).", hint)
+        kind = "fused" if fused else "unfused"
+        raise Mistake(f"{kind}, for {label}, you counted {got:,} bytes; it moves "
+                      f"{add_norm_bytes(m, n, e, fused):,}.", _ADD_NORM_HINT)
     saved = add_norm_bytes(4096, 4096, 2, False) - add_norm_bytes(4096, 4096, 2, True)
     return (f"check_add_norm_bytes: fused and unfused counts match on 4 shapes; at M=N=4096 in "
             f"bfloat16 fusing saves {saved:,} bytes per forward.")
-
-
-def _rows_only(m, n, e, fused):
-    return (4 if fused else 5) * m * n * e
 
 
 def _reference_backward(x, r, w, eps, dy, dres):
@@ -173,6 +221,102 @@ def _unpack(out):
     return out
 
 
+def _variant_backward(x, r, w, eps, dy, dres, *, residual=True, eps_at="inside", weight=True,
+                      projection=1, centre=False, with_dres=True, dweight="x_hat",
+                      layer_norm=False, variance=False):
+    """The hand-derived backward in float64 with one deliberate mistake (for diagnosis).
+
+    ``projection``: the sign of the term x_hat * mean(g * x_hat) (0 leaves it out);
+    ``layer_norm``: LayerNorm's statistics and backward instead of RMSNorm's;
+    ``variance``: rstd from the variance of s (its mean subtracted) instead of mean(s**2).
+    """
+    x, r, w, dy, dres = (t.double() for t in (x, r, w, dy, dres))
+    s = x + r if residual else x
+    if layer_norm:
+        s, centre = s - s.mean(-1, keepdim=True), True
+    ms = (s * s).mean(-1, keepdim=True) if not variance else s.var(-1, keepdim=True,
+                                                                     unbiased=False)
+    rstd = {"inside": torch.rsqrt(ms + eps), "missing": torch.rsqrt(ms),
+            "outside": 1 / (ms.sqrt() + eps)}[eps_at]
+    x_hat = s * rstd
+    g = dy * w if weight else dy
+    inner = g - projection * x_hat * (g * x_hat).mean(-1, keepdim=True)
+    if centre:
+        inner = inner - g.mean(-1, keepdim=True)
+    ds = rstd * inner + (dres if with_dres else 0)
+    rows = {"x_hat": dy * x_hat, "s": dy * s, "g": g * x_hat}[dweight].reshape(-1, s.shape[-1])
+    return ds, ds, rows.sum(0)
+
+
+def _backward_mistakes(x, r, w, eps, dy, dres):
+    """(what is wrong, the hint, the wrong (dx, dresidual, dweight)) for known mistakes."""
+    args = (x, r, w, eps, dy, dres)
+    ref_dw = _variant_backward(*args)[2]
+    return [
+        ("you normalized x alone: the norm reads the sum s = x + residual.",
+         "s = x + residual; rstd and x_hat come from s.", _variant_backward(*args, residual=False)),
+        ("dy and dres are swapped: dy is the gradient of y (the norm's output), dres the "
+         "gradient of residual_out.", "ds = rstd * (g - x_hat * mean(g * x_hat)) + dres, g = dy * "
+         "weight.", _variant_backward(x, r, w, eps, dres, dy)),
+        ("eps is missing from rstd.", "rstd = 1 / sqrt(mean(s**2) + eps).",
+         _variant_backward(*args, eps_at="missing")),
+        ("eps is outside the square root: rstd = 1 / sqrt(mean(s**2) + eps), not "
+         "1 / (sqrt(mean(s**2)) + eps).", "put eps inside the square root, as in the forward.",
+         _variant_backward(*args, eps_at="outside")),
+        ("the weight is missing from dx: the gradient that enters the norm is g = dy * weight.",
+         "g = dy * weight, then ds = rstd * (g - x_hat * mean(g * x_hat)) + dres.",
+         _variant_backward(*args, weight=False)),
+        ("the term x_hat * mean(g * x_hat) is missing: rstd depends on s too, so part of the "
+         "gradient flows back through it.", "ds = rstd * (g - x_hat * mean(g * x_hat, -1)) + dres.",
+         _variant_backward(*args, projection=0)),
+        ("the term x_hat * mean(g * x_hat) has the wrong sign: it is subtracted from g.",
+         "ds = rstd * (g - x_hat * mean(g * x_hat)) + dres.",
+         _variant_backward(*args, projection=-1)),
+        ("you also subtracted mean(g): that is LayerNorm's backward. RMSNorm subtracts no mean, "
+         "so its backward has no mean(g) term.", "ds = rstd * (g - x_hat * mean(g * x_hat)) + dres.",
+         _variant_backward(*args, centre=True)),
+        ("you derived LayerNorm's backward (the mean subtracted from s, its variance in "
+         "rstd); RMSNorm divides s by its root mean square and subtracts no mean.",
+         "rstd = 1 / sqrt(mean(s**2) + eps), x_hat = s * rstd, ds = rstd * (g - x_hat * "
+         "mean(g * x_hat)) + dres.", _variant_backward(*args, layer_norm=True)),
+        ("rstd comes from the variance of s (its mean subtracted); RMSNorm's rstd uses the "
+         "mean of s**2.", "rstd = 1 / sqrt(mean(s**2) + eps).",
+         _variant_backward(*args, variance=True)),
+        ("dweight uses s; it uses the normalized x_hat = s * rstd.",
+         "dweight = sum over all rows of dy * x_hat.", _variant_backward(*args, dweight="s")),
+        ("dweight includes the weight itself: it is the sum of dy * x_hat, not of "
+         "dy * weight * x_hat.", "dweight = sum over all rows of dy * x_hat.",
+         _variant_backward(*args, dweight="g")),
+        ("dweight is averaged over the rows; the weight is used by every row, so its gradient "
+         "is the sum.", "dweight = (dy * x_hat).reshape(-1, N).sum(0).",
+         (None, None, ref_dw / (x.numel() // x.shape[-1]))),
+    ]
+
+
+_USED_AUTOGRAD = object()   # what _without_autograd returns when the learner called autograd
+
+
+def _without_autograd(fn: Callable) -> Callable:
+    """``fn`` run in inference mode, where autograd cannot work, as the exercise asks.
+
+    Autograd's error comes from inside torch; it is turned into a marker so that the
+    checker can say what happened instead of quoting a line of torch's code.
+    """
+    def run(*args):
+        with torch.inference_mode():
+            try:
+                return fn(*args)
+            except RuntimeError as err:
+                if "require grad" in str(err) or "nference" in str(err):
+                    return _USED_AUTOGRAD
+                raise
+    return run
+
+
+def _named(what: str, label: str) -> str:
+    return f"{what[:-1]} (on {label})."
+
+
 @checker
 def check_add_rms_norm_backward(fn: Callable) -> str:
     """Check ``fn(x, residual, weight, eps, dy, dres) -> (dx, dresidual, dweight)``."""
@@ -182,11 +326,22 @@ def check_add_rms_norm_backward(fn: Callable) -> str:
         n = shape[-1]
         x = torch.randn(*shape, generator=g, dtype=torch.float64)
         r = torch.randn(*shape, generator=g, dtype=torch.float64) * 2
+        if shape == (4, 16):
+            # one row of tiny values, where mean(s**2) is of the order of eps: eps must
+            # sit where the forward puts it
+            x[1], r[1] = x[1] * 1e-3, r[1] * 1e-3
         w = torch.randn(n, generator=g, dtype=torch.float64) * 0.5 + 1
         dy = torch.randn(*shape, generator=g, dtype=torch.float64)
         dres = torch.randn(*shape, generator=g, dtype=torch.float64)
         eps = 1e-6
-        dx, dr, dw = _unpack(call_learner(fn, x, r, w, eps, dy, dres, name="your backward"))
+        out = call_learner(_without_autograd(fn), x, r, w, eps, dy, dres, name="your backward")
+        if out is _USED_AUTOGRAD:
+            raise Mistake("your backward calls autograd (torch.autograd.grad or .backward()); the "
+                          "exercise asks for it by hand, and autograd is switched off in this "
+                          "check.",
+                          "ds = rstd * (g - x_hat * mean(g * x_hat)) + dres with g = dy * weight; "
+                          "dx = dresidual = ds; dweight = sum over rows of dy * x_hat.")
+        dx, dr, dw = _unpack(out)
         label = f"the {'x'.join(map(str, shape))} input"
         ref_dx, ref_dr, ref_dw = _reference_backward(x, r, w, eps, dy, dres)
         expect_tensor(dx, x, name="dx")
@@ -198,11 +353,20 @@ def check_add_rms_norm_backward(fn: Callable) -> str:
         # the error the same formula makes in float32 on this input, per output.
         tol_dx, tol_dr, tol_dw = (4 * err + 1e-9 for err in
                                   float32_error(_formula_backward, x, r, w, eps, dy, dres))
-        if not close(dw, ref_dw, atol=tol_dw):
+        ok_dw, ok_dx = close(dw, ref_dw, atol=tol_dw), close(dx, ref_dx, atol=tol_dx)
+        if not (ok_dw and ok_dx):
+            for what, hint, (m_dx, _, m_dw) in _backward_mistakes(x, r, w, eps, dy, dres):
+                dx_fits = ok_dx if m_dx is None else is_mistake(dx, m_dx, ref_dx, tol_dx) or \
+                    (ok_dx and close(m_dx, ref_dx, atol=tol_dx))
+                dw_fits = is_mistake(dw, m_dw, ref_dw, tol_dw) or \
+                    (ok_dw and close(m_dw, ref_dw, atol=tol_dw))
+                if dx_fits and dw_fits:
+                    raise Mistake(_named(what, label), hint)
+        if not ok_dw:
             raise Mistake(f"dweight is wrong on {label} (max error {max_error(dw, ref_dw):.3g}).",
                           "dweight = sum over all rows of dy * x_hat, with x_hat = s * rstd and "
                           "s = x + residual.")
-        if not close(dx, ref_dx, atol=tol_dx):
+        if not ok_dx:
             if is_mistake(dx, ref_dx - dres, ref_dx, atol=tol_dx):
                 raise Mistake(f"dx is missing the gradient of residual_out on {label}.",
                               "residual_out = x + residual is an output too: add dres to the "
@@ -217,6 +381,10 @@ def check_add_rms_norm_backward(fn: Callable) -> str:
             if (dr == 0).all():
                 raise Mistake(f"dresidual is zero on {label}, but the residual feeds the sum too.",
                               "s = x + residual: ds/dx = ds/dresidual = 1, so dresidual = dx.")
+            if is_mistake(dr, dres, ref_dr, atol=tol_dr):
+                raise Mistake(f"dresidual is only dres on {label}: the residual feeds the norm "
+                              "too, so it gets the whole gradient of s, the same as x.",
+                              "s = x + residual: dresidual = dx = ds.")
             raise Mistake(f"dresidual is wrong on {label} (max error "
                           f"{max_error(dr, ref_dr):.3g}).",
                           "s = x + residual: the residual gets exactly the same gradient as x.")

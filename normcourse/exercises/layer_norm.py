@@ -6,6 +6,15 @@ precision).  When an output is wrong it compares it with a list of *known
 wrong* formulas: if it matches one, the learner hears exactly which mistake
 it is; otherwise they get the size of the error and where it is.
 
+The forward must be built from plain tensor operations: a call to
+``F.layer_norm`` (directly or through ``nn.LayerNorm``), another library
+normalization or ``normcourse.norms``' finished version is named as such, and
+so is autograd in the backward, which the chapter asks for by hand
+(:class:`~normcourse.exercises.feedback.Forbidden`).  Half-precision inputs
+include rows on which statistics computed in float16 or bfloat16 break (a
+large mean for LayerNorm, entries whose square overflows float16 for RMSNorm);
+an answer that is right on the same numbers in float32 hears that.
+
 Tolerances are calibrated per case: the reference is computed in float64
 from the very same input, and a float32 or float16 answer may differ from it
 by a few times what PyTorch's own kernel does on that input, plus a small atol.
@@ -20,8 +29,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from normcourse import norms
 from normcourse.exercises.feedback import (
-    Mistake, call_learner, checker, close, expect_tensor, is_mistake, max_error,
+    Forbidden, Mistake, call_learner, checker, close, expect_tensor, is_mistake, max_error,
 )
 
 __all__ = ["check_layer_norm", "check_rms_norm", "check_layer_norm_backward"]
@@ -77,7 +87,8 @@ def _diagnose(out, ref, tol, variants, name="your output", nan_mistake=None):
 # LayerNorm forward
 # --------------------------------------------------------------------------
 
-def _ln(x, w, b, eps, dim=-1, unbiased=False, eps_outside=False, one_pass=None):
+def _ln(x, w, b, eps, dim=-1, unbiased=False, eps_outside=False, one_pass=None, clamp=False,
+        denom_power=0.5):
     """LayerNorm in float64 with optional, deliberate mistakes (for diagnosis).
 
     ``one_pass``: E[x^2] - E[x]^2 evaluated in float32, as a learner would, kept
@@ -94,7 +105,12 @@ def _ln(x, w, b, eps, dim=-1, unbiased=False, eps_outside=False, one_pass=None):
         mean = mean_f.double()
     else:
         var = x64.var(dim=dim, unbiased=unbiased, keepdim=True)
-    denom = var.sqrt() + eps if eps_outside else (var + eps).sqrt()
+    if eps_outside:
+        denom = var.sqrt() + eps
+    elif clamp:
+        denom = var.clamp(min=eps).sqrt()
+    else:
+        denom = (var + eps) ** denom_power
     y = (x64 - mean) / denom
     return y * w.double() + b.double()
 
@@ -115,6 +131,16 @@ def _layer_norm_variants(x, w, b, eps):
          ("eps is added outside the square root: LayerNorm divides by sqrt(var + eps), "
           "not sqrt(var) + eps.",
           "move eps inside: torch.sqrt(var + eps) or torch.rsqrt(var + eps).")),
+        (lambda: _ln(x, w, b, eps, clamp=True),
+         ("you clamped the variance at eps (clamp(var, eps), or max(var, eps)): that changes "
+          "only rows whose variance is below eps, where LayerNorm adds eps to every variance.",
+          "torch.sqrt(var + eps), not torch.sqrt(var.clamp(min=eps)).")),
+        (lambda: _ln(x, w, b, eps ** 2),
+         (f"you added eps ** 2 ({eps ** 2:.0e}), not eps ({eps:g}), to the variance.",
+          "torch.sqrt(var + eps): eps is already a variance-sized number.")),
+        (lambda: _ln(x, w, b, eps, denom_power=1.0),
+         ("you divided by the variance: LayerNorm divides by the standard deviation, "
+          "sqrt(var + eps).", "torch.sqrt(var + eps) or torch.rsqrt(var + eps).")),
         (lambda: _ln(x, w, b, 0.0),
          ("eps is missing: LayerNorm divides by sqrt(var + eps); without eps a constant "
           "row divides by zero.", "add eps to the variance before the square root.")),
@@ -127,6 +153,16 @@ def _layer_norm_variants(x, w, b, eps):
          ("the bias is missing.", "add bias after multiplying by weight.")),
         (lambda: _ln(x, torch.ones_like(w), b, eps),
          ("the weight is missing.", "multiply x_hat by weight before adding bias.")),
+        (lambda: _ln(x, -w, b, eps),
+         ("a sign error: your x_hat is (mean - x) / std; LayerNorm's is (x - mean) / std.",
+          "subtract the mean from x, not x from the mean.")),
+        (lambda: _ln(x, w, -b, eps),
+         ("a sign error: you subtracted the bias; LayerNorm adds it.",
+          "y = x_hat * weight + bias.")),
+        (lambda: _ln(x * w.to(x.dtype), torch.ones_like(w), b, eps),
+         ("you multiplied by the weight before normalizing: LayerNorm normalizes x first, then "
+          "applies weight and bias to the normalized x_hat.",
+          "x_hat = (x - mean) / sqrt(var + eps); y = x_hat * weight + bias.")),
     ]
 
 
@@ -149,17 +185,67 @@ def _welford(x, w, b, eps):
     return (xf - mean[..., None]) * rstd * w.float() + b.float()
 
 
+_PLAIN_OPS = ("write it with plain tensor operations: mean over dim=-1, the mean of (x - mean) "
+              "** 2, torch.sqrt (or torch.rsqrt), then weight and bias.")
+_LN_FORBIDDEN = (
+    Forbidden((F.layer_norm, torch.layer_norm, torch.native_layer_norm),
+              "you called F.layer_norm (directly, or through nn.LayerNorm): the exercise asks "
+              "you to build LayerNorm yourself, not to call PyTorch's.", _PLAIN_OPS),
+    Forbidden((F.group_norm, torch.group_norm, F.instance_norm),
+              "you called a library normalization (F.group_norm or F.instance_norm), which "
+              "computes LayerNorm's statistics for you: the exercise asks you to compute them.",
+              _PLAIN_OPS),
+    Forbidden((norms.layer_norm, norms.layer_norm_reference, norms.LayerNormFunction.forward),
+              "you called normcourse.norms' LayerNorm, the finished version of this exercise.",
+              _PLAIN_OPS),
+)
+
+
+def _low_precision_mistake(fn, args, out, ref, tol32, label, name, what_breaks):
+    """A wrong float16/bfloat16 answer that is right on the same numbers in float32.
+
+    Upcasting is exact, so ``ref`` is also the reference for the float32 inputs, and
+    ``tol32`` the tolerance there.
+    """
+    wide = [a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+            for a in args]
+    try:
+        out32 = call_learner(fn, *wide, name=name)
+    except Mistake:
+        return None
+    if not (isinstance(out32, torch.Tensor) and out32.shape == ref.shape
+            and close(out32, ref, atol=tol32)):
+        return None
+    dtype = str(args[0].dtype).replace("torch.", "")
+    return Mistake(f"your output is right when the same numbers come in float32, but wrong on "
+                   f"the {label} (max error {max_error(out, ref):.3g}): you compute the "
+                   f"statistics in {dtype}, and {what_breaks}.",
+                   "convert to float32 first (xf = x.float()), compute everything in float32, "
+                   "and return the result with .to(x.dtype).")
+
+
 def _check_ln_case(fn, x, w, b, eps, label, extra_variants=(), nan_mistake=None,
                    welford=False):
     ref = _ln(x, w, b, eps)
-    out = expect_tensor(call_learner(fn, x, w, b, eps, name="your layer_norm"), x,
+    out = expect_tensor(call_learner(fn, x, w, b, eps, name="your layer_norm",
+                                     forbidden=_LN_FORBIDDEN), x,
                         name=f"your output ({label})")
     tol = _tolerance(F.layer_norm(x, x.shape[-1:], w.to(x.dtype), b.to(x.dtype), eps), ref)
     if welford:  # a correct float32 Welford sweep must pass too: allow a few times its error
         tol = max(tol, _tolerance(_welford(x, w, b, eps), ref))
-    if not close(out, ref, atol=tol, rtol=0):
-        _diagnose(out, ref, tol, list(extra_variants) + _layer_norm_variants(x, w, b, eps),
-                  name=f"your output ({label})", nan_mistake=nan_mistake)
+    if close(out, ref, atol=tol, rtol=0):
+        return
+    if x.dtype in (torch.float16, torch.bfloat16):
+        xf, wf, bf = x.float(), w.float(), b.float()
+        tol32 = _tolerance(F.layer_norm(xf, xf.shape[-1:], wf, bf, eps), ref)
+        low = _low_precision_mistake(fn, (x, w, b, eps), out, ref, tol32, label,
+                                     "your layer_norm",
+                                     "on rows whose mean is large next to their spread, the "
+                                     "mean rounded to that precision shifts every x - mean")
+        if low is not None:
+            raise low
+    _diagnose(out, ref, tol, list(extra_variants) + _layer_norm_variants(x, w, b, eps),
+              name=f"your output ({label})", nan_mistake=nan_mistake)
 
 
 @checker
@@ -171,14 +257,13 @@ def check_layer_norm(fn: Callable) -> str:
     b = torch.randn(n, generator=g) * 0.5
 
     x = torch.randn(8, n, generator=g) * 2 + 0.5
-    _check_ln_case(fn, x, w, b, 1e-5, "random 8 x 48 input")
-
     x3 = torch.randn(2, 5, n, generator=g)
-    _check_ln_case(fn, x3, w, b, 1e-5, "3-D input of shape (2, 5, 48)")
-
     # Small variance and a large eps make eps's place in the formula visible.
     xs = torch.randn(6, n, generator=g) * 0.02
+    _check_ln_case(fn, x, w, b, 1e-5, "random 8 x 48 input")
+    # before the 3-D case: only here do the ways of getting eps wrong differ from each other
     _check_ln_case(fn, xs, w, b, 1e-3, "small-variance rows with eps=1e-3")
+    _check_ln_case(fn, x3, w, b, 1e-5, "3-D input of shape (2, 5, 48)")
 
     # A constant row has variance 0: only eps keeps the division finite.
     xc = torch.randn(4, n, generator=g)
@@ -201,9 +286,12 @@ def check_layer_norm(fn: Callable) -> str:
     _check_ln_case(fn, xl, wl, bl, 1e-5, "rows with mean 10000", one_pass, negative_var,
                    welford=True)
 
-    for dtype in (torch.float16, torch.bfloat16):
-        xh = (torch.randn(8, n, generator=g) * 2 + 1).to(dtype)
-        _check_ln_case(fn, xh, w.to(dtype), b.to(dtype), 1e-5, f"{dtype} input")
+    # Half of the rows have a mean large next to their spread: statistics computed in
+    # float16 or bfloat16 lose the spread there (float32 statistics do not).
+    for dtype, large_mean in ((torch.float16, 200.0), (torch.bfloat16, 50.0)):
+        xh = torch.randn(8, n, generator=g) * 2 + 1
+        xh[4:] = torch.randn(4, n, generator=g) + large_mean
+        _check_ln_case(fn, xh.to(dtype), w.to(dtype), b.to(dtype), 1e-5, f"{dtype} input")
 
     return ("check_layer_norm: all 7 cases pass (random, 3-D, eps placement, constant row, "
             "large mean, float16, bfloat16).")
@@ -213,11 +301,13 @@ def check_layer_norm(fn: Callable) -> str:
 # RMSNorm forward
 # --------------------------------------------------------------------------
 
-def _rms(x, w, eps, dim=-1, eps_outside=False, centered=False, use_sum=False):
+def _rms(x, w, eps, dim=-1, eps_outside=False, centered=False, use_sum=False, clamp=False):
     x64 = x.double()
     if centered:
         x64 = x64 - x64.mean(dim=dim, keepdim=True)
     ms = (x64 * x64).sum(dim=dim, keepdim=True) if use_sum else (x64 * x64).mean(dim=dim, keepdim=True)
+    if clamp:
+        ms, eps = ms.clamp(min=eps), 0.0
     denom = ms.sqrt() + eps if eps_outside else (ms + eps).sqrt()
     return x64 / denom * w.double()
 
@@ -229,6 +319,13 @@ def _check_rms_case(fn, x, w, eps, label):
     tol = _tolerance(F.rms_norm(x, x.shape[-1:], w.to(x.dtype), eps), ref)
     if close(out, ref, atol=tol, rtol=0):
         return
+    if x.dtype in (torch.float16, torch.bfloat16):
+        tol32 = _tolerance(F.rms_norm(x.float(), x.shape[-1:], w.float(), eps), ref)
+        low = _low_precision_mistake(fn, (x, w, eps), out, ref, tol32, label, "your rms_norm",
+                                     "x * x overflows float16 (largest value 65504) on rows "
+                                     "with entries of a few hundred")
+        if low is not None:
+            raise low
     variants = [
         (lambda: _rms(x, w, eps, centered=True),
          ("you subtracted the mean: that is LayerNorm. RMSNorm only re-scales, it does not "
@@ -242,9 +339,19 @@ def _check_rms_case(fn, x, w, eps, label):
         (lambda: _rms(x, w, eps, eps_outside=True),
          ("eps is added outside the square root: RMSNorm divides by sqrt(mean(x^2) + eps).",
           "torch.rsqrt((x * x).mean(-1, keepdim=True) + eps).")),
+        (lambda: _rms(x, w, eps, clamp=True),
+         ("you clamped the mean square at eps (clamp(ms, eps), or max(ms, eps)): that changes "
+          "only rows whose mean square is below eps, where RMSNorm adds eps to every one.",
+          "torch.rsqrt(ms + eps), not torch.rsqrt(ms.clamp(min=eps)).")),
+        (lambda: _rms(x, w, eps ** 2),
+         (f"you added eps ** 2 ({eps ** 2:.0e}), not eps ({eps:g}), to the mean square.",
+          "torch.rsqrt((x * x).mean(-1, keepdim=True) + eps).")),
         (lambda: _rms(x, w, 0.0),
          ("eps is missing: RMSNorm divides by sqrt(mean(x^2) + eps).",
           "add eps to the mean square before the square root.")),
+        (lambda: -ref,
+         ("a sign error: your output is minus RMSNorm's.",
+          "y = x / sqrt(mean(x^2) + eps) * weight, with no minus sign.")),
         (lambda: _rms(x, torch.ones_like(w), eps),
          ("the weight is missing.", "multiply the normalized x by weight.")),
         (lambda: x.double() / (x.double() * x.double()).mean(-1, keepdim=True) * w.double(),
@@ -268,8 +375,9 @@ def check_rms_norm(fn: Callable) -> str:
     xz[2] = 0.0  # mean square 0: only eps avoids 0/0
     _check_rms_case(fn, xz, w, 1e-6, "a row of zeros")
     for dtype in (torch.float16, torch.bfloat16):
-        _check_rms_case(fn, (torch.randn(8, n, generator=g) * 3).to(dtype), w.to(dtype), 1e-6,
-                        f"{dtype} input")
+        xh = torch.randn(8, n, generator=g) * 3
+        xh[6:] *= 100  # entries of a few hundred: x * x overflows float16, not float32
+        _check_rms_case(fn, xh.to(dtype), w.to(dtype), 1e-6, f"{dtype} input")
     return ("check_rms_norm: all 6 cases pass (random, 3-D, eps placement, zero row, "
             "float16, bfloat16).")
 
@@ -279,21 +387,31 @@ def check_rms_norm(fn: Callable) -> str:
 # --------------------------------------------------------------------------
 
 def _ln_backward(dy, x, w, eps, drop_mean_g=False, drop_proj=False, no_weight=False,
-                 no_rstd=False, dw_uses_x=False):
+                 no_rstd=False, dw_uses_x=False, proj_sign=1.0, axis=-1, unbiased=False):
     """Hand-derived LayerNorm backward in float64, with optional mistakes."""
     dy, x, w = dy.double(), x.double(), w.double()
     mean = x.mean(-1, keepdim=True)
-    rstd = ((x - mean).pow(2).mean(-1, keepdim=True) + eps).rsqrt()
+    rstd = (x.var(-1, unbiased=unbiased, keepdim=True) + eps).rsqrt()
     x_hat = (x - mean) * rstd
     g = dy if no_weight else dy * w
     inner = g.clone()
     if not drop_mean_g:
-        inner = inner - g.mean(-1, keepdim=True)
+        inner = inner - g.mean(axis, keepdim=True)
     if not drop_proj:
-        inner = inner - x_hat * (g * x_hat).mean(-1, keepdim=True)
+        inner = inner - proj_sign * x_hat * (g * x_hat).mean(axis, keepdim=True)
     dx = inner if no_rstd else rstd * inner
     dw = (dy * (x if dw_uses_x else x_hat)).sum(0)
     return dx, dw, dy.sum(0)
+
+
+_AUTOGRAD = (
+    Forbidden((torch.autograd.grad, torch.autograd.backward),
+              "you used autograd (.backward() or torch.autograd.grad): the exercise asks for the "
+              "hand-derived formula, which is what a fused kernel computes; autograd is what the "
+              "checker compares you with.",
+              "implement the boxed formula with plain tensor operations: x_hat, g = dy * weight, "
+              "then dx and the parameters' gradients."),
+)
 
 
 @checker
@@ -301,15 +419,17 @@ def check_layer_norm_backward(fn: Callable) -> str:
     """Check ``fn(dy, x, weight, eps) -> (dx, dweight, dbias)`` for LayerNorm."""
     g = _gen(1607)
     cases = []
-    for m, n, scale in ((6, 32, 1.0), (1, 17, 3.0), (16, 64, 0.5)):
+    # the last case has rows whose variance is about eps: eps's place in rstd shows there
+    for m, n, scale, eps in ((6, 32, 1.0, 1e-5), (1, 17, 3.0, 1e-5), (16, 64, 0.03, 1e-3)):
         x = torch.randn(m, n, generator=g) * scale + 0.3
         w = torch.randn(n, generator=g) * 0.5 + 1
         dy = torch.randn(m, n, generator=g)
-        cases.append((dy, x, w, 1e-5))
+        cases.append((dy, x, w, eps))
 
     for dy, x, w, eps in cases:
         label = f"x of shape {tuple(x.shape)}"
-        out = call_learner(fn, dy, x, w, eps, name="your layer_norm_backward")
+        out = call_learner(fn, dy, x, w, eps, name="your layer_norm_backward",
+                           forbidden=_AUTOGRAD)
         if not isinstance(out, (tuple, list)) or len(out) != 3:
             raise Mistake(f"your function should return a tuple (dx, dweight, dbias), got "
                           f"{type(out).__name__}{'' if not isinstance(out, (tuple, list)) else ' of length ' + str(len(out))}.",
@@ -329,6 +449,14 @@ def check_layer_norm_backward(fn: Callable) -> str:
             if close(dw, _ln_backward(dy, x, w, eps, dw_uses_x=True)[1], atol=tol):
                 raise Mistake(f"dweight uses x instead of the normalized x_hat ({label}).",
                               "dweight = (dy * x_hat).sum(dim=0) with x_hat = (x - mean) * rstd.")
+            if close(dw, _ln_backward(dy, x, w, eps, unbiased=True)[1], atol=tol):
+                raise Mistake(f"your x_hat uses the unbiased variance (dividing by N - 1), so "
+                              f"dweight is off ({label}); LayerNorm's forward divides by N.",
+                              "var = ((x - mean) ** 2).mean(-1, keepdim=True).")
+            if close(dw, _ln_backward(dy, x, w, 0.0)[1], atol=tol):
+                raise Mistake(f"eps is missing from rstd, so x_hat and dweight are off on rows "
+                              f"whose variance is about eps ({label}).",
+                              "rstd = 1 / sqrt(var + eps), the same as in the forward.")
             raise Mistake(f"dweight is wrong ({label}): max error {max_error(dw, ref_dw):.3g}.",
                           "dweight = (dy * x_hat).sum(dim=0).")
         if not close(dx, ref_dx, atol=tol):
@@ -349,6 +477,19 @@ def check_layer_norm_backward(fn: Callable) -> str:
                 (lambda: _ln_backward(dy, x, w, eps, no_rstd=True)[0],
                  ("dx is missing the overall factor rstd = 1 / sqrt(var + eps).",
                   "multiply the bracket by rstd.")),
+                (lambda: -ref_dx,
+                 ("a sign error: your dx is minus the gradient.",
+                  "dx = rstd * (g - mean(g) - x_hat * mean(g * x_hat)), with g = dy * weight.")),
+                (lambda: _ln_backward(dy, x, w, eps, proj_sign=-1.0)[0],
+                 ("a sign error: you added the `x_hat * mean(g * x_hat)` term; it is subtracted.",
+                  "dx = rstd * (g - mean(g) - x_hat * mean(g * x_hat)).")),
+                (lambda: _ln_backward(dy, x, w, eps, axis=0)[0],
+                 ("the means in dx are taken over the rows (dim=0): they are over the features "
+                  "of each row (dim=-1), like the forward's statistics.",
+                  "g.mean(dim=-1, keepdim=True) and (g * x_hat).mean(dim=-1, keepdim=True).")),
+                (lambda: _ln_backward(dy, x, w, 0.0)[0],
+                 ("eps is missing from rstd, so dx is off on rows whose variance is about eps.",
+                  "rstd = 1 / sqrt(var + eps), the same as in the forward.")),
             ]
             _diagnose(dx, ref_dx, tol, variants, name=f"dx ({label})")
     return "check_layer_norm_backward: dx, dweight and dbias match a float64 reference on 3 shapes."

@@ -29,8 +29,13 @@ __all__ = ["check_adaln_zero", "check_strip_layer_norms"]
 # AdaLN-Zero
 # --------------------------------------------------------------------------
 
-def _ln(x):
-    return F.layer_norm(x, x.shape[-1:], eps=1e-6)
+def _ln(x, eps=1e-6, unbiased=False, eps_outside=False, dims=(-1,)):
+    """LayerNorm without affine parameters, with optional deliberate mistakes (for diagnosis)."""
+    mean = x.mean(dim=dims, keepdim=True)
+    var = x.var(dim=dims, keepdim=True, unbiased=unbiased)
+    if eps_outside:
+        return (x - mean) / (var.sqrt() + eps)
+    return (x - mean) / torch.sqrt(var + eps)
 
 
 def _adaln_zero(x, shift, scale, gate, branch):
@@ -43,24 +48,44 @@ def _adaln_zero(x, shift, scale, gate, branch):
 def _adaln_variants(x, shift, scale, gate, branch):
     x, sh, sc, g = x.double(), shift.double(), scale.double(), gate.double()
     sh1, sc1, g1 = sh[:, None, :], sc[:, None, :], g[:, None, :]
+
+    def with_norm(h):
+        return x + g1 * branch(h * (1 + sc1) + sh1)
+
     return [
         (lambda: x + g1 * branch(_ln(x) * sc1 + sh1),
          ("LN(x) is multiplied by scale, not by (1 + scale).",
           "AdaLN-Zero modulates with (1 + scale), so that scale = 0 leaves LN(x) unchanged.")),
+        (lambda: x + g1 * branch(_ln(x) * (1 - sc1) + sh1),
+         ("LN(x) is multiplied by (1 - scale); it is (1 + scale).",
+          "h = LN(x) * (1 + scale) + shift.")),
+        (lambda: x + g1 * branch(_ln(x) * (1 + sc1) - sh1),
+         ("shift is subtracted; it is added: h = LN(x) * (1 + scale) + shift.",
+          "h = LN(x) * (1 + scale) + shift.")),
         (lambda: x + g1 * branch(_ln(x) * (1 + sh1) + sc1),
          ("shift and scale are swapped.", "h = LN(x) * (1 + scale) + shift.")),
         (lambda: x + branch(_ln(x) * (1 + sc1) + sh1),
          ("the gate is not applied: the branch output is added to x as it is.",
           "multiply the branch output by gate before adding it to x.")),
+        (lambda: x + (1 + g1) * branch(_ln(x) * (1 + sc1) + sh1),
+         ("the branch is gated with (1 + gate); AdaLN-Zero gates with gate itself, so that a "
+          "zero gate switches the branch off.", "y = x + gate * branch(h).")),
         (lambda: g1 * (x + branch(_ln(x) * (1 + sc1) + sh1)),
          ("the gate multiplies the whole sum x + branch(...), so it also scales the skip path.",
           "only the branch is gated: y = x + gate * branch(h).")),
         (lambda: g1 * branch(_ln(x) * (1 + sc1) + sh1),
          ("the residual connection is missing: you returned only the gated branch.",
           "add x: y = x + gate * branch(h).")),
+        (lambda: x + g1 * (_ln(x) * (1 + sc1) + sh1),
+         ("the branch is missing: the modulated LN(x) is gated and added to x without going "
+          "through branch.", "y = x + gate * branch(LN(x) * (1 + scale) + shift).")),
         (lambda: x + g1 * branch(x * (1 + sc1) + sh1),
          ("x is modulated without being normalized first.",
           "normalize each token first: LN(x) without affine parameters (F.layer_norm(x, x.shape[-1:])).")),
+        (lambda: x + g1 * branch(_ln(x * (1 + sc1) + sh1)),
+         ("you modulated x before normalizing it, LN(x * (1 + scale) + shift): the norm then "
+          "removes most of the modulation. Normalize first, then modulate.",
+          "h = LN(x) * (1 + scale) + shift.")),
         (lambda: x + g1 * (branch(_ln(x)) * (1 + sc1) + sh1),
          ("shift and scale modulate the branch's output instead of its input.",
           "modulate LN(x) before it enters the branch: branch(LN(x) * (1 + scale) + shift).")),
@@ -69,7 +94,37 @@ def _adaln_variants(x, shift, scale, gate, branch):
           "token b instead of sample b.",
           "shift, scale and gate are (B, C), one row per sample: use shift[:, None, :] (or "
           ".unsqueeze(1)) so they broadcast over the T tokens.")),
+        (lambda: with_norm(_ln(x, eps=1e-5)),
+         ("your LayerNorm uses eps = 1e-5 (nn.LayerNorm's and F.layer_norm's default); the "
+          "exercise's is 1e-6. On tokens with a small spread the difference shows.",
+          "F.layer_norm(x, x.shape[-1:], eps=1e-6), or nn.LayerNorm(C, eps=1e-6, "
+          "elementwise_affine=False).")),
+        (lambda: with_norm(_ln(x, eps=0.0)),
+         ("your LayerNorm has no eps: on tokens with a small spread it divides by almost "
+          "nothing.", "add eps = 1e-6 to the variance inside the square root.")),
+        (lambda: with_norm(_ln(x, eps_outside=True)),
+         ("eps is added to the standard deviation; it belongs inside the square root, "
+          "sqrt(var + eps).", "(x - mean) / torch.sqrt(var + 1e-6).")),
+        (lambda: with_norm(_ln(x, unbiased=True)),
+         ("you used the unbiased variance (torch.var's default divides by C - 1); LayerNorm "
+          "divides by C.", "x.var(-1, keepdim=True, unbiased=False), or F.layer_norm.")),
+        (lambda: with_norm(_ln(x, dims=(1,))),
+         ("you normalized over the tokens (dimension 1); LayerNorm normalizes each token over "
+          "its C channels, the last dimension.", "F.layer_norm(x, x.shape[-1:], eps=1e-6).")),
+        (lambda: with_norm(_ln(x, dims=(1, 2))),
+         ("you normalized over tokens and channels together (x.shape[1:]); LayerNorm "
+          "normalizes each token on its own, over the last dimension.",
+          "F.layer_norm(x, x.shape[-1:], eps=1e-6): normalized_shape is the last dimension only.")),
     ]
+
+
+def _explain_broadcast(err: Exception) -> str | None:
+    """A (B, C) conditioning broadcast against (B, T, C) the wrong way fails to broadcast."""
+    if isinstance(err, RuntimeError) and "must match the size" in str(err):
+        return ("shift, scale and gate are (B, C), one row per sample, and x is (B, T, C): "
+                "broadcast them over the T tokens with shift[:, None, :] (or .unsqueeze(1)); "
+                "shift[None] or a plain shift lines them up with the wrong axis.")
+    return None
 
 
 @checker
@@ -85,9 +140,16 @@ def check_adaln_zero(fn: Callable) -> str:
     for B, T, s in ((3, 5, 0.5), (4, 4, 1.0), (2, 7, 0.3)):   # B == T catches a wrong broadcast
         x = torch.randn(B, T, 16, generator=g) * 2 + 0.5
         cases.append((x, *(torch.randn(B, 16, generator=g) * s for _ in range(3))))
+    # Last, the first shape again with tokens of small spread (variance about 1e-5, the
+    # size of eps): there the eps of the norm, and where it sits, change the result.  The
+    # earlier cases name the other mistakes first, on inputs where eps does not matter.
+    spread = torch.tensor([3e-3, 1.0, 1e-2, 5e-3, 2.0])[None, :, None]
+    x = 0.5 + torch.randn(3, 5, 16, generator=g) * spread
+    cases.append((x, *(torch.randn(3, 16, generator=g) * 0.5 for _ in range(3))))
     for x, shift, scale, gate in cases:
         label = f"x of shape {tuple(x.shape)}"
-        out = call_learner(fn, x, shift, scale, gate, branch, name="your adaln_zero")
+        out = call_learner(fn, x, shift, scale, gate, branch, name="your adaln_zero",
+                           explain=_explain_broadcast)
         expect_tensor(out, x, name=f"the output ({label})", shape_hint="the output has the shape of x.")
         ref = _adaln_zero(x, shift, scale, gate, branch)
         if not close(out, ref, atol=1e-4):
@@ -164,11 +226,17 @@ def check_strip_layer_norms(fn: Callable) -> str:
         empty_before = set(_none_children(model))
         out = call_learner(fn, model, name="your strip_layer_norms")
         if out is not None and not isinstance(out, nn.Module):
-            raise Mistake(f"your function returned a {type(out).__name__}; return the model "
-                          "(or nothing, if you changed it in place).",
+            raise Mistake(f"your function returned {type(out).__name__} {out!r:.40}; return the "
+                          "model (or nothing, if you changed it in place).",
                           "end with `return model`.")
         result = out if out is not None else model
         left = [n for n, m in result.named_modules() if isinstance(m, nn.LayerNorm)]
+        if out is None and len(left) == n_norms:
+            raise Mistake(f"your function returned None and the model it was given ({label}) "
+                          "still has all its LayerNorms: if you replaced them in a copy, that "
+                          "copy is lost.",
+                          "replace the norms in the model itself, or `return` the copy; the "
+                          "exercise asks you to return the model.")
         if left:
             raise Mistake(f"{len(left)} of the {n_norms} LayerNorms of {label} are still there: "
                           f"{', '.join(left)}.",

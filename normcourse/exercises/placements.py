@@ -9,10 +9,12 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import torch
-import torch.nn.functional as F
+import torch.nn as nn
 
+from normcourse.exercises.containers import call_keeping_inputs
 from normcourse.exercises.feedback import (
     Mistake, as_number, call_learner, checker, close, expect_tensor,
 )
@@ -48,31 +50,102 @@ def deepnorm_residual(x, sublayer, norm, alpha):
 
 # ------------------------------------------------------------------ sub-layers to test with
 
+class _Attention(nn.Module):
+    """A nonlinear stand-in for attention: 1.5 * tanh(h W)."""
+
+    def __init__(self, w: torch.Tensor):
+        super().__init__()
+        self.proj = nn.Linear(w.shape[0], w.shape[1], bias=False, dtype=torch.float64)
+        with torch.no_grad():
+            self.proj.weight.copy_(w.T)
+
+    def forward(self, h):
+        return torch.tanh(self.proj(h)) * 1.5
+
+
+def _linear(w: torch.Tensor) -> nn.Linear:
+    layer = nn.Linear(w.shape[0], w.shape[1], bias=False, dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.copy_(w.T)
+    return layer
+
+
+def _layer_norm(gain: torch.Tensor, bias: torch.Tensor) -> nn.LayerNorm:
+    norm = nn.LayerNorm(gain.shape[0], dtype=torch.float64)
+    with torch.no_grad():
+        norm.weight.copy_(gain)
+        norm.bias.copy_(bias)
+    return norm
+
+
 def _sublayers(d: int, seed: int):
-    """Distinct, nonlinear stand-ins for attention, the MLP and two LayerNorms."""
+    """Distinct, nonlinear stand-ins for attention, the MLP and two LayerNorms.
+
+    Real ``nn.Module`` objects, as the chapter passes (``block.attn``, ``block.norm_attn``):
+    a learner may combine them with ``nn.Sequential`` or call ``.forward``.
+    """
     g = torch.Generator().manual_seed(seed)
     wa = torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d)
     w1 = torch.randn(d, 2 * d, generator=g, dtype=torch.float64) / math.sqrt(d)
     w2 = torch.randn(2 * d, d, generator=g, dtype=torch.float64) / math.sqrt(2 * d)
+
     def vec():
         return torch.randn(d, generator=g, dtype=torch.float64)
 
     ga, ba = 1 + 0.3 * vec(), 0.2 * vec()   # two LayerNorms with different affine parameters
     gm, bm = 1 + 0.3 * vec(), 0.2 * vec()
+    mlp = nn.Sequential(_linear(w1), nn.GELU(), _linear(w2))
+    return _Attention(wa), mlp, _layer_norm(ga, ba), _layer_norm(gm, bm)
 
-    def attn(h):
-        return torch.tanh(h @ wa) * 1.5
 
-    def mlp(h):
-        return F.gelu(h @ w1) @ w2
+_PRE_LN_HINT = "Pre-LN: h = x + attn(norm_attn(x)); y = h + mlp(norm_mlp(h))."
 
-    def norm_attn(h):
-        return F.layer_norm(h, (d,), ga, ba)
 
-    def norm_mlp(h):
-        return F.layer_norm(h, (d,), gm, bm)
+@torch.no_grad()
+def _pre_ln_mistakes(x, attn, mlp, na, nm) -> dict:
+    """Known wrong Pre-LN blocks, by what is wrong with them."""
+    h = x + attn(na(x))
+    ref = h + mlp(nm(h))
 
-    return attn, mlp, norm_attn, norm_mlp
+    def then_mlp(hh, norm=nm):
+        return hh + mlp(norm(hh))
+
+    return {
+        "you computed a Post-LN block, N(x + F(x)): the norm sits on the residual stream.":
+            (lambda hp: nm(hp + mlp(hp)))(na(x + attn(x))),
+        "the MLP sees the block input x, not h = x + attention(...): the two sub-layers run in "
+        "parallel instead of one after the other.": x + attn(na(x)) + mlp(nm(x)),
+        "the residual (skip) connections are missing: the output should be h + mlp(...).":
+            mlp(nm(attn(na(x)))),
+        "the MLP's residual is missing: return h + mlp(norm_mlp(h)), not mlp(norm_mlp(h)).":
+            mlp(nm(h)),
+        "the attention's residual is missing: h = x + attn(norm_attn(x)), not "
+        "attn(norm_attn(x)).": then_mlp(attn(na(x))),
+        "the skip carries the normalized input: the stream must stay un-normalized "
+        "(h = x + attn(norm_attn(x)), not norm_attn(x) + attn(norm_attn(x))).":
+            (lambda a: then_mlp(a + attn(a)))(na(x)),
+        "you used norm_attn before the MLP too: each sub-layer has its own norm "
+        "(its own learned weight and bias).": then_mlp(h, na),
+        "you used norm_mlp before attention too: each sub-layer has its own norm "
+        "(norm_attn before attention).": (lambda hh: hh + mlp(nm(hh)))(x + attn(nm(x))),
+        "the MLP half is missing: after h = x + attn(norm_attn(x)) the block returns "
+        "h + mlp(norm_mlp(h)).": h,
+        "you swapped the two norms: norm_attn goes before attention, norm_mlp before the MLP.":
+            (lambda hs: hs + mlp(na(hs)))(x + attn(nm(x))),
+        "you ran the MLP before attention: attention comes first, then the MLP.":
+            (lambda hm: hm + attn(na(hm)))(x + mlp(nm(x))),
+        "you normalized each sub-layer's output instead of its input (Peri-LN's output norm "
+        "without its input norm); Pre-LN normalizes what the sub-layer reads.":
+            (lambda hp: hp + nm(mlp(hp)))(x + na(attn(x))),
+        "you subtracted the attention's output from the stream; the residual adds it: "
+        "h = x + attn(norm_attn(x)).": then_mlp(x - attn(na(x))),
+        "you subtracted the MLP's output from the stream; the residual adds it: "
+        "y = h + mlp(norm_mlp(h)).": h - mlp(nm(h)),
+        "there is no norm before the MLP.": h + mlp(h),
+        "there is no norm before attention.": (x + attn(x)) + mlp(nm(x + attn(x))),
+        "you normalized the block's output: Pre-LN leaves the residual stream un-normalized "
+        "(the model adds one final norm before the output head).": nm(ref),
+    }
 
 
 @checker
@@ -82,39 +155,49 @@ def check_pre_ln_block(fn) -> str:
         attn, mlp, na, nm = _sublayers(d, seed)
         x = 2.0 + 3.0 * torch.randn(*shape, generator=torch.Generator().manual_seed(seed + 10),
                                     dtype=torch.float64)
+        with torch.no_grad():
+            ref = pre_ln_block(x, attn, mlp, na, nm)
         out = expect_tensor(call_learner(fn, x, attn, mlp, na, nm, name="pre_ln_block"), x,
                             name="the block output")
-        h = x + attn(na(x))
-        ref = pre_ln_block(x, attn, mlp, na, nm)
         if close(out, ref, atol=1e-9, rtol=1e-9):
             continue
-        wrong = {
-            "you computed a Post-LN block, N(x + F(x)): the norm sits on the residual stream.":
-                (lambda hp: nm(hp + mlp(hp)))(na(x + attn(x))),
-            "the MLP sees the block input x, not h = x + attention(...): the two sub-layers run in "
-            "parallel instead of one after the other.": x + attn(na(x)) + mlp(nm(x)),
-            "the residual (skip) connections are missing: the output should be h + mlp(...).":
-                mlp(nm(attn(na(x)))),
-            "the MLP's residual is missing: return h + mlp(norm_mlp(h)), not mlp(norm_mlp(h)).":
-                mlp(nm(x + attn(na(x)))),
-            "the skip carries the normalized input: the stream must stay un-normalized "
-            "(h = x + attn(norm_attn(x)), not norm_attn(x) + attn(norm_attn(x))).":
-                (lambda a: (lambda hh: hh + mlp(nm(hh)))(a + attn(a)))(na(x)),
-            "you used norm_attn before the MLP too: each sub-layer has its own norm "
-            "(its own learned weight and bias).": h + mlp(na(h)),
-            "there is no norm before the MLP.": h + mlp(h),
-            "there is no norm before attention.": (x + attn(x)) + mlp(nm(x + attn(x))),
-            "you normalized the block's output: Pre-LN leaves the residual stream un-normalized "
-            "(the model adds one final norm before the output head).": nm(ref),
-        }
-        for what, value in wrong.items():
+        for what, value in _pre_ln_mistakes(x, attn, mlp, na, nm).items():
             if close(out, value, atol=1e-9, rtol=1e-9):
-                raise Mistake(what, "Pre-LN: h = x + attn(norm_attn(x)); y = h + mlp(norm_mlp(h)).")
+                raise Mistake(what, _PRE_LN_HINT)
         raise Mistake(f"for an input of shape {tuple(shape)} the largest error is "
-                      f"{(out - ref).abs().max():.3g}.",
-                      "Pre-LN: h = x + attn(norm_attn(x)); y = h + mlp(norm_mlp(h)).")
+                      f"{(out.detach() - ref).abs().max():.3g}.", _PRE_LN_HINT)
     return ("pre_ln_block is correct: each sub-layer reads a normalized copy, "
             "and the stream itself is never normalized.")
+
+
+@torch.no_grad()
+def _deepnorm_mistakes(x, sub, norm, alpha) -> dict:
+    """Known wrong DeepNorm residuals, by what is wrong with them."""
+    return {
+        "you scaled the branch against the skip, LN(x + alpha*F(x)) (or, the same function "
+        "once normalized, LN(x / alpha + F(x))); DeepNorm up-weights the skip: "
+        "LN(alpha*x + F(x)).": norm(x + alpha * sub(x)),
+        "alpha is not used: DeepNorm multiplies the skip by alpha before the norm.":
+            norm(x + sub(x)),
+        "you subtracted the sub-layer's output, LN(alpha*x - F(x)); the residual adds it: "
+        "LN(alpha*x + F(x)).": norm(alpha * x - sub(x)),
+        "alpha multiplies the output of the norm; it belongs on the skip, inside the norm.":
+            alpha * norm(x + sub(x)),
+        "the norm is missing: DeepNorm is a Post-LN scheme, LN(alpha*x + F(x)).":
+            alpha * x + sub(x),
+        "the sub-layer reads a normalized input (Pre-LN style); in DeepNorm it reads x and "
+        "the norm comes after the addition.": norm(alpha * x + sub(norm(x))),
+        "you normalized only the sub-layer's input, alpha*x + F(LN(x)) (Pre-LN with a scaled "
+        "skip); DeepNorm normalizes the sum: LN(alpha*x + F(x)).": alpha * x + sub(norm(x)),
+        "you normalized only the skip, LN(alpha*x) + F(x); the norm covers the whole sum: "
+        "LN(alpha*x + F(x)).": norm(alpha * x) + sub(x),
+        "you added the skip again after the norm, x + LN(...); DeepNorm's output is the norm "
+        "itself: LN(alpha*x + F(x)).": x + norm(alpha * x + sub(x)),
+        "the sub-layer reads alpha*x; alpha scales only the skip, the sub-layer reads x: "
+        "LN(alpha*x + F(x)).": norm(alpha * x + sub(alpha * x)),
+        "alpha scales the sub-layer's input, LN(x + F(alpha*x)); it belongs on the skip: "
+        "LN(alpha*x + F(x)).": norm(x + sub(alpha * x)),
+    }
 
 
 @checker
@@ -123,30 +206,28 @@ def check_deepnorm_residual(fn) -> str:
     for d, seed, alpha in ((8, 3, (2 * 6) ** 0.25), (16, 4, (2 * 24) ** 0.25)):
         sub, _, norm, _ = _sublayers(d, seed)
         x = 0.5 + torch.randn(4, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        with torch.no_grad():
+            ref = deepnorm_residual(x, sub, norm, alpha)
         out = expect_tensor(call_learner(fn, x, sub, norm, alpha, name="deepnorm_residual"), x,
                             name="the output")
-        ref = deepnorm_residual(x, sub, norm, alpha)
         if close(out, ref, atol=1e-9, rtol=1e-9):
             continue
-        wrong = {
-            "you scaled the branch, LN(x + alpha*F(x)); DeepNorm up-weights the skip: "
-            "LN(alpha*x + F(x)).": norm(x + alpha * sub(x)),
-            "alpha is not used: DeepNorm multiplies the skip by alpha before the norm.":
-                norm(x + sub(x)),
-            "alpha multiplies the output of the norm; it belongs on the skip, inside the norm.":
-                alpha * norm(x + sub(x)),
-            "the norm is missing: DeepNorm is a Post-LN scheme, LN(alpha*x + F(x)).":
-                alpha * x + sub(x),
-            "the sub-layer reads a normalized input (Pre-LN style); in DeepNorm it reads x and "
-            "the norm comes after the addition.": norm(alpha * x + sub(norm(x))),
-        }
-        for what, value in wrong.items():
+        for what, value in _deepnorm_mistakes(x, sub, norm, alpha).items():
             if close(out, value, atol=1e-9, rtol=1e-9):
                 raise Mistake(what, "return norm(alpha * x + sublayer(x)).")
-        if close(out, norm(alpha * (x + sub(x))), atol=1e-6, rtol=1e-6):
+        # Two mistakes equal to a named one up to LayerNorm's eps (the norm removes a
+        # common scale): matched more loosely, after the exact matches.
+        with torch.no_grad():
+            whole, divided = norm(alpha * (x + sub(x))), norm(x / alpha + sub(x))
+        if close(out, whole, atol=1e-6, rtol=1e-6):
             raise Mistake("you scaled the whole sum alpha*(x + F(x)); LayerNorm removes that scale "
                           "again, so alpha has no effect.", "only the skip is scaled: alpha * x + F(x).")
-        raise Mistake(f"with alpha={alpha:.3f} the largest error is {(out - ref).abs().max():.3g}.",
+        if close(out, divided, atol=1e-6, rtol=1e-6):
+            raise Mistake("you divided the skip by alpha, LN(x / alpha + F(x)): once normalized "
+                          "that is LN(x + alpha*F(x)), the branch up-weighted. DeepNorm up-weights "
+                          "the skip: LN(alpha*x + F(x)).", "return norm(alpha * x + sublayer(x)).")
+        raise Mistake(f"with alpha={alpha:.3f} the largest error is "
+                      f"{(out.detach() - ref).abs().max():.3g}.",
                       "return norm(alpha * x + sublayer(x)).")
     return "deepnorm_residual is correct: LN(alpha * x + F(x)), the skip up-weighted by alpha."
 
@@ -210,13 +291,22 @@ def check_classify_run(fn) -> str:
     """``fn(run, unigram_loss)`` returns "diverged", "failed" or "trained" for a stored run."""
     for unigram in (3.237, 2.9):
         for what, run, expected in _runs(unigram):
-            got = call_learner(fn, dict(run), unigram, name="classify_run", explain=_explain_none)
+            got = call_keeping_inputs(
+                fn, dict(run), unigram, name="classify_run", labels=("run", "unigram_loss"),
+                explain=_explain_none,
+                hint="read the run, do not write into it: the chapter stores the outcome itself "
+                     "(r['outcome'] = classify(r, UNIGRAM)) and plots the stored losses.")
             if not isinstance(got, str):
                 raise Mistake(f"classify_run returned {type(got).__name__}; expected one of the strings "
                               "'diverged', 'failed', 'trained'.", "return a string.")
-            got = got.strip().lower()
             if got == expected:
                 continue
+            if got.strip().lower() == expected:
+                raise Mistake(f"for {what} you returned {got!r}; the outcome must be exactly "
+                              f"{expected!r} (lower case, no spaces).",
+                              "the chapter counts the runs with r['outcome'] == 'trained' and "
+                              "so on: return exactly 'diverged', 'failed' or 'trained'.")
+            got = got.strip().lower()   # what the answer means; its spelling is checked above
             # Both training losses may give the same answer here: name each one that does.
             used = [shown for key, shown in (("final_train_loss", "run['final_train_loss']"),
                                              ("loss", "run['loss'][-1]"))
@@ -249,7 +339,22 @@ def check_classify_run(fn) -> str:
             f"is not {FAILED_MARGIN} nats below the unigram loss, trained otherwise.")
 
 
+_STEPPED = [3.0, 2.0, 4.0, 2.0, 2.0, 2.0, 4.0, 3.0, 4.0, 3.0, 2.0, 3.0, 3.0, 4.0, 4.0, 2.0, 2.5,
+            4.0, 2.5, 3.0, 4.0, 3.0, 4.0, 2.0]
+_JUMPY = [5.0, 5.0, 2.0, 2.0, 2.0, 2.0, 5.0, 2.0, 4.0, 5.0, 4.0, 5.0, 2.0, 2.0, 3.0, 2.0, 3.0, 2.0,
+          3.0, 4.0, 2.0, 2.5, 4.0, 2.5, 5.0, 4.0, 5.0, 3.0, 2.0, 3.0]
+
+
 def _spike_cases():
+    """(what, losses, [(ratio, window), ...]): curves that tell the rule from its near misses.
+
+    The last two curves step between a few exactly representable levels, so that windows
+    of even length have two different middle values (the median is their mean, not
+    the lower or the upper one), ties with ratio * median occur (a spike is strictly
+    above), and a window one step too long or too short changes the count.  Together
+    the curves give every rule of ``_SPIKE_MISTAKES`` its own counts (a test checks it),
+    so a mistake can be named from the counts alone.
+    """
     g = torch.Generator().manual_seed(7)
     base = [3.0 - 0.005 * t + 0.02 * float(v) for t, v in enumerate(torch.randn(120, generator=g))]
     long_spike = list(base)
@@ -263,31 +368,125 @@ def _spike_cases():
     gap[40:43], gap[44:47] = [4.0] * 3, [4.0] * 3          # two spikes separated by one normal step
     second = list(base)
     second[1] = 1.3 * second[0]                            # a spike at step 1: the window is one loss
-    return [("one spike lasting six steps", long_spike), ("a spike at the second step", second),
-            ("two isolated spikes", two),
-            ("a spike shortly after two very large early losses", early),
-            ("two spikes separated by one normal step", gap), ("a smooth curve", base)]
+    engine = [(1.2, 20), (1.2, 5)]
+    return [("one spike lasting six steps", long_spike, engine),
+            ("a spike at the second step", second, engine),
+            ("two isolated spikes", two, engine),
+            ("a spike shortly after two very large early losses", early, engine),
+            ("two spikes separated by one normal step", gap, engine),
+            ("a smooth curve", base, engine),
+            ("a loss that steps between a few levels", list(_STEPPED), [(1.25, 4), (1.5, 5)]),
+            ("a loss that jumps between a few levels", list(_JUMPY),
+             [(1.25, 4), (1.5, 6), (1.25, 3)])]
+
+
+def _spike_rule(window_of=lambda t, w: max(0, t - w), end=0, center=statistics.median,
+                above=lambda loss, line: loss > line, once=True, start=1):
+    """The engine's rule with one part swapped: how a near miss counts."""
+    def count(losses, ratio, window):
+        spikes, in_spike = 0, False
+        for t in range(start, len(losses)):
+            recent = losses[window_of(t, window):t + end]
+            now = bool(recent) and above(losses[t], ratio * center(recent))
+            if now and (not in_spike or not once):
+                spikes += 1
+            in_spike = now
+        return spikes
+    return count
+
+
+_SPIKE_MISTAKES = (
+    (_spike_rule(once=False),
+     "you counted every step above the line; a spike lasting several steps counts once.",
+     "count a step only if the previous step was not itself in a spike."),
+    (_spike_rule(center=statistics.mean),
+     "you compared with the mean of the window; a few huge losses drag a mean up, the median "
+     "ignores them.", "reference = statistics.median(losses[max(0, t - window):t])."),
+    (_spike_rule(end=1),
+     "your window includes step t itself; the reference is the previous `window` steps only, "
+     "so that a spike does not raise its own reference.",
+     "losses[max(0, t - window):t] ends before step t."),
+    (_spike_rule(center=lambda w: sorted(w)[(len(w) - 1) // 2]),
+     "when the window holds an even number of losses (an even `window`, or the first "
+     "steps, which have fewer), you took the lower of the two middle losses (as "
+     "torch.median does); the median is the mean of the two.",
+     "statistics.median or np.median average the two middle values."),
+    (_spike_rule(center=lambda w: sorted(w)[len(w) // 2]),
+     "when the window holds an even number of losses (an even `window`, or the first "
+     "steps, which have fewer), you took the upper of the two middle losses "
+     "(sorted(w)[len(w) // 2]); the median is the mean of the two.",
+     "statistics.median or np.median average the two middle values."),
+    (_spike_rule(window_of=lambda t, w: max(0, t - w + 1)),
+     "your window holds window - 1 losses; it should hold the previous `window` losses.",
+     "losses[max(0, t - window):t]."),
+    (_spike_rule(window_of=lambda t, w: max(0, t - w - 1)),
+     "your window holds window + 1 losses; it should hold the previous `window` losses.",
+     "losses[max(0, t - window):t]."),
+    (_spike_rule(window_of=lambda t, w: 0),
+     "you took the median of every earlier loss; only the previous `window` losses count.",
+     "losses[max(0, t - window):t]."),
+    (_spike_rule(window_of=lambda t, w: t - 1),
+     "you compared with the previous loss only; the reference is the median of the previous "
+     "`window` losses.", "losses[max(0, t - window):t]."),
+    (_spike_rule(start=0, window_of=lambda t, w: t - w if t >= w else t),
+     "you found no spike before step `window`, as if the window had to be full (a slice "
+     "losses[t - window:t] with t < window starts from the end of the list and is empty); from "
+     "step 1 on, compare with the losses there are (a shorter window).",
+     "for t in range(1, len(losses)): use losses[max(0, t - window):t]."),
+    (_spike_rule(above=lambda loss, line: loss >= line),
+     "a loss exactly equal to ratio * median counted as a spike; a spike is strictly above "
+     "the line (>).", "losses[t] > ratio * reference."),
+    (lambda losses, ratio, window: count_spikes(losses, 1.2, window),
+     "your count does not follow the `ratio` argument: it looks fixed at 1.2.",
+     "use the ratio you are given."),
+    (lambda losses, ratio, window: count_spikes(losses, ratio, 20),
+     "your count does not follow the `window` argument: it looks fixed at 20.",
+     "use the window you are given."),
+)
+
+
+def _explain_empty(err: Exception) -> str | None:
+    """statistics.median of no losses (step 0 has no previous steps) raises StatisticsError."""
+    if type(err).__name__ == "StatisticsError" or "empty" in str(err):
+        return ("a median of no losses: at t = 0 there are no previous losses (start at t = 1; "
+                "step 0 cannot be a spike), and for t < window the slice losses[t - window:t] "
+                "starts from the end of the list and comes out empty (use max(0, t - window)).")
+    return None
 
 
 @checker
 def check_count_spikes(fn) -> str:
     """``fn(losses, ratio, window)`` counts spikes by the rule of :mod:`normcourse.train`."""
-    for what, losses in _spike_cases():
-        for ratio, window in ((1.2, 20), (1.2, 5)):
-            expected = count_spikes(losses, ratio, window)
-            got = as_number(call_learner(fn, list(losses), ratio, window, name="count_spikes"),
-                            "the number of spikes", whole=True,
+    counted = []
+    for what, losses, settings in _spike_cases():
+        for ratio, window in settings:
+            got = call_keeping_inputs(
+                fn, list(losses), ratio, window, name="count_spikes",
+                labels=("losses", "ratio", "window"), explain=_explain_empty,
+                hint="read the losses, do not edit them: the chapter passes each run's stored "
+                     "losses and plots them afterwards. Work on a copy if you must.")
+            got = as_number(got, "the number of spikes", whole=True,
                             shape_hint="return one count for the whole curve.")
-            if got == expected:
-                continue
-            msg = f"for {what} (ratio {ratio}, window {window}) you counted {got}, expected {expected}."
-            if what.startswith("one spike lasting") and got > expected:
-                raise Mistake(msg, "a spike lasting several steps counts once: count a step only if the "
-                                   "previous step was not itself in a spike.")
-            if what.startswith("a spike shortly after"):
-                raise Mistake(msg, "compare with the *median* of the previous `window` losses; a mean "
-                                   "is dragged up by a few huge values.")
-            raise Mistake(msg, "step t is a spike when losses[t] > ratio * "
-                               "median(losses[max(0, t - window):t]) (the previous `window` steps, not "
-                               "step t itself); count it when step t-1 was not a spike.")
-    return "count_spikes is correct: median of the previous window, a multi-step spike counted once."
+            counted.append((what, losses, ratio, window, got))
+    wrong = [case for case in counted if case[-1] != count_spikes(*case[1:4])]
+    if not wrong:
+        return "count_spikes is correct: median of the previous window, a multi-step spike counted once."
+    what, losses, ratio, window, got = wrong[0]
+    expected = count_spikes(losses, ratio, window)
+    msg = f"for {what} (ratio {ratio}, window {window}) you counted {got}, expected {expected}."
+    # Name a mistake only when it explains every count: one count alone is a small number
+    # that several wrong rules can hit by chance.
+    named = [(what_, hint) for rule, what_, hint in _SPIKE_MISTAKES
+             if all(rule(list(c[1]), c[2], c[3]) == c[-1] for c in counted)]
+    if len(named) == 1:
+        what_, hint = named[0]
+        raise Mistake(f"{msg} {what_[0].upper()}{what_[1:]}", hint)
+    if what.startswith("one spike lasting") and got > expected:
+        raise Mistake(msg, "a spike lasting several steps counts once: count a step only if the "
+                           "previous step was not itself in a spike.")
+    if what.startswith("a spike shortly after"):
+        raise Mistake(msg, "compare with the *median* of the previous `window` losses; a mean "
+                           "is dragged up by a few huge values.")
+    raise Mistake(msg, "step t is a spike when losses[t] > ratio * "
+                       "median(losses[max(0, t - window):t]) (the previous `window` steps, not "
+                       "step t itself); count it when step t-1 was not a spike.")

@@ -28,7 +28,7 @@ def _jacobian(W1, W2, x):
 def check_residual_jacobian(fn) -> str:
     """``fn(W1, W2, x)`` returns d/dx of ``x + W2 @ tanh(W1 @ x)`` for a vector ``x``."""
     gen = torch.Generator().manual_seed(21)
-    for d, h in ((6, 6), (5, 9), (8, 3)):
+    for d, h in ((5, 9), (6, 6), (8, 3)):  # non-square first: shapes tell W1 from W2
         W1 = torch.randn(h, d, generator=gen, dtype=torch.float64)
         W2 = torch.randn(d, h, generator=gen, dtype=torch.float64) / math.sqrt(h)
         x = torch.randn(d, generator=gen, dtype=torch.float64)
@@ -54,6 +54,19 @@ def check_residual_jacobian(fn) -> str:
              "d tanh(u)/du = 1 - tanh(u)^2."),
             (ref.T, "your Jacobian is transposed.",
              "row i, column j should hold d f_i / d x_j: J = I + W2 diag(s) W1."),
+            (eye + W2 @ torch.diag(1 - torch.tanh(W1 @ x)) @ W1,
+             "your derivative of tanh is 1 - tanh(u): the tanh is not squared.",
+             "d tanh(u)/du = 1 - tanh(u)^2 = 1 - tanh(u) * tanh(u)."),
+            (eye + W2 @ torch.diag((1 - torch.tanh(W1 @ x)) ** 2) @ W1,
+             "you squared (1 - tanh(u)); the derivative is 1 - tanh(u)^2, with only tanh squared: "
+             "you wrote (1 - tanh(u))^2.",
+             "d tanh(u)/du = 1 - tanh(u) ** 2 (the power binds tighter than the minus)."),
+            (eye + W2 @ torch.diag(1 + torch.tanh(W1 @ x) ** 2) @ W1,
+             "a sign error in the derivative of tanh: you used 1 + tanh(u)^2.",
+             "d tanh(u)/du = 1 - tanh(u)^2, which lies between 0 and 1."),
+            (2 * eye - ref,
+             "a sign error: the branch's Jacobian enters with a minus sign (I - W2 diag(s) W1).",
+             "f(x) = x + W2 tanh(W1 x): both terms are added, so J = I + W2 diag(s) W1."),
         ]
         for candidate, what, hint in wrong:
             if is_mistake(out, candidate, ref, atol=tol):
@@ -83,14 +96,30 @@ def _expect_normal(w: torch.Tensor, std: float):
                       "draw them from a normal: torch.nn.init.normal_(linear.weight, 0.0, std).")
 
 
+def _explain_init(err: Exception) -> str | None:
+    """A hint for the error autograd raises on an in-place edit of a parameter."""
+    if "leaf Variable that requires grad" in str(err):
+        return ("a parameter cannot be changed in place while autograd watches it: use "
+                "torch.nn.init.normal_(linear.weight, 0.0, std), which does it under "
+                "torch.no_grad(), or wrap your own in-place call in `with torch.no_grad():`.")
+    return None
+
+
 @checker
 def check_gpt2_init(fn) -> str:
     """``fn(linear, n_layer, base_std)`` fills linear.weight with N(0, base_std^2 / (2 n_layer))."""
     for n_layer, base_std, width in ((12, 0.02, 768), (4, 0.1, 256), (48, 0.02, 512)):
         torch.manual_seed(n_layer)
         lin = nn.Linear(width, width)
+        param = lin.weight
         before = lin.weight.detach().clone()
-        call_learner(fn, lin, n_layer, base_std, name="gpt2_init_")
+        call_learner(fn, lin, n_layer, base_std, name="gpt2_init_", explain=_explain_init)
+        if lin.weight is not param:
+            raise Mistake("you replaced linear.weight with a new Parameter instead of filling the "
+                          "existing one in place: an optimizer built before the call still holds "
+                          "the old weight, and a model's tied weights come apart.",
+                          "fill it in place: torch.nn.init.normal_(linear.weight, 0.0, std) (or "
+                          "linear.weight.normal_(...) under torch.no_grad()).")
         w = lin.weight.detach()
         if torch.equal(w, before):
             raise Mistake("linear.weight was not changed.",

@@ -7,7 +7,8 @@
   reach the scalar ``alpha``.
 
 As in chapter 4, a wrong answer is compared with a list of known wrong
-formulas, so the learner hears which mistake it is, not only that it is wrong.
+formulas, so the learner hears which mistake it is, not only that it is wrong,
+and the backward must be the formula, not autograd.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from normcourse.exercises.feedback import (
     Mistake, call_learner, checker, close, expect_tensor, max_error,
 )
-from normcourse.exercises.layer_norm import _diagnose
+from normcourse.exercises.layer_norm import _AUTOGRAD, _diagnose
 
 __all__ = ["check_rms_norm_backward", "check_dyt"]
 
@@ -33,7 +34,7 @@ def _gen(seed: int) -> torch.Generator:
 # --------------------------------------------------------------------------
 
 def _rms_backward(dy, x, w, eps, layer_norm_term=False, drop_proj=False, no_weight=False,
-                  no_rstd=False, dw_uses_x=False, proj_uses_x=False):
+                  no_rstd=False, dw_uses_x=False, proj_uses_x=False, proj_sign=1.0, axis=-1):
     """Hand-derived RMSNorm backward in float64, with optional deliberate mistakes."""
     dy, x, w = dy.double(), x.double(), w.double()
     rstd = ((x * x).mean(-1, keepdim=True) + eps).rsqrt()
@@ -44,7 +45,7 @@ def _rms_backward(dy, x, w, eps, layer_norm_term=False, drop_proj=False, no_weig
         inner = inner - g.mean(-1, keepdim=True)
     if not drop_proj:
         along = x if proj_uses_x else x_hat
-        inner = inner - along * (g * along).mean(-1, keepdim=True)
+        inner = inner - proj_sign * along * (g * along).mean(axis, keepdim=True)
     dx = inner if no_rstd else rstd * inner
     dw = (dy * (x if dw_uses_x else x_hat)).sum(0)
     return dx, dw
@@ -65,7 +66,8 @@ def check_rms_norm_backward(fn: Callable) -> str:
 
     for dy, x, w, eps in cases:
         label = f"x of shape {tuple(x.shape)}, eps={eps:g}"
-        out = call_learner(fn, dy, x, w, eps, name="your rms_norm_backward")
+        out = call_learner(fn, dy, x, w, eps, name="your rms_norm_backward",
+                           forbidden=_AUTOGRAD)
         if not isinstance(out, (tuple, list)) or len(out) != 2:
             got = type(out).__name__
             if isinstance(out, (tuple, list)):
@@ -111,6 +113,19 @@ def check_rms_norm_backward(fn: Callable) -> str:
                 (lambda: _rms_backward(dy, x, w, eps, proj_uses_x=True)[0],
                  (f"the projection term uses x instead of x_hat ({label}).",
                   "subtract x_hat * mean(g * x_hat), with x_hat = x * rstd.")),
+                (lambda: -ref_dx,
+                 (f"a sign error: your dx is minus the gradient ({label}).",
+                  "dx = rstd * (g - x_hat * mean(g * x_hat)), with g = dy * weight.")),
+                (lambda: _rms_backward(dy, x, w, eps, proj_sign=-1.0)[0],
+                 (f"a sign error: you added the `x_hat * mean(g * x_hat)` term; it is "
+                  f"subtracted ({label}).", "dx = rstd * (g - x_hat * mean(g * x_hat)).")),
+                (lambda: _rms_backward(dy, x, w, eps, axis=0)[0],
+                 (f"the mean in dx is taken over the rows (dim=0); it is over the features of "
+                  f"each row (dim=-1), like the forward's mean square ({label}).",
+                  "(g * x_hat).mean(dim=-1, keepdim=True).")),
+                (lambda: _rms_backward(dy, x, w, 0.0)[0],
+                 (f"eps is missing from rstd ({label}).",
+                  "rstd = 1 / sqrt(mean(x^2) + eps), the same as in the forward.")),
             ]
             _diagnose(dx, ref_dx, tol, variants, name=f"dx ({label})")
     # autograd through plain torch ops agrees with the float64 reference (the checker checks itself)
@@ -156,6 +171,12 @@ def _dyt_variants(x, alpha, gamma, beta):
           "element-wise.", "drop the mean and std: y = gamma * torch.tanh(alpha * x) + beta.")),
         (lambda: w * torch.sigmoid(a * x64) + b,
          ("you used a sigmoid; DyT uses tanh (odd, range (-1, 1)).", "use torch.tanh.")),
+        (lambda: w * torch.tanh(a * x64 + b),
+         ("beta is inside the tanh: DyT adds it after the scale, like LayerNorm's bias.",
+          "y = gamma * torch.tanh(alpha * x) + beta.")),
+        (lambda: -w * torch.tanh(a * x64) + b,
+         ("a sign error: you computed gamma * tanh(-alpha * x) + beta.",
+          "y = gamma * torch.tanh(alpha * x) + beta, with no minus sign.")),
     ]
 
 

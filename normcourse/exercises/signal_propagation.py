@@ -80,19 +80,34 @@ def check_update_to_data_ratio(fn) -> str:
         if math.isclose(out, ratio, rel_tol=1e-3):
             raise Mistake(f"you returned {out:.6g}, the ratio itself; expected its log10, {expected:.6g}.",
                           "wrap the ratio in math.log10 (or torch.log10 for a tensor).")
-        if math.isclose(out, math.log10(float(g.std() / w.std())), abs_tol=1e-4) and lr != 1.0:
-            raise Mistake("the learning rate is missing: the update SGD applies is lr * grad.",
-                          "use (lr * grad).std(), not grad.std().")
-        if math.isclose(out, -expected, abs_tol=1e-4):
-            raise Mistake("the ratio is upside down: you divided the weight's spread by the update's.",
-                          "the update goes on top: std(lr * grad) / std(weight).")
-        if math.isclose(out, math.log(ratio), abs_tol=1e-4):
-            raise Mistake("you used the natural logarithm.",
-                          "use log10, so that -3 means an update a thousand times smaller than the weights.")
-        mean_abs = math.log10(float((lr * g).abs().mean() / w.abs().mean()))
-        if math.isclose(out, mean_abs, abs_tol=1e-4):
-            raise Mistake("you used mean absolute values instead of standard deviations.",
-                          "use .std() of the update and of the weight.")
+        update = lr * g
+        wrong = [
+            (math.log10(float(g.std() / w.std())) if lr != 1.0 else None,
+             "the learning rate is missing: the update SGD applies is lr * grad.",
+             "use (lr * grad).std(), not grad.std()."),
+            (-expected, "the ratio is upside down: you divided the weight's spread by the update's.",
+             "the update goes on top: std(lr * grad) / std(weight)."),
+            (math.log(ratio), "you used the natural logarithm.",
+             "use log10, so that -3 means an update a thousand times smaller than the weights."),
+            (math.log10(float(update.abs().mean() / w.abs().mean())),
+             "you used mean absolute values instead of standard deviations.",
+             "use .std() of the update and of the weight."),
+            (2 * expected, "you divided variances: the ratio of standard deviations is their "
+             "square root, so your log10 is twice the right one.",
+             "use .std(), not .var()."),
+            (math.log10(float(update.norm() / w.norm())),
+             "you divided norms: a norm also counts the mean (and grows with the number of "
+             "elements), a standard deviation only the spread around it.",
+             "use .std() of the update and of the weight."),
+            (math.log10(float((update / w).std())),
+             "you took the spread of the elementwise ratio lr * grad / weight; the ratio is "
+             "between the two spreads.",
+             "divide the std of the whole update by the std of the whole weight."),
+        ]
+        for value, what, hint in wrong:
+            if value is not None and math.isclose(out, value, abs_tol=1e-4) and not math.isclose(
+                    value, expected, abs_tol=1e-4):
+                raise Mistake(what, hint)
         raise Mistake(f"for weights of shape {tuple(w.shape)} and lr={lr} you returned {out:.6g}, "
                       f"expected {expected:.6g}.",
                       "compute log10( (lr * grad).std() / weight.std() ).")

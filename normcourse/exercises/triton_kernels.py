@@ -24,15 +24,26 @@ Mistakes are made visible, and harmless:
   whether eps is inside the square root;
 - on the Triton interpreter, every address a ``tl.load`` reads is recorded, so
   a weight load without its mask is seen even though the masked store throws
-  those lanes away.  On a GPU that read cannot be seen and is not checked.
+  those lanes away.  On a GPU that read cannot be seen and is not checked;
+- a masked ``tl.load`` without ``other=`` leaves its masked-off lanes undefined
+  on a GPU, while the interpreter fills them with 0 and hides the bug: here the
+  interpreter fills them with NaN instead, so they show wherever they reach a
+  result (the sum of squares), and do no harm where they do not (a weight lane
+  that only meets a padding lane the masked store drops).
+
+The tensors live where the kernel runs: on the CPU for a kernel the
+interpreter runs, on the GPU for a compiled one (see :func:`_device_for`).
 
 Nothing outside our own allocations is ever read or written.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
-from dataclasses import dataclass
+import inspect
+import textwrap
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -47,6 +58,10 @@ _GAP = 16  # elements after each row's block (and after the weight's)
 # near it (and it is exact in every float dtype), so an element still equal to it was
 # never stored.
 _UNWRITTEN = 2.0 ** 15
+# A second sentinel: a wrong kernel can store _UNWRITTEN itself by chance (garbage
+# values do), so an element counts as unwritten only if a launch on a buffer filled
+# with this one leaves it too.
+_UNWRITTEN_AGAIN = -3.0 * 2.0 ** 13
 
 
 def _padded(n: int) -> int:
@@ -84,16 +99,48 @@ class _Launch:
     xbuf: torch.Tensor          # the whole input buffer
     stride: int
     weight_reads: np.ndarray | None  # element offsets read from W (interpreter only)
+    undefined_lanes: bool = False    # a masked load without other= had masked-off lanes
+    written: torch.Tensor | None = None  # which elements of ybuf the kernel stored
+
+
+# The bits of a quiet NaN in each float type the interpreter stores (bfloat16 as uint16).
+_NAN_BITS = {"fp16": np.float16("nan"), "fp32": np.float32("nan"), "fp64": np.float64("nan"),
+             "bf16": np.uint16(0x7FC0)}
+
+
+def _undefined_lanes(ptrs, mask):
+    """For a masked load without ``other=``: its masked-off lanes filled with NaN.
+
+    None when no lane is masked off or the type has no NaN (an integer load).
+    """
+    from triton.runtime.interpreter import TensorHandle
+
+    lanes = np.broadcast_to(np.asarray(mask.data, dtype=bool), np.shape(ptrs.data))
+    dtype_tt = ptrs.get_element_ty()
+    nan = _NAN_BITS.get(getattr(dtype_tt, "name", str(dtype_tt)))
+    if lanes.all() or nan is None:
+        return None
+    return TensorHandle(np.full(np.shape(ptrs.data), nan, dtype=type(nan)), dtype_tt)
+
+
+@dataclass
+class _LoadRecord:
+    """What the interpreter's loads did during one launch."""
+
+    addresses: list = field(default_factory=list)  # arrays of addresses read (None: unknown)
+    undefined_lanes: bool = False                  # a load without other= had masked lanes
 
 
 @contextlib.contextmanager
 def _recorded_loads():
-    """On the Triton interpreter, collect the address of every element a tl.load reads.
+    """On the Triton interpreter, record every tl.load, and poison undefined lanes.
 
-    Yields a list that fills up with arrays of addresses (masked-off lanes left
-    out; None for a load the hook could not read), or None where the interpreter
-    has no hook for it (another Triton version): then nothing is checked.  The
-    recording never changes what the kernel does.
+    Yields a :class:`_LoadRecord` whose ``addresses`` fill up with arrays of the
+    addresses each load read (masked-off lanes left out; None for a load the
+    hook could not read), or None where the interpreter has no hook for it
+    (another Triton version): then nothing is checked.  A masked load without
+    ``other=`` gets NaN in its masked-off lanes, as undefined as a GPU's; every
+    other load is left exactly as the kernel wrote it.
     """
     try:
         from triton.runtime.interpreter import interpreter_builder as builder
@@ -101,48 +148,82 @@ def _recorded_loads():
     except (ImportError, AttributeError):
         yield None
         return
-    seen: list[np.ndarray] = []
+    record_of = _LoadRecord()
 
-    def record(ptrs, mask, *args, **kwargs):
+    def record(ptrs, mask, other=None, *args, **kwargs):
         try:
             addresses = np.asarray(ptrs.data)
             if mask is not None:
                 addresses = addresses[np.broadcast_to(np.asarray(mask.data, dtype=bool),
                                                       addresses.shape)]
-            seen.append(addresses.astype(np.int64).ravel())
+            record_of.addresses.append(addresses.astype(np.int64).ravel())
         except Exception:  # a load this hook does not understand: the record is incomplete
-            seen.append(None)
-        return original(builder, ptrs, mask, *args, **kwargs)
+            record_of.addresses.append(None)
+        if other is None and mask is not None:
+            try:
+                poison = _undefined_lanes(ptrs, mask)
+            except Exception:  # an interpreter this hook does not understand: leave it be
+                poison = None
+            if poison is not None:
+                other = poison
+                record_of.undefined_lanes = True
+        return original(builder, ptrs, mask, other, *args, **kwargs)
 
     builder.create_masked_load = record
     try:
-        yield seen
+        yield record_of
     finally:
         del builder.create_masked_load  # back to the class's own method
 
 
-def _launch(kernel, x, weight, eps, gaps=None) -> _Launch:
-    import triton
+def _interpreted(kernel) -> bool:
+    """Whether the Triton interpreter runs ``kernel`` (decided when it was decorated)."""
+    try:
+        from triton.runtime.interpreter import InterpretedFunction
+    except ImportError:
+        return False
+    return isinstance(kernel, InterpretedFunction)
 
-    from normcourse.runtime import triton_interpreted
+
+def _device_for(kernel) -> str:
+    """Where the test tensors must live: the CPU for the interpreter, else the GPU.
+
+    A compiled kernel reads GPU memory; a kernel without a GPU to run on cannot
+    be checked, and the learner is told how to switch the interpreter on.
+    """
+    if _interpreted(kernel):
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    raise Mistake("Triton was loaded for a GPU, but this machine has none, so your kernel cannot "
+                  "run here.",
+                  "import normcourse before triton (it switches Triton's interpreter on when "
+                  "there is no GPU), then restart the kernel and run the cells again.")
+
+
+def _launch(kernel, x, weight, eps, gaps=None, unwritten=_UNWRITTEN) -> _Launch:
+    import triton
 
     m, n = x.shape
     xbuf, xv, stride = _guarded_rows(x, gaps)
     wbuf = torch.full((_padded(n),), float("nan"), dtype=weight.dtype, device=x.device)
     wbuf[:n].copy_(weight)
-    ybuf = torch.full((m + 1, stride), _UNWRITTEN, dtype=x.dtype, device=x.device)
-    watch = _recorded_loads() if triton_interpreted() and x.device.type == "cpu" \
+    ybuf = torch.full((m + 1, stride), unwritten, dtype=x.dtype, device=x.device)
+    watch = _recorded_loads() if _interpreted(kernel) and x.device.type == "cpu" \
         else contextlib.nullcontext()
     # NumPy's warnings about the learner's 0/0 would only repeat what the diagnosis says.
-    with watch as seen, np.errstate(all="ignore"):
+    with watch as loads, np.errstate(all="ignore"):
         kernel[(m,)](xv, ybuf, wbuf, stride, n, eps, BLOCK_N=triton.next_power_of_2(n))
     reads = None
-    if seen is not None and all(a is not None for a in seen):
+    if loads is not None and all(a is not None for a in loads.addresses):
+        seen = loads.addresses
         addresses = np.concatenate(seen) if seen else np.zeros(0, dtype=np.int64)
         offsets = addresses - wbuf.data_ptr()
         inside = (offsets >= 0) & (offsets < wbuf.numel() * wbuf.element_size())
         reads = offsets[inside] // wbuf.element_size()
-    return _Launch(ybuf[:m, :n], ybuf, xbuf, stride, reads)
+    return _Launch(ybuf[:m, :n], ybuf, xbuf, stride, reads,
+                   undefined_lanes=loads is not None and loads.undefined_lanes,
+                   written=ybuf != unwritten)  # a stored NaN counts as written, too
 
 
 def launch_rms_norm_kernel(kernel, x, weight, eps=1e-6):
@@ -156,9 +237,81 @@ def _reference(x, w, eps):
     return x64 * torch.rsqrt((x64 * x64).mean(-1, keepdim=True) + eps) * w.double()
 
 
-def _run(kernel, x, w, eps, label, gaps=None) -> _Launch:
+def _expect_kernel(kernel):
+    """A plain Python function cannot be launched: say that the decorator is missing."""
+    if hasattr(kernel, "__getitem__"):  # JITFunction and InterpretedFunction: kernel[grid](...)
+        return
+    if inspect.isfunction(kernel):
+        raise Mistake(f"{kernel.__name__} is a plain Python function, not a Triton kernel: the "
+                      "@triton.jit decorator is missing, so it cannot be launched with "
+                      "kernel[grid](...).",
+                      "put @triton.jit on the line above `def rms_norm_kernel(...)`, run the "
+                      "cell again, then the checker.")
+    raise Mistake(f"check_rms_norm_kernel needs a @triton.jit kernel, got "
+                  f"{type(kernel).__name__}.",
+                  "pass the kernel itself: check_rms_norm_kernel(rms_norm_kernel).")
+
+
+def _masked_loads_without_other(kernel) -> list[tuple[str, str | None]]:
+    """The kernel's ``tl.load(ptr, mask=...)`` calls without ``other=``, in source order.
+
+    Each is (its source line, the kernel argument its pointer starts from, e.g. "X").
+    """
+    fn = getattr(kernel, "fn", kernel)
     try:
-        return _launch(kernel, x, w, eps, gaps)
+        source = textwrap.dedent(inspect.getsource(fn))
+        tree = ast.parse(source)
+    except (OSError, TypeError, SyntaxError):
+        return []
+    lines = source.splitlines()
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "load" and node.args):
+            continue
+        keywords = {k.arg for k in node.keywords}
+        masked = "mask" in keywords or len(node.args) >= 2
+        if masked and "other" not in keywords and len(node.args) < 3:
+            root = node.args[0]
+            while isinstance(root, ast.BinOp):   # X + row * stride + cols -> X
+                root = root.left
+            line = lines[node.lineno - 1].split("#")[0].strip()
+            found.append((node.lineno, line, root.id if isinstance(root, ast.Name) else None))
+    return [(line, root) for _, line, root in sorted(found)]
+
+
+def _first_argument(kernel) -> str | None:
+    """The name of the kernel's first parameter (the input rows, ``X``)."""
+    try:
+        return next(iter(inspect.signature(getattr(kernel, "fn", kernel)).parameters))
+    except (TypeError, ValueError, StopIteration):
+        return None
+
+
+def _undefined_lanes_mistake(kernel, label) -> Mistake:
+    x_name = _first_argument(kernel)
+    loads = sorted(_masked_loads_without_other(kernel), key=lambda load: load[1] != x_name)
+    where = f" (`{loads[0][0]}`)" if loads else ""
+    return Mistake(f"your masked tl.load has no other={where}: its masked-off lanes are "
+                   f"undefined on a GPU (the checker fills them with NaN, the interpreter "
+                   f"would give 0 and hide it), and on the {label} they reach the sum of "
+                   "squares.",
+                   "load with tl.load(X + row * stride + cols, mask=mask, other=0.0), so the "
+                   "padding lanes add 0 to the sum.")
+
+
+def _run(kernel, x, w, eps, label, gaps=None) -> _Launch:
+    """Launch, and where the output still holds the sentinel, launch again to be sure."""
+    launch = _run_once(kernel, x, w, eps, label, gaps, _UNWRITTEN)
+    if not launch.written[:x.shape[0], :x.shape[1]].all():
+        again = _run_once(kernel, x, w, eps, label, gaps, _UNWRITTEN_AGAIN)
+        launch.written = launch.written | again.written
+    return launch
+
+
+def _run_once(kernel, x, w, eps, label, gaps, unwritten) -> _Launch:
+    try:
+        return _launch(kernel, x, w, eps, gaps, unwritten)
     except Exception as err:  # the learner's kernel failed to compile or run
         if "NotImplementedError" in f"{type(err).__name__}: {err}":
             raise Mistake("your kernel is not implemented yet.",
@@ -177,7 +330,7 @@ def _run(kernel, x, w, eps, label, gaps=None) -> _Launch:
 
 def _check_stores(launch: _Launch, m: int, n: int, label: str):
     """Stores: none at all, rows N apart instead of stride, outside the rows, or missing."""
-    written = launch.ybuf != _UNWRITTEN  # a stored NaN counts as written, too
+    written = launch.written
     if not written.any():
         raise Mistake(f"your kernel never stored anything on the {label}: the output is "
                       "exactly as it was before the launch.",
@@ -278,13 +431,18 @@ def _effective_eps(y, x, w) -> float | None:
     return used if used >= 0 and used == used else None
 
 
-def _diagnose(y, x, w, eps, label, launch: _Launch, atol: float, rtol: float):
+def _diagnose(kernel, y, x, w, eps, label, launch: _Launch, atol: float, rtol: float):
     """Raise the Mistake that explains a wrong output ``y``."""
     y, x, w = y.cpu(), x.cpu(), w.cpu()  # the candidates are small: compare them on the CPU
     m, n = x.shape
     ref = _reference(x, w, eps)
     nan_rows = y.isnan().any(-1)
     zero_rows = (x == 0).all(-1)
+    # On a GPU nothing poisons the lanes: name the load only when it is the likely cause.
+    x_name = _first_argument(kernel)
+    if launch.undefined_lanes or (not _interpreted(kernel) and _block(n) > n and any(
+            root == x_name for _, root in _masked_loads_without_other(kernel))):
+        raise _undefined_lanes_mistake(kernel, label)
     if nan_rows.any():
         if not (nan_rows & ~zero_rows).any():
             raise Mistake(f"your output is NaN on the all-zero row of the {label}: without eps "
@@ -306,6 +464,12 @@ def _diagnose(y, x, w, eps, label, launch: _Launch, atol: float, rtol: float):
         if is_mistake(y, value, ref, atol=10 * atol, rtol=10 * rtol):
             raise Mistake(f"{what} (on the {label})", hint)
     used = _effective_eps(y, x, w)
+    if used is not None and abs(used - eps ** 2) < 0.1 * eps ** 2 and is_mistake(
+            y, _reference(x, w, eps ** 2), ref, atol=10 * atol, rtol=10 * rtol):
+        raise Mistake(f"on the {label} your kernel behaves as if eps were {eps ** 2:.0e}, which "
+                      f"is eps ** 2: the eps argument is {eps:g}. Did you square eps, or use a "
+                      "constant of your own?",
+                      "use the eps argument itself inside the square root: " + _FORMULA)
     if used is not None and is_mistake(y, _reference(x, w, used), ref, atol=10 * atol,
                                        rtol=10 * rtol):
         raise Mistake(f"on the {label} your kernel behaves as if eps were {used:.2g}, but the "
@@ -323,7 +487,7 @@ def _check_case(kernel, x, w, eps, label, atol, rtol, gaps=None):
     launch = _run(kernel, x, w, eps, label, gaps)
     _check_stores(launch, m, n, label)
     if not close(launch.y, _reference(x, w, eps), atol=atol, rtol=rtol):
-        _diagnose(launch.y, x, w, eps, label, launch, atol, rtol)
+        _diagnose(kernel, launch.y, x, w, eps, label, launch, atol, rtol)
     _check_weight_reads(launch, n, label)
 
 
@@ -346,7 +510,8 @@ def _math_case(g: torch.Generator):
 @checker
 def check_rms_norm_kernel(kernel: Callable) -> str:
     """Check a learner's ``@triton.jit`` RMSNorm forward kernel (see the module docstring)."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    _expect_kernel(kernel)
+    device = _device_for(kernel)
     g = torch.Generator().manual_seed(1910)
 
     x, w, eps, gaps = _math_case(g)
@@ -364,6 +529,8 @@ def check_rms_norm_kernel(kernel: Callable) -> str:
     _check_stores(launch, 6, 200, "bfloat16 input")
     ref = _reference(x, w, 1e-6)
     tol = 2 * max_error(torch.nn.functional.rms_norm(x, (200,), w, 1e-6), ref) + 3e-2
+    if launch.undefined_lanes and launch.y.isnan().any():
+        raise _undefined_lanes_mistake(kernel, "bfloat16 input")
     if launch.y.isnan().any():
         raise Mistake("your bfloat16 output contains NaN.",
                       "convert the loaded values to float32 with .to(tl.float32) before summing, "

@@ -11,19 +11,32 @@ float16 / bfloat16, differentiable in every tensor argument)::
 and the modules :class:`LayerNorm` / :class:`RMSNorm`, drop-ins for
 ``torch.nn.LayerNorm`` / ``torch.nn.RMSNorm``.
 
-Every function takes ``backend="auto" | "triton" | "torch"``: the kernels
-(compiled on CUDA, interpreted on CPU) or PyTorch's own fast kernels.  The
-kernels' backward gives first derivatives only (``create_graph=True`` raises;
-``backend="torch"`` differentiates twice), and the RMSNorm functions also take
-``eps=None``, meaning ``torch.finfo(x.dtype).eps`` as in torch.
+Every function takes ``backend="auto" | "triton" | "torch"``:
 
-Layout, one concept per module: ``launch`` (block size, warps, row layout),
-``validation`` (argument checks), ``triton_layer_norm`` and ``triton_rms_norm``
-(kernels, launchers, autograd; the fused add lives with its norm),
-``triton_norm_forward_looped`` / ``triton_norm_backward_looped`` (chunked
-kernels for rows beyond 16384 / 8192 features: any N works, nothing spills),
+- ``"auto"`` (default): the Triton kernels for float32 / float16 / bfloat16
+  tensors on CUDA, PyTorch's own fused op everywhere else (CPU tensors,
+  float64, no triton installed).  On a CPU the kernels could only run in
+  Triton's interpreter, orders of magnitude slower than PyTorch, so "auto"
+  never runs the interpreter.
+- ``"triton"``: the kernels, compiled on CUDA and *interpreted* on CPU.  The
+  kernel chapters, the checkers and the tests ask for it explicitly to run
+  the kernels on a laptop.
+- ``"torch"``: PyTorch's ``F.layer_norm`` / ``F.rms_norm``.
+
+The kernels' backward gives first derivatives only (``create_graph=True``
+raises; ``backend="torch"`` differentiates twice), and the RMSNorm functions
+also take ``eps=None``, meaning ``torch.finfo(x.dtype).eps`` as in torch.
+
+Layout, one concept per module: ``launch`` (block size, warps, register
+caps, program counts, row layout), ``validation`` (argument checks and the
+backend rule), ``triton_norm`` (one row-in-registers kernel for LayerNorm and
+RMSNorm, ``IS_RMS`` picks; the fused add is a flag too; launchers and
+autograd), ``triton_norm_looped`` (chunked kernels for rows beyond 32768
+features forward, 16384 if unaligned, and 8192 backward: any N works,
+nothing spills),
 ``functional`` and ``modules`` (the public face), ``compile_report``
-(ahead-of-time compilation for real GPUs: registers, spills, vector loads).
+(ahead-of-time compilation for real GPUs: registers, spills, CTAs per SM,
+vector loads).
 
 On a CPU the kernels run through Triton's interpreter, which rounds float32
 to bfloat16 toward zero where a GPU rounds to nearest even: bfloat16 outputs

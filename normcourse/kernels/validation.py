@@ -25,7 +25,7 @@ _F32 = torch.finfo(torch.float32)
 
 __all__ = ["KERNEL_DTYPES", "TORCH_DTYPES", "BACKENDS", "check_input", "check_features",
            "check_param", "check_eps", "check_eps_float32", "check_backend_name",
-           "check_backend", "refuse_double_backward"]
+           "check_backend", "resolve_auto", "refuse_double_backward"]
 
 
 def check_input(op: str, name: str, t, like: torch.Tensor | None = None) -> None:
@@ -103,13 +103,28 @@ def check_backend_name(op: str, backend) -> None:
         raise ValueError(f"{op}: backend must be 'auto', 'triton' or 'torch', got {backend!r}")
 
 
-def check_backend(op: str, backend: str, x: torch.Tensor) -> str:
+def resolve_auto(x: torch.Tensor, have_triton: bool = True) -> str:
+    """What ``backend="auto"`` means for ``x``: "triton" for a kernel dtype on CUDA, else "torch".
+
+    On a CPU the Triton kernels could only run interpreted, orders of magnitude
+    slower than PyTorch's fused op, so "auto" never picks them there.
+    """
+    if have_triton and x.device.type == "cuda" and x.dtype in KERNEL_DTYPES:
+        return "triton"
+    return "torch"
+
+
+def check_backend(op: str, backend: str, x: torch.Tensor, have_triton: bool = True) -> str:
     """Resolve ``backend`` to "triton" or "torch"; each takes only the dtypes it has kernels for."""
     check_backend_name(op, backend)
+    asked = backend
+    if backend == "auto":
+        backend = resolve_auto(x, have_triton)
     if backend == "torch":
         if x.dtype not in TORCH_DTYPES:
-            raise ValueError(f"{op}: backend='torch' takes float32, float16, bfloat16 or float64; "
-                             f"x has dtype {x.dtype}")
+            via = " (what 'auto' picks here)" if asked == "auto" else ""
+            raise ValueError(f"{op}: backend='torch'{via} takes float32, float16, bfloat16 or "
+                             f"float64; x has dtype {x.dtype}")
         return "torch"
     if x.dtype not in KERNEL_DTYPES:
         hint = " (use backend='torch' for it)" if x.dtype in TORCH_DTYPES else ""

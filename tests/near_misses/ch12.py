@@ -1,0 +1,211 @@
+"""Chapter 12, "Diagnostics in practice": update:data ratios, massive activations.
+
+The cell after the first exercise compares the ratios with the toolkit's floats
+and prints the result; the cell after the second prints the flagged list.  Both
+exercises say what to return (Python floats; the list of names, in the dict's order).
+"""
+
+import math
+import statistics
+import warnings
+
+import numpy as np
+import torch
+
+from near_misses import Attempt, Exercise
+from normcourse.exercises.diagnostics_practice import check_flag_massive, check_update_data_ratios
+
+NOTEBOOK = "notebooks/12_diagnostics_in_practice.ipynb"
+
+
+# ------------------------------------------------------------------ update:data ratios
+
+def _ratios(before, after, value=lambda d, b, a: (d.std() / b.std()).item(),
+            keep=lambda p: p.numel() > 1):
+    return {n: value(after[n] - p, p, after[n]) for n, p in before.items() if keep(p)}
+
+
+def _loop(before, after):
+    out = {}
+    for name, p in before.items():
+        if p.numel() < 2:
+            continue
+        out[name] = float((after[name] - p).std() / p.std())
+    return out
+
+
+def _biased(before, after):
+    # the n / (n - 1) correction cancels between the two standard deviations
+    return _ratios(before, after, lambda d, b, a: (d.std(correction=0) / b.std(correction=0)).item())
+
+
+def _numpy(before, after):
+    return {n: np.std(after[n].numpy() - p.numpy()) / np.std(p.numpy())    # np.float32
+            for n, p in before.items() if p.size().numel() > 1}
+
+
+def _centred_sums(before, after):
+    out = {}
+    for n, p in before.items():
+        if p.numel() > 1:
+            d = after[n] - p
+            out[n] = math.sqrt(((d - d.mean()) ** 2).sum() / ((p - p.mean()) ** 2).sum())
+    return out
+
+
+def _float64(before, after):
+    return _ratios(before, after, lambda d, b, a: float((a.double() - b.double()).std() / b.double().std()))
+
+
+def _in_place(before, after):
+    for n in after:
+        after[n].sub_(before[n])                         # changes the caller's tensors
+    return {n: float(after[n].std() / p.std()) for n, p in before.items() if p.numel() > 1}
+
+
+def _single_entries_kept(before, after):
+    with warnings.catch_warnings():                      # the std of one entry warns (NaN)
+        warnings.simplefilter("ignore")
+        return _ratios(before, after, lambda d, b, a: float(d.std() / b.std()), keep=lambda p: True)
+
+
+def _pops_scalars(before, after):
+    for n in [n for n, p in before.items() if p.numel() == 1]:
+        before.pop(n)                                    # changes the caller's dict
+    return _ratios(before, after)
+
+
+RATIO_NEAR_MISSES = (
+    Attempt("log10 of the ratio", lambda b, a: _ratios(b, a, lambda d, p, q: math.log10(
+        max(float(d.std() / p.std()), 1e-30))), ("log10",)),
+    Attempt("divided by std(after)", lambda b, a: _ratios(b, a, lambda d, p, q: float(d.std() / q.std())),
+            ("*after* the step",)),
+    Attempt("std(after) / std(before)", lambda b, a: _ratios(b, a, lambda d, p, q: float(q.std() / p.std())),
+            ("std(after) / std(before)",)),
+    Attempt("difference of the stds", lambda b, a: _ratios(
+        b, a, lambda d, p, q: float((q.std() - p.std()) / p.std())),
+            ("difference of the standard deviations",)),
+    Attempt("variances", lambda b, a: _ratios(b, a, lambda d, p, q: float(d.var() / p.var())),
+            ("variances",)),
+    Attempt("norms", lambda b, a: _ratios(b, a, lambda d, p, q: float(d.norm() / p.norm())), ("norms",)),
+    Attempt("RMS values", lambda b, a: _ratios(
+        b, a, lambda d, p, q: float(d.pow(2).mean().sqrt() / p.pow(2).mean().sqrt())), ("RMS",)),
+    Attempt("upside down", lambda b, a: _ratios(b, a, lambda d, p, q: float(p.std() / d.std())),
+            ("upside down",)),
+    Attempt("mean absolute values", lambda b, a: _ratios(
+        b, a, lambda d, p, q: float(d.abs().mean() / p.abs().mean())), ("mean absolute",)),
+    Attempt("single-entry parameters kept", _single_entries_kept, ("single entry",)),
+    Attempt("matrices only (p.dim() >= 2)", lambda b, a: _ratios(b, a, keep=lambda p: p.dim() >= 2),
+            ("p.dim() >= 2", "numel")),
+    Attempt("0-d tensors, not floats", lambda b, a: _ratios(b, a, lambda d, p, q: d.std() / p.std()),
+            ("is a tensor", ".item()")),
+    Attempt("per-entry tensors", lambda b, a: _ratios(b, a, lambda d, p, q: d / p.std()), ("single number",)),
+    Attempt("a list", lambda b, a: list(_ratios(b, a).values()), ("expected a dict",)),
+    Attempt("after -= before in place", _in_place, ("in place",)),
+    Attempt("pops the scalars from `before`", _pops_scalars, ("changed the dict", "before")),
+)
+
+
+# ------------------------------------------------------------------ massive activations
+
+def _flags(acts, threshold, ratio=lambda a: a.abs().max() / a.abs().median(), above=None):
+    above = above or (lambda r, t: r > t)
+    return [n for n, a in acts.items() if above(ratio(a.flatten()), threshold)]
+
+
+def _sorted_middle(acts, threshold):
+    out = []
+    for name, a in acts.items():
+        m = a.abs().flatten().sort().values
+        if m[-1] / m[(len(m) - 1) // 2] > threshold:
+            out.append(name)
+    return out
+
+
+def _statistics(acts, threshold):
+    out = []
+    for name, a in acts.items():
+        values = [abs(v) for v in a.flatten().tolist()]
+        if max(values) > threshold * statistics.median(values):
+            out.append(name)
+    return out
+
+
+def _numpy_flags(acts, threshold):
+    return [n for n, a in acts.items()
+            if np.abs(a.numpy()).max() / np.median(np.abs(a.numpy())) > threshold]
+
+
+def _quantile(acts, threshold):
+    return [n for n, a in acts.items() if a.abs().max() / torch.quantile(a.abs().flatten(), 0.5) > threshold]
+
+
+def _pops(acts, threshold):
+    flagged = []
+    for name in list(acts):
+        a = acts.pop(name)                               # empties the caller's dict
+        if a.abs().max() / a.abs().median() > threshold:
+            flagged.append(name)
+    return flagged
+
+
+MASSIVE_NEAR_MISSES = (
+    Attempt("signed median", lambda acts, t: _flags(acts, t, lambda a: a.abs().max() / a.median()),
+            ("median of the signed values",)),
+    Attempt("signed max", lambda acts, t: _flags(acts, t, lambda a: a.max() / a.abs().median()),
+            ("negative activation goes unseen",)),
+    Attempt("min instead of median", lambda acts, t: _flags(acts, t, lambda a: a.abs().max() / a.abs().min()),
+            ("smallest |a|",)),
+    Attempt("mean of |a|", lambda acts, t: _flags(acts, t, lambda a: a.abs().max() / a.abs().mean()),
+            ("mean of |a|",)),
+    Attempt("RMS", lambda acts, t: _flags(acts, t, lambda a: a.abs().max() / a.pow(2).mean().sqrt()),
+            ("RMS",)),
+    Attempt("per token", lambda acts, t: [n for n, a in acts.items()
+                                          if (a.abs().amax(-1) / a.abs().median(-1).values).max() > t],
+            ("per token",)),
+    Attempt("per feature", lambda acts, t: [n for n, a in acts.items()
+                                            if (a.abs().amax(0) / a.abs().median(0).values).max() > t],
+            ("per feature",)),
+    Attempt(">= threshold", lambda acts, t: _flags(acts, t, above=lambda r, th: r >= th),
+            ("strictly above",)),
+    Attempt("threshold fixed at 100", lambda acts, t: _flags(acts, 100.0), ("fixed at 100",)),
+    Attempt("sorted names", lambda acts, t: sorted(_flags(acts, t)), ("sorted order",)),
+    Attempt("reversed", lambda acts, t: _flags(acts, t)[::-1], ("wrong order",)),
+    Attempt("a set", lambda acts, t: set(_flags(acts, t)), ("set",)),
+    Attempt("a tuple", lambda acts, t: tuple(_flags(acts, t)), ("asks for a list",)),
+    Attempt("the ratios, a dict", lambda acts, t: {n: float(a.abs().max() / a.abs().median())
+                                                   for n, a in acts.items()}, ("not their ratios",)),
+    Attempt("the tensors, not the names", lambda acts, t: [a for a in acts.values()
+                                                           if a.abs().max() / a.abs().median() > t],
+            ("names of the flagged layers",)),
+    Attempt("abs_() in place", lambda acts, t: [n for n, a in acts.items()
+                                                if a.abs_().max() / a.median() > t], ("in place",)),
+    Attempt("pops the layers off the dict", _pops, ("changed the dict", "activations")),
+)
+
+
+CASES = [
+    Exercise(
+        checker=check_update_data_ratios, notebook=NOTEBOOK, function="my_update_data_ratios",
+        near_misses=RATIO_NEAR_MISSES,
+        right_answers=(
+            Attempt("the chapter's", _ratios),
+            Attempt("a loop, float()", _loop),
+            Attempt("biased standard deviations", _biased),
+            Attempt("NumPy, np.float32 values", _numpy),
+            Attempt("sums of centred squares", _centred_sums),
+            Attempt("in float64", _float64),
+        ),
+    ),
+    Exercise(
+        checker=check_flag_massive, notebook=NOTEBOOK, function="my_flag_massive",
+        near_misses=MASSIVE_NEAR_MISSES,
+        right_answers=(
+            Attempt("the chapter's", _flags),
+            Attempt("sorted magnitudes, the middle one", _sorted_middle),
+            Attempt("statistics.median, multiplied through", _statistics),
+            Attempt("NumPy", _numpy_flags),
+            Attempt("torch.quantile(0.5)", _quantile),
+        ),
+    ),
+]
