@@ -53,7 +53,7 @@ def test_grid_is_fully_cached_with_five_seeds(name):
     ("E13Q", {"qk_norm": True, "z_loss": 1e-4, "lr": 0.3, "seed": 0}),
     ("E13R", {"placement": "reordered", "lr": 3e-2, "seed": 1}),
     ("E13D", {"norm": "derf", "seed": 2}),
-    ("E14N", {"placement": "ngpt", "seed": 3}),
+    ("E14N", {"placement": "ngpt", "lr": 3e-2, "seed": 3}),
     ("E14H", {"residual": "mhc", "seed": 4}),
 ])
 def test_a_slice_reproduces(name, want):
