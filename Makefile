@@ -4,6 +4,11 @@
 #                 learner's versions (must run without a traceback), the book build
 #                 with warnings as errors, and a browser check
 #   make execute  re-run every notebook in place (fresh kernel, top to bottom)
+#   make gpu-check   on one CUDA GPU, within 9 minutes: record the device, selfcheck,
+#                    the CUDA kernel tests, a quick benchmark and every chapter on CUDA,
+#                    into normcourse/results/gpu/<date>_<gpu>/ (summary.md); no venv needed
+#   make gpu-wheels  (where pip works) download into .whl/ what gpu-check's notebook step
+#                    needs and a GPU machine without a registry lacks; carry .whl/ there
 
 PYTHON ?= python3
 VENV   := .venv
@@ -16,9 +21,10 @@ NOTEBOOKS := $(filter-out notebooks/learner/%,$(wildcard notebooks/*.ipynb))
 export OMP_NUM_THREADS ?= 1
 export PYTHONHASHSEED := 0
 
-.PHONY: book test unit notebooks learner-run book-strict browser execute learner clean help
+.PHONY: book test unit notebooks learner-run book-strict browser execute learner clean help \
+	gpu-check gpu-wheels
 help:
-	@sed -n 2,6p Makefile
+	@sed -n 2,11p Makefile
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,3 +80,18 @@ learner: $(STAMP)
 
 clean:
 	rm -rf _build .build-deps
+
+# No dependency on $(STAMP): a GPU machine has its own python3 (with torch and
+# triton) and may reach no package registry.  The .venv's python is used when
+# there is one.  The steps, timeouts and estimates are in tools/gpu_check.py.
+GPU_PYTHON = $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	@$(GPU_PYTHON) tools/gpu_check.py --python $(GPU_PYTHON)
+
+# CPython 3.12 manylinux x86_64 wheels (the GPU image's python), no dependencies
+# resolved: tools/gpu_wheels.txt names every package needed.  About 17 MB.
+WHEEL_PLATFORMS := $(foreach p,manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 manylinux1,--platform $(p)_x86_64)
+gpu-wheels:
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp $(WHEEL_PLATFORMS) -d .whl -r tools/gpu_wheels.txt
+	@du -sh .whl | awk '{print "gpu-wheels: .whl/ holds " $$1 " (the GPU machine takes 64 MiB in all)"}'

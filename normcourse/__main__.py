@@ -1,9 +1,11 @@
 """Command line: ``python -m normcourse <command> [options]``.
 
 Commands
-  bench        time the norm kernels (GPU: Triton vs torch; CPU: what a CPU can show)
+  bench        time the norm kernels, checked first (GPU: vs torch, torch.compile, Liger;
+               CPU: the from-scratch norms vs torch, labelled CPU); --help for options
   experiment   list, estimate (--dry-run) or run a named grid (preview or full; local or Slurm)
-  selfcheck    check that Triton computes on this machine (interpreter or CUDA)
+  selfcheck    check that Triton computes on this machine (interpreter or CUDA) and that
+               the library's LayerNorm kernel matches its float64 reference
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         # selfcheck takes no options: parse anyway, so that a typo exits with status 2
         # and a message instead of being ignored (and --help says so)
         argparse.ArgumentParser(prog="python -m normcourse selfcheck",
-                                description="Check that Triton computes on this machine.").parse_args(rest)
+                                description="Check that Triton computes on this machine and that the "
+                                            "library's LayerNorm kernel matches its "
+                                            "float64 reference.").parse_args(rest)
     module = importlib.import_module(COMMANDS[command])
     return int(module.main(rest) or 0)
 

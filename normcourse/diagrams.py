@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from normcourse.blocks import PLACEMENTS
+from normcourse.plots import COLUMN_WIDTH
 
 __all__ = ["block_layout", "draw_block", "draw_blocks", "TITLES"]
 
@@ -65,7 +66,7 @@ _STYLE = {
 }
 
 
-def draw_block(placement: str, ax=None, title: str | None = None):
+def draw_block(placement: str, ax=None, title: str | None = None, fontsize: float = 9):
     """Draw one block, input at the bottom; returns the Axes."""
     nodes, skips = block_layout(placement)
     if ax is None:
@@ -73,7 +74,7 @@ def draw_block(placement: str, ax=None, title: str | None = None):
     n = len(nodes)
     ys = [i * 1.0 for i in range(n)]
     for i, ((kind, label), y) in enumerate(zip(nodes, ys)):
-        w = 0.35 if kind == "add" else (0.5 if kind in ("io", "norm") else 1.25)
+        w = 0.35 if kind == "add" else (0.5 if kind in ("io", "norm") else 1.5)
         box = FancyBboxPatch((-w / 2, y - 0.25), w, 0.5,
                              boxstyle="circle,pad=0" if kind == "add" else "round,pad=0.05",
                              lw=1.2, **_STYLE[kind])
@@ -81,7 +82,7 @@ def draw_block(placement: str, ax=None, title: str | None = None):
             box = FancyBboxPatch((-0.17, y - 0.17), 0.34, 0.34, boxstyle="round,pad=0.02,rounding_size=0.17",
                                  lw=1.2, **_STYLE[kind])
         ax.add_patch(box)
-        ax.text(0, y, label, ha="center", va="center", fontsize=9,
+        ax.text(0, y, label, ha="center", va="center", fontsize=fontsize,
                 fontweight="bold" if kind == "norm" else "normal")
         if i + 1 < n:
             ax.add_patch(FancyArrowPatch((0, y + 0.27), (0, ys[i + 1] - 0.27),
@@ -96,26 +97,30 @@ def draw_block(placement: str, ax=None, title: str | None = None):
                                      mutation_scale=9, lw=1.2, color=color))
         if label:
             ax.text(xo + (0.05 if xo > 0 else -0.05), (y0 + y1) / 2, label, color=color,
-                    fontsize=9, ha="left" if xo > 0 else "right", va="center")
+                    fontsize=fontsize, ha="left" if xo > 0 else "right", va="center")
     ax.set_xlim(-1.6, 1.9)
     ax.set_ylim(-0.6, max(n, 10) - 0.4)  # one scale for every placement
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title(title or TITLES[placement], fontsize=10)
+    ax.set_title(title or TITLES[placement], fontsize=fontsize + 1)
     return ax
 
 
 def draw_blocks(placements=PLACEMENTS, figsize=None):
     """All ``placements`` side by side, with a legend of the box colours; returns the Figure."""
     placements = list(placements)
-    fig, axes = plt.subplots(1, len(placements), figsize=figsize or (2.1 * len(placements), 5.2))
+    # six blocks share the book's text column (1.25 inches each), so the
+    # labels are set smaller than in a figure of one block
+    fig, axes = plt.subplots(1, len(placements), layout="none",
+                             figsize=figsize or (COLUMN_WIDTH, 4.6))
     axes = [axes] if len(placements) == 1 else list(axes)
+    fig.subplots_adjust(left=0, right=1, bottom=0.09, top=0.9, wspace=0)
     for p, ax in zip(placements, axes):
-        draw_block(p, ax)
+        draw_block(p, ax, fontsize=7)
     handles = [FancyBboxPatch((0, 0), 1, 1, **_STYLE["op"]), FancyBboxPatch((0, 0), 1, 1, **_STYLE["norm"]),
                plt.Line2D([], [], color="#38761d"), plt.Line2D([], [], color="#990000")]
     fig.legend(handles, ["sub-layer (attention, MLP)", "LayerNorm", "residual skip", "B2T skip"],
-               loc="lower center", ncol=4, fontsize=8, frameon=False)
+               loc="lower center", ncol=4, fontsize=7, frameon=False)
     fig.suptitle("One transformer block per placement (input x at the bottom, output y at the top)",
-                 fontsize=11)
+                 fontsize=9)
     return fig

@@ -12,7 +12,10 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
-__all__ = ["layer_norm_computed_in", "draw_eps_dtype", "eps_dtype_explorer", "draw_eps_sweep"]
+from normcourse import plots
+
+__all__ = ["layer_norm_computed_in", "draw_eps_dtype", "eps_dtype_explorer", "draw_eps_sweep",
+           "draw_gradient_profiles", "gradient_profile_explorer"]
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -98,3 +101,38 @@ def draw_eps_sweep(eps_values=(1e-12, 1e-5), ax=None):
     ax.set_title("LayerNorm with every step in one dtype (gaps: NaN)")
     ax.legend(fontsize=7, ncol=2)
     return ax
+
+
+def draw_gradient_profiles(profile, placements, n_layer=12, embed_scale=50.0,
+                           titles=None, ax=None):
+    """Per-layer gradient norm at initialization, one line per placement.
+
+    ``profile(placement, n_layer, embed_scale)`` returns the per-layer values
+    (chapter 8's ``grad_profile`` over the cached E2 runs); ``titles`` maps a
+    placement to its legend label.
+    """
+    titles = titles or {}
+    series = {titles.get(p, p): profile(p, n_layer, embed_scale) for p in placements}
+    return plots.depth_lines(series, ax=ax, logy=True, ylabel="gradient norm at init",
+                             title=f"E2: {n_layer} layers, embed_scale {embed_scale:g}")
+
+
+def gradient_profile_explorer(profile, placements, titles=None, depths=(3, 6, 12, 24),
+                              embed_scales=(1.0, 50.0)):
+    """Pick placements, a depth and an embedding scale; see their gradient profiles."""
+    import ipywidgets as widgets
+
+    titles = titles or {}
+
+    def show(placements, n_layer, embed_scale):
+        draw_gradient_profiles(profile, placements, n_layer, embed_scale, titles)
+        plt.show()
+
+    return widgets.interactive(
+        show,
+        placements=widgets.SelectMultiple(options=[(titles.get(p, p), p) for p in placements],
+                                          value=tuple(placements[:2]), description="placement"),
+        n_layer=widgets.Dropdown(options=list(depths), value=depths[-2], description="depth"),
+        embed_scale=widgets.Dropdown(options=list(embed_scales), value=embed_scales[-1],
+                                     description="embed_scale"),
+    )

@@ -76,3 +76,16 @@ def test_usage_errors_exit_with_status_2_from_the_shell():
     out = subprocess.run([sys.executable, "-m", "normcourse", "bench", "--rows", "0"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "--rows: must be an integer >= 1" in out.stderr
+
+
+def test_bench_quick_runs_from_the_shell_and_makes_the_png_it_promises(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU --quick measures the GPU (make gpu-check runs it)")
+    out = subprocess.run([sys.executable, "-m", "normcourse", "bench", "--quick", "--out",
+                          str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "No CUDA GPU here" in out.stdout
+    assert "wrote" in out.stdout and "bench.png" in out.stdout
+    assert {p.name for p in tmp_path.iterdir()} == {"bench.csv", "bench.json", "bench.png"}

@@ -101,3 +101,126 @@ def test_learner_versions_have_stubs_not_solutions():
         assert "BEGIN SOLUTION" not in text
         assert 'raise NotImplementedError("your code here")' in text
         assert all(not c.get("outputs") for c in _cells(learner / solved.name))
+
+
+# --- what the rendered book needs from the sources ----------------------
+
+LEARNER_NOTEBOOKS = sorted((ROOT / "notebooks" / "learner").glob("*.ipynb"))
+PAGES = sorted((ROOT / "book").glob("*.md"))
+MAX_CODE_LINE = 80
+FENCE = re.compile(r"^(`{3,}|~{3,}|:{3,})")
+
+
+def display_math_without_blank_lines(text: str) -> list[str]:
+    """Lines where a ``$$`` block touches the paragraph before or after it.
+
+    MyST only reads ``$$ ... $$`` as display math when it is a block of its
+    own; glued to a line of text it becomes part of that paragraph, and the
+    reader sees raw ``$`` and backslash commands.  Code fences and
+    directives are skipped.
+    """
+    lines, problems, in_math, fence = text.splitlines(), [], False, None
+    def blank(i):
+        return not (0 <= i < len(lines)) or not lines[i].strip()
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        opening = FENCE.match(stripped)
+        if fence is None and opening and not in_math:
+            fence = opening.group(1)
+            continue
+        if fence is not None:
+            if stripped.startswith(fence) and not stripped.strip(fence[0]):
+                fence = None
+            continue
+        if not stripped.startswith("$$"):
+            continue
+        one_line = len(stripped) > 4 and stripped.endswith("$$")
+        if not in_math and not blank(i - 1):
+            problems.append(f"line {i + 1}: no blank line before {stripped!r}")
+        if in_math or one_line:
+            if not blank(i + 1):
+                problems.append(f"line {i + 1}: no blank line after {stripped!r}")
+        if not one_line:
+            in_math = not in_math
+    return problems
+
+
+def test_display_math_rule_catches_the_chapter_5_pattern():
+    glued = "**The statistic.**\n$$\nx^2\n$$\nwith $x$ real."
+    assert len(display_math_without_blank_lines(glued)) == 2
+    fine = "Text.\n\n$$\nx^2\n$$\n\nwith $x$.\n\n```python\ny = 1\n$$\n```"
+    assert display_math_without_blank_lines(fine) == []
+
+
+@pytest.mark.parametrize("path", CHAPTERS + PAGES, ids=lambda p: p.name)
+def test_display_math_is_a_block_of_its_own(path):
+    if path.suffix == ".md":
+        texts = [path.read_text()]
+    else:
+        texts = [_source(c) for c in _cells(path) if c["cell_type"] == "markdown"]
+    problems = [p for text in texts for p in display_math_without_blank_lines(text)]
+    assert not problems, f"{path.name}: put a blank line around $$ blocks: {problems}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_links_its_learners_version(path):
+    slug = REPO_URL.removeprefix("https://github.com/")
+    url = (f"https://colab.research.google.com/github/{slug}/blob/main/"
+           f"notebooks/learner/{path.name}")
+    text = "\n".join(_source(c) for c in _cells(path) if c["cell_type"] == "markdown")
+    assert f"[learner's version in Colab]({url})" in text, \
+        f"{path.name}: link its learner's version: {url}"
+    assert (ROOT / "notebooks" / "learner" / path.name).exists()
+
+
+@pytest.mark.parametrize("path", CHAPTERS + LEARNER_NOTEBOOKS,
+                         ids=lambda p: str(p.relative_to(ROOT / "notebooks")))
+def test_code_lines_fit_the_column(path):
+    # The book's text column shows about 80 characters of code; longer lines
+    # scroll sideways.  Plotting boilerplate belongs in normcourse.plots.
+    long = [f"cell {i}: {line[:60]}... ({len(line)} characters)"
+            for i, cell in enumerate(_cells(path)) if cell["cell_type"] == "code"
+            for line in _source(cell).splitlines() if len(line) > MAX_CODE_LINE]
+    assert not long, f"{path.name}: code lines over {MAX_CODE_LINE} characters:\n" + \
+        "\n".join(long)
+
+
+FALLBACK = re.compile(r"(\w+) = yours_or_reference\(\s*passed,\s*(my_\w+)")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_a_fallback_to_the_reference_is_not_credited_to_the_learner(path):
+    # After yours_or_reference, the function may be the reference: a printed
+    # "my_x matches ...: True" must say which one ran.
+    code = [_source(c) for c in _cells(path) if c["cell_type"] == "code"]
+    for i, src in enumerate(code):
+        for used, mine in FALLBACK.findall(src):
+            for later in code[i:i + 2]:
+                credits = re.search(rf"""print\(\s*f?["']{mine}\b""", later)
+                assert not credits, f"{path.name}: say whether {mine} or the reference ran " \
+                                    f"(e.g. `{used} is {mine}`)"
+
+
+def _png_dpi(png: bytes):
+    """The resolution matplotlib stored in a PNG's pHYs chunk (dots per inch)."""
+    at = png.find(b"pHYs")
+    if at < 0:
+        return None
+    per_metre = int.from_bytes(png[at + 4:at + 8], "big")
+    return per_metre * 0.0254
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_figures_are_stored_at_high_resolution(path):
+    # normcourse.plots sets 200 dpi on import: sharp on retina screens, and
+    # figures sized in inches for the text column.
+    import base64
+    low = []
+    for i, cell in enumerate(_cells(path)):
+        for out in cell.get("outputs", []):
+            png = out.get("data", {}).get("image/png")
+            if png:
+                dpi = _png_dpi(base64.b64decode(png))
+                if dpi is None or dpi < 199:
+                    low.append(f"cell {i}: {dpi} dpi")
+    assert not low, f"{path.name}: figures below 200 dpi (import normcourse.plots): {low}"

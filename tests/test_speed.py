@@ -9,6 +9,7 @@ import time
 
 import torch
 import torch.nn as nn
+import pytest
 import torch.nn.functional as F
 
 from normcourse.model import GPTConfig, TinyGPT
@@ -110,6 +111,17 @@ def step_times(vocab=100, block_size=64, n_layer=4, n_head=4, d=64, batch=16,
         torch.set_num_threads(old)
 
 
+# The timing tests below are CPU benchmarks, calibrated on the 2-core CPU machine CI
+# runs on.  On a CUDA machine the models would still train on its CPU, beside GPU
+# work and with other thread counts, so the ratios would measure that machine's load,
+# not our code: skip them there (the equality test above holds on any machine).
+cpu_benchmark = pytest.mark.skipif(
+    torch.cuda.is_available(),
+    reason="a CPU timing benchmark calibrated for the CPU-only CI machine; not meaningful "
+           "on a CUDA machine, where the course's speed is measured by `make gpu-check`")
+
+
+@cpu_benchmark
 def test_tinygpt_step_is_as_fast_as_a_minimal_gpt():
     for attempt in range(3):  # a busy neighbour can still skew one measurement
         t = step_times()
@@ -157,6 +169,7 @@ def diagnostics_overhead(every=1, steps=2, repeats=25, threads=1):
         torch.set_num_threads(old)
 
 
+@cpu_benchmark
 def test_diagnostics_overhead_is_below_15_percent():
     for attempt in range(3):
         plain, with_diag = diagnostics_overhead()

@@ -4,10 +4,16 @@ Run by ``make test`` after the book build (``pytest -m browser tests/browser``).
 Every page must load; math must be typeset by the MathJax the build installed
 (the browser has no internet, so a CDN would fail); images must decode; a
 chapter page must carry the Colab launch button; no page may show an error
-output.  A screenshot of every page lands in ``_build/screenshots/``.
+output.  What a reader sees is checked too: no raw ``$`` or ``\\command`` of
+TeX outside code and math, nothing wider than the text column on a laptop
+(1400 px) or a phone (400 px), exercises numbered per chapter ("4.1"), no
+solution markers, and a solution's title that opens the solution.  A
+screenshot of every page lands in ``_build/screenshots/`` (and, at both
+widths, ``<page>-1400.png`` / ``<page>-400.png`` for the pages in WIDE_SHOTS).
 """
 
 import pathlib
+import re
 import shutil
 
 import pytest
@@ -123,3 +129,125 @@ def test_page_in_browser(browser, page):
     browser.set_window_size(1280, min(max(height, 800), 12000))
     browser.save_screenshot(str(SHOTS / f"{name}.png"))
     browser.set_window_size(1280, 1600)
+
+
+# --- what a reader sees -------------------------------------------------
+
+# Text a reader sees outside code, math and scripts: raw TeX there means a
+# formula MathJax never typeset (a $$ block glued to a paragraph, say).
+VISIBLE_TEXT = """
+const skip = 'pre, code, script, style, mjx-container, .math, .MathJax, ' +
+             '.highlight, .cell_output, .output, kbd, samp';
+const root = document.querySelector('main') || document.body;
+const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+const out = [];
+for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+  const el = n.parentElement;
+  if (!el || el.closest(skip)) continue;
+  if (n.textContent.trim()) out.push(n.textContent);
+}
+return out;
+"""
+RAW_TEX = re.compile(r"\$|\\[A-Za-z]+")
+
+
+@pytest.mark.parametrize("page", _pages(), ids=lambda p: str(p.relative_to(HTML)))
+def test_no_raw_tex_outside_code_and_math(browser, page):
+    browser.get(page.as_uri())
+    browser.set_script_timeout(30)
+    browser.execute_async_script(MATH_DONE)
+    raw = [t.strip()[:80] for t in browser.execute_script(VISIBLE_TEXT) if RAW_TEX.search(t)]
+    assert not raw, f"{page.name} shows raw TeX (untypeset math?): {raw[:5]}"
+
+
+# Elements that stick out of the text column.  Code, cell outputs and display
+# math may scroll inside their own box on a phone; on a laptop only printed
+# outputs may (a table printed by a cell is what the cell printed).
+OVERFLOW = """
+const phone = arguments[0];
+const column = document.querySelector('article.bd-article') || document.querySelector('main');
+const right = column.getBoundingClientRect().right + 1;
+const allowed = phone ? 'pre, .highlight, .cell_output, .output, mjx-container, .math'
+                      : '.cell_output, .output';
+const bad = [];
+if (document.documentElement.scrollWidth > window.innerWidth + 1)
+  bad.push('the page scrolls sideways: ' + document.documentElement.scrollWidth + ' px');
+for (const el of column.querySelectorAll('*')) {
+  if (el.closest(allowed)) continue;
+  const box = el.getBoundingClientRect();
+  if (box.width === 0 || box.height === 0) continue;
+  const style = getComputedStyle(el);
+  if (style.position === 'fixed' || style.visibility === 'hidden') continue;
+  const what = el.tagName.toLowerCase() + (el.className ? '.' + String(el.className).split(' ')[0] : '') +
+               ' "' + (el.textContent || '').trim().slice(0, 40) + '"';
+  if (box.right > right) bad.push(what + ' ends ' + Math.round(box.right - right) + ' px past the column');
+  else if (el.scrollWidth > el.clientWidth + 1 && ['auto', 'scroll'].includes(style.overflowX))
+    bad.push(what + ' scrolls sideways (' + el.scrollWidth + ' px in ' + el.clientWidth + ')');
+  if (bad.length > 8) break;
+}
+return bad;
+"""
+WIDE_SHOTS = {"05_rmsnorm_and_dyt", "08_where_the_norm_goes", "09_training_deep_stacks",
+              "claims_audit"}
+
+
+@pytest.mark.parametrize("width", [1400, 400])
+@pytest.mark.parametrize("page", _pages(), ids=lambda p: str(p.relative_to(HTML)))
+def test_content_fits_the_column(browser, page, width):
+    browser.set_window_size(width, 1000)
+    try:
+        browser.get(page.as_uri())
+        browser.set_script_timeout(30)
+        browser.execute_async_script(MATH_DONE)
+        bad = browser.execute_script(OVERFLOW, width < 600)
+        if page.stem in WIDE_SHOTS:
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            height = browser.execute_script("return document.body.scrollHeight")
+            browser.set_window_size(width, min(max(height, 800), 16000))
+            browser.save_screenshot(str(SHOTS / f"{page.stem}-{width}.png"))
+    finally:
+        browser.set_window_size(1280, 1600)
+    assert not bad, f"{page.name} at {width} px: " + "; ".join(bad)
+
+
+CHAPTERS = [p for p in _pages() if "notebooks" in p.parts]
+
+
+@pytest.mark.parametrize("page", CHAPTERS, ids=lambda p: p.name)
+def test_exercises_are_numbered_per_chapter_without_solution_markers(browser, page):
+    browser.get(page.as_uri())
+    chapter = int(page.stem.split("_", 1)[0])
+    titles = [t.get_attribute("textContent").strip() for t in
+              browser.find_elements("css selector", "div.exercise > .admonition-title")]
+    numbers = [re.match(r"Exercise (\d+)\.(\d+)", t) for t in titles]
+    assert all(numbers), f"{page.name}: exercise titles {titles}"
+    assert [(int(m[1]), int(m[2])) for m in numbers] == \
+        [(chapter, k) for k in range(1, len(titles) + 1)], titles
+    html = browser.page_source
+    assert "BEGIN SOLUTION" not in html and "END SOLUTION" not in html, \
+        f"{page.name}: the rendered code shows the solution markers"
+
+
+@pytest.mark.parametrize("page", CHAPTERS, ids=lambda p: p.name)
+def test_clicking_a_solution_title_opens_the_solution(browser, page):
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(page.as_uri())
+    solutions = browser.find_elements("css selector", "div.solution.dropdown")
+    if not solutions:
+        pytest.skip(f"{page.name} has no solutions")
+    for solution in solutions:
+        title = solution.find_element("css selector", ".admonition-title")
+        assert not title.find_elements("css selector", "a"), \
+            f"{page.name}: a link in a solution's title jumps away instead of opening it"
+        body = solution.find_element("css selector", "section, div.cell, p:not(.admonition-title)")
+        assert not body.is_displayed(), f"{page.name}: a solution starts open"
+        url = browser.current_url
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", title)
+        title.click()
+        assert browser.current_url == url
+        try:   # the dropdown opens with a short animation
+            WebDriverWait(browser, 5).until(lambda _: body.is_displayed())
+        except TimeoutException:
+            pytest.fail(f"{page.name}: clicking '{title.text}' did not open it")
