@@ -1,6 +1,34 @@
-"""Comparing a re-run experiment with the numbers stored in the results cache."""
+"""Comparing a re-run experiment with the numbers stored in the results cache.
+
+Two rules, chosen by the machine the stored run came from:
+
+- **Same machine** (the run's ``env["numerics"]`` fingerprint equals this
+  machine's: processor, kernel family, torch version, threads): every number
+  must reproduce to ``rel=1e-5``.
+- **Another machine** (or a run stored before fingerprints were recorded):
+  BLAS sums in another order there, and training amplifies that last-bit
+  difference step by step: on the reference machines, stable runs drifted by
+  up to 6e-4 (relative) by the end, and spiking or diverging runs by 2e-2 on
+  the loss and by 10x on late gradient norms.  So only what precedes the
+  amplification is compared: everything measured at initialization
+  (``init``) and the first :data:`EARLY_STEPS` entries of every per-step curve,
+  to ``rel=1e-3`` (what was measured on the trained model is left out) (the largest drift seen there was 2e-4), and whether the run
+  diverged.  A change to the model, the data, the initialization, the loss or
+  the optimizer shows at the first steps, so this still catches regressions.
+"""
+
+import math
 
 import pytest
+
+from normcourse.experiments.cache import numerics_fingerprint
+
+EARLY_STEPS = 10
+CROSS_MACHINE_REL = 1e-3
+# counts that follow the trajectory, so they may differ where the trajectory does
+TRAJECTORY_COUNTS = ("diverged_at", "spikes")
+# measured on the trained model: the end of the trajectory
+AFTER_TRAINING = ("trained",)
 
 
 def assert_same_results(stored, recomputed, path="result", rel=1e-5, abs=1e-7):
@@ -14,6 +42,49 @@ def assert_same_results(stored, recomputed, path="result", rel=1e-5, abs=1e-7):
         for i, (x, y) in enumerate(zip(stored, recomputed)):
             assert_same_results(x, y, f"{path}[{i}]", rel, abs)
     elif isinstance(stored, float):
-        assert recomputed == pytest.approx(stored, rel=rel, abs=abs), path
+        assert recomputed == pytest.approx(stored, rel=rel, abs=abs, nan_ok=True), path
     else:
         assert stored == recomputed, path
+
+
+def same_machine(entry: dict) -> bool:
+    """Whether a stored run was computed on a machine whose numerics equal this one's."""
+    return entry.get("env", {}).get("numerics") == numerics_fingerprint("cpu")
+
+
+def assert_reproduces(entry: dict, recomputed: dict, abs: float = 1e-7):
+    """A stored run's result against a re-run of its spec, by the rule of this module."""
+    if same_machine(entry):
+        assert_same_results(entry["result"], recomputed, abs=abs)
+    else:
+        _assert_same_start(entry["result"], recomputed, "result")
+
+
+def _assert_same_start(stored, recomputed, path, before_training=False):
+    if isinstance(stored, dict):
+        assert set(stored) == set(recomputed), path
+        for k in stored:
+            if k not in TRAJECTORY_COUNTS and k not in AFTER_TRAINING:
+                _assert_same_start(stored[k], recomputed[k], f"{path}.{k}",
+                                   before_training or k == "init")
+    elif isinstance(stored, list) and stored and all(isinstance(v, float) for v in stored):
+        assert len(stored) == len(recomputed), path
+        keep = len(stored) if before_training else EARLY_STEPS
+        for i, (x, y) in enumerate(zip(stored[:keep], recomputed[:keep])):
+            _assert_float(x, y, f"{path}[{i}]")
+    elif isinstance(stored, float):
+        if before_training:
+            _assert_float(stored, recomputed, path)
+    elif isinstance(stored, list):
+        assert len(stored) == len(recomputed), path
+        for i, (x, y) in enumerate(zip(stored, recomputed)):
+            _assert_same_start(x, y, f"{path}[{i}]", before_training)
+    else:
+        assert stored == recomputed, path
+
+
+def _assert_float(stored, recomputed, path):
+    if isinstance(stored, float) and math.isnan(stored):
+        assert math.isnan(recomputed), path
+    else:
+        assert recomputed == pytest.approx(stored, rel=CROSS_MACHINE_REL, abs=1e-6), path

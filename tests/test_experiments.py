@@ -5,7 +5,7 @@ import json
 import pytest
 
 import tiny_grid
-from cache_compare import assert_same_results
+from cache_compare import assert_reproduces
 
 from normcourse import experiments as ex
 from normcourse.data import cached
@@ -14,7 +14,6 @@ CACHED = sorted(p.stem for p in ex.RESULTS_DIR.glob("E*.json"))
 
 
 
-close = assert_same_results
 
 
 def slice_of(name):
@@ -37,7 +36,7 @@ def test_cached_experiment_reproduces(name):
         assert key == ex.spec_key(entry["spec"]) and key in specs   # the grid still contains it
         assert entry["corpus_sha256"] == cached("python_docs").sha256
         assert {"torch", "python", "numpy"} <= set(entry["env"]) and "engine_sha256" in entry["code"]
-        close(entry["result"], ex.run_one(entry["spec"]))
+        assert_reproduces(entry, ex.run_one(entry["spec"]))
 
 
 def test_resume_and_round_trip(tmp_path, monkeypatch):

@@ -1,14 +1,13 @@
 """Chapter 11's cached experiment E7 (LayerNorm removal) is complete and reproduces."""
 
 
-from cache_compare import assert_same_results
+from cache_compare import assert_reproduces
 
 from normcourse import experiments as ex
 from normcourse.data import cached
 
 
 
-close = assert_same_results
 
 
 def test_e7_is_fully_cached():
@@ -27,4 +26,4 @@ def test_a_slice_of_e7_reproduces():
     runs = ex.read_cache("E7")["runs"]
     key, entry = next((k, e) for k, e in runs.items() if e["spec"]["train"]["seed"] == 0)
     assert key == ex.spec_key(entry["spec"])
-    close(entry["result"], ex.run_one(entry["spec"]))
+    assert_reproduces(entry, ex.run_one(entry["spec"]))

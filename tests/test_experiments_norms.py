@@ -2,7 +2,7 @@
 
 import pytest
 
-from cache_compare import assert_same_results
+from cache_compare import assert_reproduces
 
 from normcourse import experiments as ex
 from normcourse.data import cached
@@ -10,7 +10,6 @@ from normcourse.data import cached
 
 
 
-close = assert_same_results
 
 
 def _entry(name, **want):
@@ -40,4 +39,4 @@ def test_grid_is_fully_cached(name):
 def test_a_slice_reproduces(name, want):
     key, entry = _entry(name, **want)
     assert key == ex.spec_key(entry["spec"])
-    close(entry["result"], ex.run_one(entry["spec"]))
+    assert_reproduces(entry, ex.run_one(entry["spec"]))

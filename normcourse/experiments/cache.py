@@ -50,7 +50,7 @@ RESULTS_DIR = PACKAGE_DIR / "results"     # the shipped previews
 # be a glob; kernels/ runs on CUDA): their hash is the code version stored with each run.
 # tests/test_experiments_cache.py checks it against the imports of measures.py, followed
 # transitively (the cache, executors and command line around a run are not in it).
-ENGINE_FILES = ("__init__.py", "runtime.py", "_triton_probe.py", "norms.py", "blocks.py", "model.py",
+ENGINE_FILES = ("__init__.py", "runtime.py", "_triton_probe.py", "tolerance.py", "norms.py", "blocks.py", "model.py",
                 "data.py", "train.py", "ablations.py", "remove_norm.py", "kernels/*.py",
                 "residual_streams.py", "frontier_measures.py", "tolerance.py", "experiments/measures.py")
 RUN_FIELDS = ("spec", "result", "seconds", "code", "env", "corpus_sha256", "finished")
@@ -110,11 +110,25 @@ def device_name(device: str = "cpu") -> str:
     return f"cpu: {cpu_name()}"
 
 
+def numerics_fingerprint(device: str = "cpu") -> str:
+    """What decides the last bits of a float result on this machine.
+
+    The same code, data and seed give the same numbers bit for bit only on the
+    same processor model and kernel family (BLAS blocks its sums by the cache
+    sizes and vector width it finds) with the same thread count.  Training
+    amplifies a difference in the last bit step by step, so runs are only
+    comparable to the bit when their fingerprints are equal.
+    """
+    return " | ".join([device_name(device), f"kernels {torch.backends.cpu.get_cpu_capability()}",
+                       f"torch {torch.__version__}", f"threads {torch.get_num_threads()}"])
+
+
 def environment(device: str = "cpu") -> dict:
     """Library versions and machine facts that can change a number."""
     import numpy
     env = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-           "platform": platform.platform(), "machine": platform.machine(), "device": device_name(device)}
+           "platform": platform.platform(), "machine": platform.machine(), "device": device_name(device),
+           "numerics": numerics_fingerprint(device)}
     if torch.device(device).type == "cuda":
         env["cuda"] = torch.version.cuda
     return env
