@@ -8,7 +8,7 @@ mHC run with its gain record (E14H).
 
 import pytest
 
-from cache_compare import assert_same_results
+from cache_compare import assert_reproduces
 
 from normcourse import experiments as ex
 from normcourse.data import cached
@@ -60,7 +60,7 @@ def test_a_slice_reproduces(name, want):
     _registered(name)
     key, entry = _entry(name, **want)
     assert key == ex.spec_key(entry["spec"])
-    assert_same_results(entry["result"], ex.run_one(entry["spec"]))
+    assert_reproduces(entry, ex.run_one(entry["spec"]))
 
 
 def test_token_gains_of_plain_and_mhc_models():
