@@ -165,6 +165,13 @@ _E4_FULL_WHY = ("24 and 48 layers, the depths of GPT-2's 345M and 1542M models; 
 _E8_PREVIEW = dict(model={"placement": "pre", "n_layer": 6}, train={"steps": 300, "lr": 3e-3})
 _E8_FULL = dict(model={"placement": "pre", "n_layer": 12}, train={"lr": 1e-3})
 _E7_PREVIEW_TRAIN = {"steps": 300, "lr": 3e-3, "eval_batches": 8}
+# Chapters 13-14: the 4-layer preview model of E13Q is the common baseline (E13R and
+# E14N read its Pre-LN runs); the full tiers use 12 layers, GPT-2's smallest depth.
+_F_PREVIEW = {"placement": "pre", "n_layer": 4}
+_F_FULL = {"placement": "pre", "n_layer": 12}
+_F_FULL_WHY = ("12 layers at d_model 512 (GPT-2's smallest depth at the base Transformer's width), "
+               "2,000 steps instead of 150 so that the effects of long training have time to show; the "
+               "preview's axes and 5 seeds")
 
 # The table.  Adding an experiment is one entry here (and, for a new kind of
 # measurement, one entry in measures.MEASURES).
@@ -285,4 +292,58 @@ EXPERIMENTS = {e.name: e for e in (
                  "100 fine-tuning steps per norm and 500 at the end (preview: 20 and 60) after a "
                  "2,000-step training run (preview: 300); runs on the CPU only (see measures.py)"),
         chapter=11),
+    Experiment(
+        # Wortsman et al. 2023's small-scale proxy: attention-logit growth and final loss
+        # against the learning rate, with and without QK-norm (qk-layernorm) and z-loss.
+        "E13Q", "max attention logit and final loss vs learning rate, with/without QK-norm and z-loss",
+        "train_records",
+        preview(Part({"qk_norm": [False, True], "z_loss": [0.0, 1e-4], "lr": [3e-3, 3e-2, 1e-1, 3e-1],
+                      "seed": SEEDS5}, model=_F_PREVIEW, train={"record_attn_logits": True})),
+        full(Part({"qk_norm": [False, True], "z_loss": [0.0, 1e-4], "lr": [1e-3, 1e-2, 3e-2, 1e-1],
+                   "seed": SEEDS5}, model=_F_FULL, train={"record_attn_logits": True}),
+             why=_F_FULL_WHY + "; learning rates one step lower for the wider model"),
+        chapter=13),
+    Experiment(
+        # OLMo 2's reordered norm and Peri-LN (Gemma 2/3's sandwich) at a moderate and a high
+        # learning rate; the Pre-LN arm is E13Q's (QK-norm and z-loss off), same settings.
+        "E13R", "reordered (OLMo 2) and Peri-LN at two learning rates (Pre-LN: E13Q's runs)",
+        "train_records",
+        preview(Part({"placement": ["reordered", "peri"], "lr": [3e-3, 3e-2], "seed": SEEDS5},
+                     model=_F_PREVIEW, train={"record_attn_logits": True})),
+        full(Part({"placement": ["pre", "reordered", "peri"], "lr": [1e-3, 1e-2], "seed": SEEDS5},
+                  model=_F_FULL, train={"record_attn_logits": True}),
+             why=_F_FULL_WHY + "; its own Pre-LN arm"),
+        chapter=13),
+    Experiment(
+        # Derf (Chen et al. 2025) next to DyT and LayerNorm with E8's unit-scale embeddings.
+        "E13D", "Derf vs DyT vs LayerNorm, unit-scale embeddings (as E8), 5 seeds", "train_records",
+        preview(Part({"norm": ["layernorm", "dyt", "derf"], "seed": SEEDS5},
+                     model={**_F_PREVIEW, "embed_scale": 50.0}, train={"lr": 3e-3})),
+        full(Part({"norm": ["layernorm", "dyt", "derf"], "seed": SEEDS5},
+                  model={**_F_FULL, "embed_scale": 50.0}, train={"lr": 1e-3}),
+             why=_F_FULL_WHY + "; lr 1e-3, E5's full-tier middle"),
+        chapter=13),
+    Experiment(
+        # Hyper-connections (Zhu et al. 2024) and mHC (Xie et al. 2025) against a plain residual:
+        # the gain of the composite mixing map after every sub-layer, after training, and the loss.
+        "E14H", "plain residual vs hyper-connections vs mHC: composite-map gain across depth, loss",
+        "train_records",
+        preview(Part({"residual": ["plain", "hyper", "mhc"], "seed": SEEDS5},
+                     model={**_F_PREVIEW, "n_streams": 4}, train={"lr": 3e-3})),
+        full(Part({"residual": ["plain", "hyper", "mhc"], "seed": SEEDS5},
+                  model={**_F_FULL, "n_streams": 4}, train={"lr": 1e-3}),
+             why=_F_FULL_WHY + "; 24 sub-layers for the gain to compound over"),
+        chapter=14),
+    Experiment(
+        # nGPT (Loshchilov et al. 2024) without warmup and weight decay (its recipe); train
+        # re-normalizes its weights after every step.  The Pre-LN arm is E13Q's.
+        "E14N", "nGPT at two learning rates: training steps to a target loss (Pre-LN: E13Q's runs)",
+        "train_records",
+        preview(Part({"placement": ["ngpt"], "lr": [3e-3, 3e-2], "seed": SEEDS5}, model={"n_layer": 4},
+                     train={"warmup_steps": 0, "weight_decay": 0.0})),
+        full(Part({"placement": ["ngpt"], "lr": [1e-3, 1e-2], "seed": SEEDS5}, model={"n_layer": 12},
+                  train={"warmup_steps": 0, "weight_decay": 0.0}),
+             Part({"placement": ["pre"], "lr": [1e-3, 1e-2], "seed": SEEDS5}, model={"n_layer": 12}),
+             why=_F_FULL_WHY + "; its own Pre-LN arm"),
+        chapter=14),
 )}

@@ -88,6 +88,15 @@ def measure_depth(spec: dict, d, mc, tc) -> dict:
     return result
 
 
+def measure_train_records(spec: dict, d, mc, tc) -> dict:
+    """Chapters 13-14: training plus the max attention logit per step, the trained
+    stream's RMS per layer and, for several streams, the composite mixing-map gain
+    (normcourse.frontier_measures)."""
+    from normcourse.frontier_measures import measure_train_records as measure
+
+    return measure(spec, d, mc, tc)
+
+
 def measure_remove_norm(spec: dict, d, mc, tc) -> dict:
     """Chapter 11's LayerNorm removal (normcourse.remove_norm.removal_experiment)."""
     from normcourse.remove_norm import removal_experiment
@@ -152,6 +161,9 @@ MEASURES = {
                     "statistics at initialisation only"),
     "depth": Measure(measure_depth, lambda s, mc, tc: _train_flops(mc, tc) + 2 * _depth_report_flops(mc, tc),
                      "train, then layer ablations at init and after"),
+    "train_records": Measure(measure_train_records,
+                             lambda s, mc, tc: _train_flops(mc, tc) + _eval_flops(mc, tc),
+                             "train, then attention logits, stream RMS and mixing gains"),
     "remove_norm": Measure(measure_remove_norm, lambda s, mc, tc: _remove_norm_flops(s, mc, tc),
                            "train, then remove LayerNorm four ways",
                            cpu_only="normcourse.remove_norm builds and finds torch.nn.LayerNorm modules on "

@@ -1,0 +1,127 @@
+"""Chapter 13, "Norms inside attention and after the branch": QK-norm logits,
+z-loss and OLMo 2's reordered block."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from near_misses import Attempt, Exercise
+from normcourse.exercises.attention_norms import (
+    check_qk_norm_logits, check_reordered_block, check_z_loss,
+)
+
+NOTEBOOK = "notebooks/13_norms_inside_attention.ipynb"
+
+
+def _rms(x, eps, dim=-1):
+    return x * torch.rsqrt(x.pow(2).mean(dim, keepdim=True) + eps)
+
+
+def _scores(q, k):
+    return q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+
+
+def _qk_float32(q, k, wq, wk, eps):
+    """Computes in float32 inside and casts back: right, within tolerance."""
+    out = _scores(_rms(q.float(), eps) * wq.float(), _rms(k.float(), eps) * wk.float())
+    return out.to(q.dtype)
+
+
+def _qk_rms_norm_module(q, k, wq, wk, eps):
+    """torch's own F.rms_norm over the head dimension."""
+    d = q.shape[-1]
+    return _scores(F.rms_norm(q, (d,), wq, eps), F.rms_norm(k, (d,), wk, eps))
+
+
+def _qk_einsum(q, k, wq, wk, eps):
+    qn, kn = _rms(q, eps) * wq, _rms(k, eps) * wk
+    return torch.einsum("bhtd,bhsd->bhts", qn, kn) / q.shape[-1] ** 0.5
+
+
+def _z_manual(logits, c):
+    """logsumexp written out with the max subtracted: right."""
+    m = logits.max(-1, keepdim=True).values
+    lse = (logits - m).exp().sum(-1).log() + m.squeeze(-1)
+    return c * (lse * lse).mean()
+
+
+def _z_naive(logits, c):
+    """log(sum(exp)) without the max: overflows on large float32 logits."""
+    return c * logits.exp().sum(-1).log().pow(2).mean()
+
+
+def _reordered_loop(x, attn, mlp, na, nm):
+    for sub, norm in ((attn, na), (mlp, nm)):
+        x = x + norm(sub(x))
+    return x
+
+
+CASES = [
+    Exercise(
+        check_qk_norm_logits, NOTEBOOK, "my_qk_norm_logits",
+        near_misses=(
+            Attempt("norm over time", lambda q, k, wq, wk, eps: _scores(
+                _rms(q, eps, -2) * wq, _rms(k, eps, -2) * wk), ("time axis",)),
+            Attempt("norm over heads", lambda q, k, wq, wk, eps: _scores(
+                _rms(q, eps, 1) * wq, _rms(k, eps, 1) * wk), ("heads axis",)),
+            Attempt("norm after the scores", lambda q, k, wq, wk, eps: _rms(
+                _scores(q, k), eps), ("after the dot product",)),
+            Attempt("only q", lambda q, k, wq, wk, eps: _scores(
+                _rms(q, eps) * wq, k), ("only the queries",)),
+            Attempt("no scale", lambda q, k, wq, wk, eps: (_rms(q, eps) * wq) @ (
+                _rms(k, eps) * wk).transpose(-2, -1), ("sqrt(head_dim)",)),
+            Attempt("no gains", lambda q, k, wq, wk, eps: _scores(
+                _rms(q, eps), _rms(k, eps)), ("gains",)),
+            Attempt("layer norm", lambda q, k, wq, wk, eps: _scores(
+                F.layer_norm(q, q.shape[-1:], eps=eps) * wq,
+                F.layer_norm(k, k.shape[-1:], eps=eps) * wk), ("mean",)),
+            Attempt("L2 normalize", lambda q, k, wq, wk, eps: _scores(
+                F.normalize(q, dim=-1) * wq, F.normalize(k, dim=-1) * wk),
+                ("L2 norm",)),
+        ),
+        right_answers=(
+            Attempt("F.rms_norm", _qk_rms_norm_module),
+            Attempt("float32 inside", _qk_float32),
+            Attempt("einsum", _qk_einsum),
+        ),
+    ),
+    Exercise(
+        check_z_loss, NOTEBOOK, "my_z_loss",
+        near_misses=(
+            Attempt("max logit", lambda z, c: c * z.max(-1).values.pow(2).mean(),
+                    ("largest logit",)),
+            Attempt("not squared", lambda z, c: c * torch.logsumexp(z, -1).mean(),
+                    ("not squared",)),
+            Attempt("summed", lambda z, c: c * torch.logsumexp(z, -1).pow(2).sum(),
+                    ("summed",)),
+            Attempt("no coefficient", lambda z, c: torch.logsumexp(z, -1).pow(2).mean(),
+                    ("coefficient",)),
+            Attempt("wrong axis", lambda z, c: c * torch.logsumexp(z, 1).pow(2).mean(),
+                    ("time axis",)),
+            Attempt("overflow", _z_naive, ("overflow",)),
+        ),
+        right_answers=(
+            Attempt("max subtracted by hand", _z_manual),
+            Attempt("returns a tensor", lambda z, c: (c * torch.logsumexp(z, -1) ** 2).mean()),
+        ),
+    ),
+    Exercise(
+        check_reordered_block, NOTEBOOK, "my_reordered_block",
+        near_misses=(
+            Attempt("pre-LN", lambda x, a, m, na, nm: (lambda h: h + m(nm(h)))(x + a(na(x))),
+                    ("Pre-LN",)),
+            Attempt("peri-LN", lambda x, a, m, na, nm: (lambda h: h + nm(m(nm(h))))(
+                x + na(a(na(x)))), ("Peri-LN",)),
+            Attempt("post-LN", lambda x, a, m, na, nm: (lambda h: nm(h + m(h)))(na(x + a(x))),
+                    ("Post-LN",)),
+            Attempt("one norm twice", lambda x, a, m, na, nm: (lambda h: h + na(m(h)))(
+                x + na(a(x))), ("its own norm",)),
+            Attempt("parallel", lambda x, a, m, na, nm: x + na(a(x)) + nm(m(x)),
+                    ("parallel",)),
+        ),
+        right_answers=(
+            Attempt("loop", _reordered_loop),
+        ),
+    ),
+]
