@@ -226,8 +226,9 @@ def _gain_variants(mats):
         (tuple(reversed(gains(total))), "forward and backward are swapped: the forward "
                                         "gain is the largest row sum, the backward gain "
                                         "the largest column sum."),
-        (abs_of_sums(total), "you took the absolute value of each row's (column's) "
-                             "sum, so negative entries cancel positive ones; the "
+        (abs_of_sums(total), "you summed each row's (column's) entries with their "
+                             "signs (then perhaps took the absolute value of the sum), "
+                             "so negative entries cancel positive ones; the "
                              "absolute row sum adds the entries' absolute values "
                              "(the matrix infinity-norm), the worst case for any "
                              "signal."),
@@ -238,7 +239,9 @@ def _gain_variants(mats):
 def check_composite_gain(fn) -> str:
     """``fn(mixings) -> (forward_gain, backward_gain)`` of the composite residual map."""
     g = _gen(2512)
-    for n, L in ((4, 6), (3, 9)):
+    # one layer last: the chapter's table starts at depth 1, where a product of one
+    # matrix is that matrix (torch.linalg.multi_dot, for one, needs two or more)
+    for n, L in ((4, 6), (3, 9), (4, 1)):
         # unconstrained hyper-connection-like matrices: near identity, some negative
         mats = [torch.eye(n, dtype=torch.float64)
                 + 0.35 * torch.randn(n, n, generator=g, dtype=torch.float64)

@@ -105,10 +105,12 @@ CASES = [
             Attempt("abs of the sums", lambda ms: (
                 float(_product(ms).sum(-1).abs().max()),
                 float(_product(ms).sum(-2).abs().max())), ("negative entries cancel",)),
+            Attempt("linalg.multi_dot without one layer", lambda ms: _gains(
+                torch.linalg.multi_dot(list(reversed(ms)))), ("raised RuntimeError",)),
         ),
         right_answers=(
             Attempt("linalg.multi_dot", lambda ms: _gains(
-                torch.linalg.multi_dot(list(reversed(ms))))),
+                torch.linalg.multi_dot(list(reversed(ms))) if len(ms) > 1 else ms[0])),
             Attempt("tensors out", lambda ms: tuple(
                 torch.tensor(v) for v in _gains(_product(ms)))),
         ),
