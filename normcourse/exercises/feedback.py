@@ -257,6 +257,62 @@ def is_mistake(out: torch.Tensor, candidate: torch.Tensor, ref: torch.Tensor, at
             and not close(candidate, ref, atol, rtol))
 
 
+@dataclasses.dataclass(frozen=True)
+class Wrong:
+    """A known wrong answer to an exercise: what it is, how to fix it, and its value.
+
+    ``value`` is a function of no arguments, called only when the learner's answer
+    is already known to be wrong (so a checker may list many costly candidates);
+    it may raise when the mistake does not apply to this input, and is then skipped.
+    """
+
+    what: str
+    hint: str
+    value: Callable[[], Any]
+
+
+def where_largest(out: torch.Tensor, ref: torch.Tensor) -> str:
+    """Where ``out`` is furthest from ``ref``, with both values, for a message."""
+    diff = (out.detach().double() - ref.double()).abs()
+    diff = torch.nan_to_num(diff, nan=float("inf"))
+    idx = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+    return (f"the largest error is at index {idx}: you returned {out[idx].item():.6g}, "
+            f"expected {ref[idx].item():.6g}")
+
+
+def compare(out: torch.Tensor, ref: torch.Tensor, tol: float, wrongs: Sequence[Wrong] = (), *,
+            rtol: float = 0.0, name: str = "your output",
+            nan_mistake: Mistake | None = None,
+            hint: str = "test on a tiny input, e.g. torch.tensor([[1., 2., 3.]]), and compare "
+                        "each step with a hand calculation.") -> None:
+    """Return when ``out`` is within ``tol`` of ``ref``; otherwise raise the Mistake it makes.
+
+    The Mistake names the first of ``wrongs`` that ``out`` matches (and that really
+    differs from ``ref`` on this input, see :func:`is_mistake`); NaN and inf get
+    their own messages (``nan_mistake`` replaces the generic NaN one); anything
+    else is reported by where the error is largest, against the tolerance.
+    """
+    if close(out, ref, atol=tol, rtol=rtol):
+        return
+    if out.isnan().any():
+        raise nan_mistake or Mistake(
+            f"{name} contains NaN.",
+            "NaN usually means 0/0 or sqrt of a negative number: is eps inside the square "
+            "root, and is the variance computed as a mean of squares of deviations (never "
+            "negative)?")
+    if out.isinf().any():
+        raise Mistake(f"{name} contains inf.", "is eps added before dividing?")
+    for wrong in wrongs:
+        try:
+            candidate = wrong.value()
+        except Exception:  # a mistake that does not apply to this input
+            continue
+        if is_mistake(out, candidate, ref, atol=tol, rtol=rtol):
+            raise Mistake(wrong.what, wrong.hint)
+    raise Mistake(f"{name} is wrong: {where_largest(out, ref)} (max error "
+                  f"{max_error(out, ref):.3g}, allowed {tol:.2g}).", hint)
+
+
 def float32_error(fn: Callable, *args):
     """How far ``fn`` computed in float32 lands from ``fn`` computed in float64, on ``args``.
 
