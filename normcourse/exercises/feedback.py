@@ -257,6 +257,11 @@ def is_mistake(out: torch.Tensor, candidate: torch.Tensor, ref: torch.Tensor, at
             and not close(candidate, ref, atol, rtol))
 
 
+def generator(seed: int) -> torch.Generator:
+    """A CPU generator seeded with ``seed``: a checker's test inputs are the same on every run."""
+    return torch.Generator().manual_seed(seed)
+
+
 @dataclasses.dataclass(frozen=True)
 class Wrong:
     """A known wrong answer to an exercise: what it is, how to fix it, and its value.
