@@ -41,10 +41,6 @@ def _sat_count_nonzero(a, threshold):
     return torch.count_nonzero(a.abs() > threshold) / a.numel()
 
 
-def _sat_ge(a, threshold):
-    return (a.abs() >= threshold).float().mean().item()   # no entry sits on the threshold
-
-
 def _sat_flat_per_row(a, threshold):
     # averages per row first: the same number when every row has the same length
     flat = a.reshape(a.shape[0], -1)
@@ -82,6 +78,13 @@ FRACTION_SATURATED = Exercise(
                 lambda a, t: float(a.abs().mean() > t), ("count entries",)),
         Attempt("forgot return", lambda a, t: None, ("return",)),
         Attempt("is any saturated?", lambda a, t: bool((a.abs() > t).any()), ("got bool",)),
+        Attempt(">= instead of >", lambda a, t: (a.abs() >= t).float().mean().item(),
+                ("equal to the threshold", "use >")),
+        Attempt("a python loop with >=",
+                lambda a, t: sum(abs(v) >= t for v in a.flatten().tolist()) / a.numel(),
+                ("equal to the threshold",)),
+        Attempt("abs() of the mean, not of each entry",
+                lambda a, t: float(a.mean().abs() > t), ("count entries",)),
     ),
     right_answers=(
         Attempt("python loop", _sat_loop),
@@ -89,7 +92,6 @@ FRACTION_SATURATED = Exercise(
         Attempt("numpy", _sat_numpy),
         Attempt("0-d tensor", _sat_tensor),
         Attempt("count_nonzero / numel", _sat_count_nonzero),
-        Attempt(">= instead of >", _sat_ge),
         Attempt("mean of equal-length row means", _sat_flat_per_row),
         Attempt("torch.sum / torch.numel",
                 lambda a, t: torch.sum(a.abs() > t) / torch.numel(a)),

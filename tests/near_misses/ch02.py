@@ -156,6 +156,16 @@ def _returns_new(linear, std):
     return new
 
 
+def _all_parameters(linear, std):
+    for p in linear.parameters():       # the bias too
+        nn.init.normal_(p, 0.0, std)
+
+
+def _bias_zeroed(linear, std):
+    nn.init.normal_(linear.weight, 0.0, std)
+    nn.init.zeros_(linear.bias)
+
+
 def _swapped_mean_std(linear, std):
     nn.init.normal_(linear.weight, std, std)    # normal_(tensor, mean, std) given (std, std)
 
@@ -181,6 +191,9 @@ GPT2_INIT = Exercise(
         Attempt("sqrt(2 n_layer + 1)", _init(lambda n, s: s / math.sqrt(2 * n + 1)),
                 ("expected",)),
         Attempt("n_layer ** -2", _init(lambda n, s: s * n ** -2), ("expected",)),
+        Attempt("every parameter filled, the bias too", _init(_right_std, _all_parameters),
+                ("linear.bias",)),
+        Attempt("the bias zeroed as well", _init(_right_std, _bias_zeroed), ("zeroed",)),
     ),
     right_answers=(
         Attempt("copy_ under no_grad", _init(_right_std, _copy_in)),

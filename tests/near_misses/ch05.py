@@ -78,6 +78,8 @@ RMS_NORM_BACKWARD = Exercise(
         Attempt("dx negated", _bw(sign=-1.0), ("sign",)),
         Attempt("+ projection", _bw(proj_sign=-1.0), ("sign",)),
         Attempt("no eps in rstd", _bw(eps_used=lambda e: 0.0), ("eps",)),
+        Attempt("eps hard-coded as 1e-6", _bw(eps_used=lambda e: 1e-6),
+                ("ignores its eps argument",)),
         Attempt("means over the rows", _bw(axis=0), ("dim=-1",)),
         Attempt("returns a dbias too",
                 lambda dy, x, w, eps: (*_bw()(dy, x, w, eps), dy.sum(0)), ("no dbias",)),
