@@ -31,8 +31,8 @@ import torch.nn.functional as F
 
 from normcourse import norms
 from normcourse.exercises.feedback import (
-    Forbidden, Mistake, Wrong, call_learner, checker, close, compare, expect_tensor, generator,
-    ignores_eps, max_error,
+    SECOND_EPS, Forbidden, Mistake, Wrong, call_learner, checker, close, compare, expect_tensor,
+    generator, ignores_eps, max_error,
 )
 
 __all__ = ["check_layer_norm", "check_rms_norm", "check_layer_norm_backward"]
@@ -202,15 +202,9 @@ def _low_precision_mistake(fn, args, out, ref, tol32, label, name, what_breaks):
                    "and return the result with .to(x.dtype).")
 
 
-# The second eps an answer is run with when its output is wrong: an eps of 1 changes
-# every output the test rows give, so an answer whose output stays the same has an
-# eps of its own written into the code.
-_OTHER_EPS = 1.0
-
-
 def _eps_ignored(rerun, out, ref, ref_other, eps, tol, name) -> Wrong:
     """The hard-coded eps, named as such, with the hint every norm of this chapter shares."""
-    return ignores_eps(rerun, out, ref, ref_other, eps, _OTHER_EPS, tol, name=name,
+    return ignores_eps(rerun, out, ref, ref_other, eps, tol, name=name,
                        hint="use the eps argument inside the square root; a number written "
                             "into the function (1e-5, 1e-6) is right only when it happens "
                             "to equal the eps the caller passes.")
@@ -238,7 +232,7 @@ def _check_ln_case(fn, x, w, b, eps, label, extra_variants=(), nan_mistake=None,
             raise low
     ignored = _eps_ignored(lambda e: call_learner(fn, x, w, b, e, name="your layer_norm",
                                                   forbidden=_LN_FORBIDDEN),
-                           out, ref, _ln(x, w, b, _OTHER_EPS), eps, tol, "your layer_norm")
+                           out, ref, _ln(x, w, b, SECOND_EPS), eps, tol, "your layer_norm")
     compare(out, ref, tol, list(extra_variants) + _layer_norm_variants(x, w, b, eps, [ignored]),
             name=f"your output ({label})", nan_mistake=nan_mistake)
 
@@ -343,7 +337,7 @@ def _check_rms_case(fn, x, w, eps, label):
               "add eps to the mean square before the square root.",
               lambda: _rms(x, w, 0.0)),
         _eps_ignored(lambda e: call_learner(fn, x, w, e, name="your rms_norm"), out, ref,
-                     _rms(x, w, _OTHER_EPS), eps, tol, "your rms_norm"),
+                     _rms(x, w, SECOND_EPS), eps, tol, "your rms_norm"),
         Wrong(f"you added eps ** 2 ({eps ** 2:.0e}), not eps ({eps:g}), to the mean square.",
               "torch.rsqrt((x * x).mean(-1, keepdim=True) + eps).",
               lambda: _rms(x, w, eps ** 2)),
@@ -443,7 +437,7 @@ def check_layer_norm_backward(fn: Callable) -> str:
         if not close(db, ref_db, atol=tol):
             raise Mistake(f"dbias is wrong ({label}): max error {max_error(db, ref_db):.3g}.",
                           "dbias is dy summed over the rows: dy.sum(dim=0).")
-        other = _ln_backward(dy, x, w, _OTHER_EPS)
+        other = _ln_backward(dy, x, w, SECOND_EPS)
 
         def ignored(i, name):  # the eps-ignored mistake, seen in output number i
             return _eps_ignored(lambda e: call_learner(fn, dy, x, w, e, forbidden=_AUTOGRAD)[i],

@@ -18,9 +18,10 @@ from typing import Callable
 import torch
 
 from normcourse.exercises.feedback import (
-    Mistake, Wrong, call_learner, checker, close, compare, expect_tensor, generator, max_error,
+    SECOND_EPS, Mistake, Wrong, call_learner, checker, close, compare, expect_tensor, generator,
+    max_error,
 )
-from normcourse.exercises.layer_norm import _AUTOGRAD, _OTHER_EPS, _eps_ignored
+from normcourse.exercises.layer_norm import _AUTOGRAD, _eps_ignored
 
 __all__ = ["check_rms_norm_backward", "check_dyt"]
 
@@ -76,7 +77,7 @@ def check_rms_norm_backward(fn: Callable) -> str:
         expect_tensor(dw, w, name=f"dweight ({label})",
                       shape_hint="dweight has the shape of weight: sum over the rows with .sum(dim=0).")
         tol = 1e-4 * (1 + float(ref_dx.abs().max()) + float(ref_dw.abs().max()))
-        other = _rms_backward(dy, x, w, _OTHER_EPS)
+        other = _rms_backward(dy, x, w, SECOND_EPS)
 
         def ignored(i):  # the eps-ignored mistake, seen in output number i
             return _eps_ignored(lambda e: call_learner(fn, dy, x, w, e, forbidden=_AUTOGRAD)[i],

@@ -24,7 +24,9 @@ Mistakes are made visible, and harmless:
   whether eps is inside the square root;
 - on the Triton interpreter, every address a ``tl.load`` reads is recorded, so
   a weight load without its mask is seen even though the masked store throws
-  those lanes away.  On a GPU that read cannot be seen and is not checked;
+  those lanes away, and so is an X load without its mask whose extra lanes
+  ``tl.where`` replaces afterwards.  On a GPU those reads cannot be seen and are
+  not checked;
 - a masked ``tl.load`` without ``other=`` leaves its masked-off lanes undefined
   on a GPU, while the interpreter fills them with 0 and hides the bug: here the
   interpreter fills them with NaN instead, so they show wherever they reach a
@@ -99,6 +101,7 @@ class _Launch:
     xbuf: torch.Tensor          # the whole input buffer
     stride: int
     weight_reads: np.ndarray | None  # element offsets read from W (interpreter only)
+    x_reads: np.ndarray | None = None  # element offsets read from X's buffer (interpreter only)
     undefined_lanes: bool = False    # a masked load without other= had masked-off lanes
     written: torch.Tensor | None = None  # which elements of ybuf the kernel stored
 
@@ -214,16 +217,21 @@ def _launch(kernel, x, weight, eps, gaps=None, unwritten=_UNWRITTEN) -> _Launch:
     # NumPy's warnings about the learner's 0/0 would only repeat what the diagnosis says.
     with watch as loads, np.errstate(all="ignore"):
         kernel[(m,)](xv, ybuf, wbuf, stride, n, eps, BLOCK_N=triton.next_power_of_2(n))
-    reads = None
+    reads = x_reads = None
     if loads is not None and all(a is not None for a in loads.addresses):
         seen = loads.addresses
         addresses = np.concatenate(seen) if seen else np.zeros(0, dtype=np.int64)
-        offsets = addresses - wbuf.data_ptr()
-        inside = (offsets >= 0) & (offsets < wbuf.numel() * wbuf.element_size())
-        reads = offsets[inside] // wbuf.element_size()
-    return _Launch(ybuf[:m, :n], ybuf, xbuf, stride, reads,
+        reads, x_reads = (_offsets_in(addresses, buf) for buf in (wbuf, xbuf))
+    return _Launch(ybuf[:m, :n], ybuf, xbuf, stride, reads, x_reads,
                    undefined_lanes=loads is not None and loads.undefined_lanes,
                    written=ybuf != unwritten)  # a stored NaN counts as written, too
+
+
+def _offsets_in(addresses: np.ndarray, buf: torch.Tensor) -> np.ndarray:
+    """The element offsets into ``buf`` of the byte ``addresses`` that fall inside it."""
+    offsets = addresses - buf.data_ptr()
+    inside = (offsets >= 0) & (offsets < buf.numel() * buf.element_size())
+    return offsets[inside] // buf.element_size()
 
 
 def launch_rms_norm_kernel(kernel, x, weight, eps=1e-6):
@@ -374,6 +382,26 @@ def _check_weight_reads(launch: _Launch, n: int, label: str):
                       "other=0.0).")
 
 
+def _check_x_reads(launch: _Launch, n: int, label: str):
+    """Interpreter only: did a load read X past the N elements of a row?
+
+    A load without its mask reads all BLOCK_N lanes; replacing them with tl.where
+    afterwards gives the right numbers, but the read itself goes past the end of the
+    last row, which on a GPU can be past the end of the tensor.
+    """
+    if launch.x_reads is None or not ((launch.x_reads % launch.stride) >= n).any():
+        return
+    nb = _block(n)
+    raise Mistake(f"your kernel reads X past the end of each row on the {label}: a tl.load "
+                  f"without a mask reads all BLOCK_N = {nb} lanes, N = {n} of which are the "
+                  "row. Your output is right (the extra lanes are dropped or replaced "
+                  "afterwards, e.g. with tl.where), but after the last row of a real tensor "
+                  "that read leaves its memory and can crash the kernel or read another "
+                  "tensor's data.",
+                  "mask the load itself: tl.load(X + row * stride + cols, mask=cols < N, "
+                  "other=0.0); then no tl.where is needed.")
+
+
 # --------------------------------------------------------------------------
 # What the kernel computed
 # --------------------------------------------------------------------------
@@ -488,6 +516,7 @@ def _check_case(kernel, x, w, eps, label, atol, rtol, gaps=None):
     _check_stores(launch, m, n, label)
     if not close(launch.y, _reference(x, w, eps), atol=atol, rtol=rtol):
         _diagnose(kernel, launch.y, x, w, eps, label, launch, atol, rtol)
+    _check_x_reads(launch, n, label)
     _check_weight_reads(launch, n, label)
 
 
@@ -539,6 +568,7 @@ def check_rms_norm_kernel(kernel: Callable) -> str:
         raise Mistake(f"your bfloat16 output is off by {max_error(launch.y, ref):.3g} (allowed "
                       f"{tol:.2g}).",
                       "convert the loaded values to float32 with .to(tl.float32) before summing.")
+    _check_x_reads(launch, 200, "bfloat16 input")
     _check_weight_reads(launch, 200, "bfloat16 input")
     where = "the GPU" if device == "cuda" else "the Triton interpreter (CPU)"
     return (f"check_rms_norm_kernel: your kernel is correct on 4 shapes, including N not a "

@@ -81,6 +81,18 @@ def no_load_mask(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
+def no_load_mask_then_where(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
+    # the right numbers, but the load itself reads past the end of the row
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_N)
+    mask = cols < N
+    x = tl.where(mask, tl.load(X + row * stride + cols).to(tl.float32), 0.0)
+    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
+    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+    tl.store(Y + row * stride + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def load_mask_without_other(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
     row = tl.program_id(0)
     cols = tl.arange(0, BLOCK_N)
@@ -366,6 +378,8 @@ RMS_NORM_KERNEL = Exercise(
     function="rms_norm_kernel",
     near_misses=(
         Attempt("no mask on the x load", no_load_mask, ("read past the end of the row",)),
+        Attempt("no mask on the x load, tl.where afterwards", no_load_mask_then_where,
+                ("reads X past the end of each row",)),
         Attempt("mask without other= on the x load", load_mask_without_other, ("other=0.0",)),
         Attempt("no mask on the store", no_store_mask, ("wrote outside the rows",)),
         Attempt("divides by BLOCK_N", divides_by_block, ("BLOCK_N instead of N",)),
