@@ -153,14 +153,19 @@ def _welford(x, w, b, eps):
     kernel of PyTorch is, and still far closer than E[x^2] - E[x]^2 gets.
     """
     xf = x.float()
-    mean = torch.zeros(xf.shape[:-1])
+    mean, var = welford_sweep(xf)
+    return (xf - mean) * torch.rsqrt(var + eps) * w.float() + b.float()
+
+
+def welford_sweep(xf: torch.Tensor):
+    """Welford's single sweep over the last dimension: (mean, biased variance), keepdim."""
+    mean = torch.zeros(xf.shape[:-1], dtype=xf.dtype)
     m2 = torch.zeros_like(mean)
     for k in range(xf.shape[-1]):
         delta = xf[..., k] - mean
         mean = mean + delta / (k + 1)
         m2 = m2 + delta * (xf[..., k] - mean)
-    rstd = torch.rsqrt(m2 / xf.shape[-1] + eps)[..., None]
-    return (xf - mean[..., None]) * rstd * w.float() + b.float()
+    return mean[..., None], (m2 / xf.shape[-1])[..., None]
 
 
 _PLAIN_OPS = ("write it with plain tensor operations: mean over dim=-1, the mean of (x - mean) "
@@ -406,27 +411,42 @@ _AUTOGRAD = (
 )
 
 
-@checker
-def check_layer_norm_backward(fn: Callable) -> str:
-    """Check ``fn(dy, x, weight, eps) -> (dx, dweight, dbias)`` for LayerNorm."""
-    g = generator(1607)
+def backward_cases(seed: int, rows) -> list:
+    """(dy, x, weight, eps) for each (m, n, scale, shift, eps) of ``rows``: x of that scale
+    and shift, a weight near 1."""
+    g = generator(seed)
     cases = []
-    # the last case has rows whose variance is about eps: eps's place in rstd shows there
-    for m, n, scale, eps in ((6, 32, 1.0, 1e-5), (1, 17, 3.0, 1e-5), (16, 64, 0.03, 1e-3)):
-        x = torch.randn(m, n, generator=g) * scale + 0.3
+    for m, n, scale, shift, eps in rows:
+        x = torch.randn(m, n, generator=g) * scale + shift
         w = torch.randn(n, generator=g) * 0.5 + 1
         dy = torch.randn(m, n, generator=g)
         cases.append((dy, x, w, eps))
+    return cases
 
+
+def expect_gradients(out, names: str, hint: str):
+    """``out`` as the tuple of gradients ``names`` ("dx, dweight") says, or a Mistake."""
+    count = len(names.split(","))
+    if not isinstance(out, (tuple, list)) or len(out) != count:
+        got = type(out).__name__
+        if isinstance(out, (tuple, list)):
+            got += f" of length {len(out)}"
+        raise Mistake(f"your function should return a tuple ({names}), got {got}.", hint)
+    return out
+
+
+@checker
+def check_layer_norm_backward(fn: Callable) -> str:
+    """Check ``fn(dy, x, weight, eps) -> (dx, dweight, dbias)`` for LayerNorm."""
+    # the last case has rows whose variance is about eps: eps's place in rstd shows there
+    cases = backward_cases(1607, ((6, 32, 1.0, 0.3, 1e-5), (1, 17, 3.0, 0.3, 1e-5),
+                                  (16, 64, 0.03, 0.3, 1e-3)))
     for dy, x, w, eps in cases:
         label = f"x of shape {tuple(x.shape)}"
         out = call_learner(fn, dy, x, w, eps, name="your layer_norm_backward",
                            forbidden=_AUTOGRAD)
-        if not isinstance(out, (tuple, list)) or len(out) != 3:
-            raise Mistake(f"your function should return a tuple (dx, dweight, dbias), got "
-                          f"{type(out).__name__}{'' if not isinstance(out, (tuple, list)) else ' of length ' + str(len(out))}.",
-                          "end with `return dx, dweight, dbias`.")
-        dx, dw, db = out
+        dx, dw, db = expect_gradients(out, "dx, dweight, dbias",
+                                      "end with `return dx, dweight, dbias`.")
         ref_dx, ref_dw, ref_db = _ln_backward(dy, x, w, eps)
         # float64 autograd through torch's own layer_norm confirms the reference.
         for got, ref, name in ((dx, ref_dx, "dx"), (dw, ref_dw, "dweight"), (db, ref_db, "dbias")):

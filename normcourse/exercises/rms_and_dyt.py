@@ -21,7 +21,9 @@ from normcourse.exercises.feedback import (
     SECOND_EPS, Mistake, Wrong, call_learner, checker, close, compare, expect_tensor, generator,
     max_error,
 )
-from normcourse.exercises.layer_norm import _AUTOGRAD, _eps_ignored
+from normcourse.exercises.layer_norm import (
+    _AUTOGRAD, _eps_ignored, backward_cases, expect_gradients,
+)
 
 __all__ = ["check_rms_norm_backward", "check_dyt"]
 
@@ -51,27 +53,15 @@ def _rms_backward(dy, x, w, eps, layer_norm_term=False, drop_proj=False, no_weig
 @checker
 def check_rms_norm_backward(fn: Callable) -> str:
     """Check ``fn(dy, x, weight, eps) -> (dx, dweight)`` for RMSNorm (no bias)."""
-    g = generator(1910)
-    cases = []
     # a row mean far from 0 makes LayerNorm's extra `- mean(g)` term visible
-    for m, n, scale, shift, eps in ((6, 32, 1.0, 0.7, 1e-6), (1, 17, 3.0, -1.0, 1e-6),
-                                    (16, 64, 0.05, 0.02, 1e-3)):
-        x = torch.randn(m, n, generator=g) * scale + shift
-        w = torch.randn(n, generator=g) * 0.5 + 1
-        dy = torch.randn(m, n, generator=g)
-        cases.append((dy, x, w, eps))
-
+    cases = backward_cases(1910, ((6, 32, 1.0, 0.7, 1e-6), (1, 17, 3.0, -1.0, 1e-6),
+                                  (16, 64, 0.05, 0.02, 1e-3)))
     for dy, x, w, eps in cases:
         label = f"x of shape {tuple(x.shape)}, eps={eps:g}"
         out = call_learner(fn, dy, x, w, eps, name="your rms_norm_backward",
                            forbidden=_AUTOGRAD)
-        if not isinstance(out, (tuple, list)) or len(out) != 2:
-            got = type(out).__name__
-            if isinstance(out, (tuple, list)):
-                got += f" of length {len(out)}"
-            raise Mistake(f"your function should return a tuple (dx, dweight), got {got}.",
-                          "RMSNorm has no bias, so there is no dbias: end with `return dx, dweight`.")
-        dx, dw = out
+        dx, dw = expect_gradients(out, "dx, dweight", "RMSNorm has no bias, so there is no "
+                                  "dbias: end with `return dx, dweight`.")
         ref_dx, ref_dw = _rms_backward(dy, x, w, eps)
         expect_tensor(dx, x, name=f"dx ({label})", shape_hint="dx has the shape of x.")
         expect_tensor(dw, w, name=f"dweight ({label})",
