@@ -65,9 +65,7 @@ def _jac_einsum(W1, W2, x):
 
 
 RESIDUAL_JACOBIAN = Exercise(
-    checker=check_residual_jacobian,
-    notebook=NOTEBOOK,
-    function="residual_jacobian",
+    check_residual_jacobian, NOTEBOOK, "residual_jacobian",
     near_misses=(
         Attempt("identity forgotten", _jac(_sech2, identity=0.0), ("identity is missing",)),
         Attempt("tanh' forgotten", _jac(lambda u: torch.ones_like(u)),
@@ -171,9 +169,7 @@ def _swapped_mean_std(linear, std):
 
 
 GPT2_INIT = Exercise(
-    checker=check_gpt2_init,
-    notebook=NOTEBOOK,
-    function="gpt2_init_",
+    check_gpt2_init, NOTEBOOK, "gpt2_init_",
     near_misses=(
         Attempt("sqrt(n_layer)", _init(lambda n, s: s / math.sqrt(n)), ("sqrt(2) too large",)),
         Attempt("2 n_layer, no sqrt", _init(lambda n, s: s / (2 * n)), ("square root",)),

@@ -121,9 +121,7 @@ def _eps_misses(norm, constant):
 
 
 LAYER_NORM = Exercise(
-    checker=check_layer_norm,
-    notebook=NOTEBOOK,
-    function="my_layer_norm",
+    check_layer_norm, NOTEBOOK, "my_layer_norm",
     near_misses=(
         Attempt("F.layer_norm, which the exercise forbids",
                 lambda x, w, b, eps: F.layer_norm(x, x.shape[-1:], w, b, eps), ("F.layer_norm",)),
@@ -237,9 +235,7 @@ def _bw_einsum(dy, x, w, eps):
 
 
 LAYER_NORM_BACKWARD = Exercise(
-    checker=check_layer_norm_backward,
-    notebook=NOTEBOOK,
-    function="my_layer_norm_backward",
+    check_layer_norm_backward, NOTEBOOK, "my_layer_norm_backward",
     near_misses=(
         Attempt("autograd, which the exercise forbids", _bw_autograd, ("autograd",)),
         Attempt("- mean(g) forgotten", _bw(mean_g=False), ("- mean(g)",)),
@@ -301,9 +297,7 @@ def _rms_module(x, w, eps):
 
 
 RMS_NORM = Exercise(
-    checker=check_rms_norm,
-    notebook=NOTEBOOK,
-    function="my_rms_norm",
+    check_rms_norm, NOTEBOOK, "my_rms_norm",
     near_misses=(
         Attempt("the mean subtracted: LayerNorm",
                 lambda x, w, eps: F.layer_norm(x, x.shape[-1:], w, None, eps),

@@ -67,12 +67,10 @@ def _bw_list(dy, x, w, eps):
 
 
 RMS_NORM_BACKWARD = Exercise(
-    checker=check_rms_norm_backward,
-    notebook=NOTEBOOK,
-    function="my_rms_norm_backward",
+    check_rms_norm_backward, NOTEBOOK, "my_rms_norm_backward",
     near_misses=(
-        Attempt("autograd, which the exercise forbids", _bw_autograd, ("autograd",)),
         Attempt("LayerNorm's - mean(g)", _bw(ln_term=True), ("- mean(g)",)),
+        Attempt("autograd, which the exercise forbids", _bw_autograd, ("autograd",)),
         Attempt("weight ignored", _bw(weight=False), ("ignores the weight",)),
         Attempt("rstd as a constant", _bw(proj=False), ("constant",)),
         Attempt("rstd factor forgotten", _bw(rstd=False), ("overall factor rstd",)),
@@ -129,9 +127,7 @@ def _dyt_inplace(x, alpha, gamma, beta):
 
 
 DYT = Exercise(
-    checker=check_dyt,
-    notebook=NOTEBOOK,
-    function="my_dyt",
+    check_dyt, NOTEBOOK, "my_dyt",
     near_misses=(
         Attempt("alpha outside the tanh",
                 lambda x, a, g, b: g * a * torch.tanh(x) + b, ("alpha multiplies tanh's output",)),

@@ -35,9 +35,7 @@ def _bytes_by_tensor(m, n, e):
 
 
 LAYER_NORM_BYTES = Exercise(
-    checker=check_layer_norm_bytes,
-    notebook=NOTEBOOK,
-    function="layer_norm_bytes",
+    check_layer_norm_bytes, NOTEBOOK, "layer_norm_bytes",
     near_misses=(
         Attempt("x and y only", lambda m, n, e: 2 * m * n * e, ("weight, the bias",)),
         Attempt("statistics forgotten", lambda m, n, e: 2 * m * n * e + 2 * n * e,
@@ -320,9 +318,7 @@ def int64_offsets(X, Y, W, stride, N, eps, BLOCK_N: tl.constexpr):
 
 
 RMS_NORM_KERNEL = Exercise(
-    checker=check_rms_norm_kernel,
-    notebook=NOTEBOOK,
-    function="rms_norm_kernel",
+    check_rms_norm_kernel, NOTEBOOK, "rms_norm_kernel",
     near_misses=(
         Attempt("no mask on the x load", no_load_mask, ("read past the end of the row",)),
         Attempt("no mask on the x load, tl.where afterwards", no_load_mask_then_where,

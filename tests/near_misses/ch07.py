@@ -170,7 +170,7 @@ BACKWARD_NEAR_MISSES = (
 
 CASES = [
     Exercise(
-        checker=check_add_norm_bytes, notebook=NOTEBOOK, function="add_norm_bytes",
+        check_add_norm_bytes, NOTEBOOK, "add_norm_bytes",
         near_misses=BYTES_NEAR_MISSES,
         right_answers=(
             Attempt("the chapter's", _bytes()),
@@ -181,7 +181,7 @@ CASES = [
         ),
     ),
     Exercise(
-        checker=check_add_rms_norm_backward, notebook=NOTEBOOK, function="add_rms_norm_backward",
+        check_add_rms_norm_backward, NOTEBOOK, "add_rms_norm_backward",
         near_misses=BACKWARD_NEAR_MISSES,
         right_answers=(
             *attempts(_backward, _in_float32, _two_steps, _flattened),
