@@ -10,7 +10,7 @@ import torch
 
 from normcourse.exercises.feedback import (
     Mistake, Wrong, call_learner, checker, close, compare, expect_tensor, float32_error, generator,
-    is_mistake, max_error,
+    max_error,
 )
 
 __all__ = ["check_batch_norm_train", "check_masked_batch_norm"]

@@ -129,6 +129,10 @@ def _copy_in(linear, std):
         linear.weight.copy_(torch.randn(linear.weight.shape) * std)
 
 
+def _data_assigned(linear, std):
+    linear.weight.data = torch.randn(linear.weight.shape) * std   # the same Parameter object
+
+
 def _data_normal(linear, std):
     linear.weight.data.normal_(0.0, std)
 
@@ -194,6 +198,7 @@ GPT2_INIT = Exercise(
     right_answers=(
         Attempt("copy_ under no_grad", _init(_right_std, _copy_in)),
         Attempt(".data.normal_", _init(_right_std, _data_normal)),
+        Attempt("new values assigned to .data", _init(_right_std, _data_assigned)),
         Attempt("normal_ then scale in place", _init(_right_std, _scale_after)),
         Attempt("trunc_normal_ at 3 std", _init(_right_std, _trunc_normal)),
         Attempt("std from n_layer ** -0.5", _init(lambda n, s: s * (2 * n) ** -0.5)),

@@ -54,6 +54,8 @@ LAYER_NORM_BYTES = Exercise(
                 ("whole number",)),
         Attempt("element_size ignored (float32)",
                 lambda m, n, e: 2 * m * n * 4 + 2 * n * 4 + 8 * m, ("bytes",)),
+        Attempt("statistics per element", lambda m, n, e: 2 * m * n * e + 2 * n * e + 8 * m * n,
+                ("bytes",)),
         Attempt("forward and backward", lambda m, n, e: 2 * (2 * m * n * e + 2 * n * e + 8 * m),
                 ("bytes",)),
     ),
