@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from normcourse.exercises.feedback import (
@@ -190,6 +192,62 @@ def _masked_ref(x, mask, count=None, unbiased=False, include_pads=False):
     return ((x - mean) / torch.sqrt(var + EPS)) * mask[..., None].to(x.dtype)
 
 
+def _masked_mistakes(x, mask, out, real) -> list[Wrong]:
+    """The known wrong masked BatchNorms, each as its values on the real tokens."""
+    w = mask[..., None].to(x.dtype)
+    n = w.sum(dim=(0, 1))
+    bt = torch.tensor(float(mask.numel()), dtype=x.dtype)
+    mean = (x * w).sum(dim=(0, 1)) / n
+    var = (((x - mean) * w) ** 2).sum(dim=(0, 1)) / n
+    pads_in_var = Wrong("the mean is right, but the padded positions entered the variance: "
+                        "(x - mean) ** 2 at a pad is not 0.",
+                        "multiply the deviations by the mask before squaring and summing, and "
+                        "divide by the number of real tokens.", None)
+
+    def normalized(denom):
+        return lambda: ((x - mean) / denom)[real]
+
+    def per_sequence():
+        per_seq = torch.zeros_like(x)
+        for b in range(x.shape[0]):
+            length = int(mask[b].sum())
+            per_seq[b, :length] = _bn_ref(x[b, :length], 0)
+        return per_seq[real]
+
+    def reads_pads():
+        if (x[~real] == 0).all():   # the earlier, zero-padded batches passed
+            raise ValueError("the pads hold zeros here")
+        return out[real]
+
+    eps_hint = "(x - mean) / torch.sqrt(var + 1e-5)."
+    eps_shows = (": BatchNorm divides by sqrt(var + eps), and a channel whose variance is about "
+                 "eps shows the difference.")
+    return [
+        Wrong("the padding tokens were counted in the mean and variance.",
+              "sum only over positions where mask is True, and divide by the number of real "
+              "tokens, mask.sum().", lambda: _masked_ref(x, mask, include_pads=True)[real]),
+        Wrong("you summed over the real tokens but divided by B * T, padding included.",
+              "divide by the number of real tokens, mask.sum().",
+              lambda: _masked_ref(x, mask, count=bt)[real]),
+        *(dataclasses.replace(pads_in_var, value=normalized(torch.sqrt(
+            ((x - mean) ** 2).sum(dim=(0, 1)) / count + EPS))) for count in (n, bt)),
+        Wrong("eps is missing" + eps_shows, eps_hint, normalized(var.sqrt())),
+        Wrong("eps is added outside the square root" + eps_shows, eps_hint,
+              normalized(var.sqrt() + EPS)),
+        Wrong("you used the unbiased variance (divide by n - 1).",
+              "divide the sum of squared deviations by n, the number of real tokens.",
+              lambda: _masked_ref(x, mask, unbiased=True)[real]),
+        Wrong("you normalized each sequence over its own tokens.",
+              "BatchNorm pools the real tokens of *all* sequences in the batch, per channel.",
+              per_sequence),
+        Wrong("your statistics read the padded positions: right when they hold zeros, as in "
+              "the batches before, but here they hold other numbers (as after a layer that "
+              "does not mask its output).",
+              "weight every sum by the mask (x * mask[..., None]) or select the real tokens "
+              "with x[mask], in the mean and in the variance.", reads_pads),
+    ]
+
+
 @checker
 def check_masked_batch_norm(fn) -> str:
     """``fn(x, mask)``: per-channel statistics over real tokens only; padded positions set to 0."""
@@ -199,58 +257,18 @@ def check_masked_batch_norm(fn) -> str:
         tol = _float32_tolerance(_masked_ref, x, mask)
         if close(out, ref, atol=tol):
             continue
-        loose = max(tol, 1e-6)  # the wrong formulas below are off by far more than this
         real = mask[..., None].expand_as(x)
         if close(out[real], ref[real], atol=tol):
             raise Mistake("the real tokens are right, but padded positions are not zero.",
                           "multiply the result by the mask (mask[..., None]) or use masked_fill.")
-        if close(out, _masked_ref(x, mask, include_pads=True), atol=loose, rtol=1e-6) or close(
-                out[real], _bn_ref(x, (0, 1))[real], atol=loose, rtol=1e-6):
-            raise Mistake("the padding tokens were counted in the mean and variance.",
-                          "sum only over positions where mask is True, and divide by the number "
-                          "of real tokens, mask.sum().")
-        bt = torch.tensor(float(mask.numel()), dtype=x.dtype)
-        if close(out, _masked_ref(x, mask, count=bt), atol=loose, rtol=1e-6) or close(
-                out[real], _masked_ref(x, mask, count=bt)[real], atol=loose, rtol=1e-6):
-            raise Mistake("you summed over the real tokens but divided by B * T, padding included.",
-                          "divide by the number of real tokens, mask.sum().")
-        w = mask[..., None].to(x.dtype)
-        n = w.sum(dim=(0, 1))
-        mean = (x * w).sum(dim=(0, 1)) / n
-        for count in (n, bt):
-            pads_in_var = ((x - mean) ** 2).sum(dim=(0, 1)) / count
-            if close(out[real], ((x - mean) / torch.sqrt(pads_in_var + EPS))[real], atol=loose,
-                     rtol=1e-6):
-                raise Mistake("the mean is right, but the padded positions entered the variance: "
-                              "(x - mean) ** 2 at a pad is not 0.",
-                              "multiply the deviations by the mask before squaring and summing, "
-                              "and divide by the number of real tokens.")
-        var = (((x - mean) * w) ** 2).sum(dim=(0, 1)) / n
-        for denom, what in ((var.sqrt(), "eps is missing"),
-                            (var.sqrt() + EPS, "eps is added outside the square root")):
-            if close(out[real], ((x - mean) / denom)[real], atol=loose, rtol=1e-6):
-                raise Mistake(f"{what}: BatchNorm divides by sqrt(var + eps), and a channel "
-                              "whose variance is about eps shows the difference.",
-                              "(x - mean) / torch.sqrt(var + 1e-5).")
-        if close(out[real], _masked_ref(x, mask, unbiased=True)[real], atol=loose, rtol=1e-6):
-            raise Mistake("you used the unbiased variance (divide by n - 1).",
-                          "divide the sum of squared deviations by n, the number of real tokens.")
-        per_seq = torch.zeros_like(x)
-        for b in range(x.shape[0]):
-            n = int(mask[b].sum())
-            per_seq[b, :n] = _bn_ref(x[b, :n], 0)
-        if close(out[real], per_seq[real], atol=loose, rtol=1e-6):
-            raise Mistake("you normalized each sequence over its own tokens.",
-                          "BatchNorm pools the real tokens of *all* sequences in the batch, per channel.")
-        if not (x[~real] == 0).all():   # the earlier, zero-padded batches passed
-            raise Mistake("your statistics read the padded positions: right when they hold "
-                          "zeros, as in the batches before, but here they hold other numbers (as "
-                          "after a layer that does not mask its output).",
-                          "weight every sum by the mask (x * mask[..., None]) or select the real "
-                          "tokens with x[mask], in the mean and in the variance.")
-        raise Mistake(f"for a batch of shape {tuple(x.shape)} with lengths "
-                      f"{mask.sum(1).tolist()} the largest error on real tokens is "
-                      f"{(out - ref)[real].abs().max():.3g}.",
-                      "per channel: mean and biased variance over the real tokens of every "
-                      "sequence, (x - mean) / sqrt(var + 1e-5), then zero the padded positions.")
+        generic = Mistake(f"for a batch of shape {tuple(x.shape)} with lengths "
+                          f"{mask.sum(1).tolist()} the largest error on real tokens is "
+                          f"{(out - ref)[real].abs().max():.3g}.",
+                          "per channel: mean and biased variance over the real tokens of every "
+                          "sequence, (x - mean) / sqrt(var + 1e-5), then zero the padded "
+                          "positions.")
+        # the wrong formulas are off by far more than this on the real tokens
+        compare(out[real], ref[real], max(tol, 1e-6), _masked_mistakes(x, mask, out, real),
+                rtol=1e-6, otherwise=generic)
+        raise generic  # within the looser bar, but not within the tolerance
     return "masked_batch_norm is correct: statistics over real tokens only, padding ignored."
