@@ -361,7 +361,8 @@ def ignores_eps(rerun: Callable[[float], Any], out: torch.Tensor, ref: torch.Ten
         return out
 
     return Wrong(f"{name} ignores its eps argument: it gives the same output for eps={eps:g} "
-                 f"and for eps={other:g}, as if eps were a constant written into the code.",
+                 f"and for eps={other:g}, as if eps were missing or a constant written into "
+                 "the code.",
                  hint, value)
 
 

@@ -79,7 +79,7 @@ RMS_NORM_BACKWARD = Exercise(
         Attempt("dweight over the features", _bw(dw_dim=-1), ("dim=0",)),
         Attempt("dx negated", _bw(sign=-1.0), ("sign",)),
         Attempt("+ projection", _bw(proj_sign=-1.0), ("sign",)),
-        Attempt("no eps in rstd", _bw(eps_used=lambda e: 0.0), ("eps is missing",)),
+        Attempt("no eps in rstd", _bw(eps_used=lambda e: 0.0), ("eps", "missing")),
         Attempt("eps hard-coded as 1e-6", _bw(eps_used=lambda e: 1e-6),
                 ("ignores its eps argument",)),
         Attempt("means over the rows", _bw(axis=0), ("dim=-1",)),
