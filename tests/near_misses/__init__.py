@@ -8,7 +8,9 @@ per exercise of that chapter.  The tests that read them:
   of its ``names`` (the words that say what is wrong) and no traceback;
 - every right answer is accepted;
 - on the checker's own test inputs, every near miss differs from the reference
-  by far more than the checker's tolerance (the separation check);
+  by far more than the checker's tolerance (the separation check: it is still
+  rejected when every tolerance is ten times wider; chapters in
+  ``test_near_misses.SEPARATED``);
 - the chapter's cells after the exercise run with every accepted right answer
   in place of the learner's function.
 
