@@ -249,6 +249,11 @@ def _variant_backward(x, r, w, eps, dy, dres, *, residual=True, eps_at="inside",
 
 
 def _backward_mistakes(x, r, w, eps, dy, dres):
+    """Deprecated: (what, hint, (dx, dresidual, dweight)) of :func:`_backward_wrongs`."""
+    return [(m.what, m.hint, m.value()) for m in _backward_wrongs(x, r, w, eps, dy, dres)]
+
+
+def _backward_wrongs(x, r, w, eps, dy, dres):
     """The known wrong backwards; each value is the wrong (dx, dresidual, dweight), where a
     None leaves that output as the reference has it."""
     args = (x, r, w, eps, dy, dres)
@@ -360,7 +365,7 @@ def check_add_rms_norm_backward(fn: Callable) -> str:
                                   float32_error(_formula_backward, x, r, w, eps, dy, dres))
         ok_dw, ok_dx = close(dw, ref_dw, atol=tol_dw), close(dx, ref_dx, atol=tol_dx)
         if not (ok_dw and ok_dx):
-            for wrong in _backward_mistakes(x, r, w, eps, dy, dres):
+            for wrong in _backward_wrongs(x, r, w, eps, dy, dres):
                 m_dx, _, m_dw = wrong.value()
                 dx_fits = ok_dx if m_dx is None else is_mistake(dx, m_dx, ref_dx, tol_dx) or \
                     (ok_dx and close(m_dx, ref_dx, atol=tol_dx))
