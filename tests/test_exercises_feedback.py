@@ -181,3 +181,54 @@ def test_allowed_calls_pass_and_the_profiler_is_restored():
         assert sys.getprofile() is previous
     finally:
         sys.setprofile(None)
+
+
+def test_as_number_hint_fits_a_fraction_and_nan_apart():
+    with pytest.raises(Mistake) as fraction:
+        fb.as_number(1.5, "your count of bytes", whole=True)
+    assert "fraction" in fraction.value.hint and "NaN" not in fraction.value.hint
+    with pytest.raises(Mistake) as nan:
+        fb.as_number(float("nan"), "your count of bytes", whole=True)
+    assert "NaN" in nan.value.hint
+
+
+def test_compare_names_the_first_matching_wrong_and_skips_the_ones_that_fail():
+    ref = torch.tensor([1.0, 2.0, 3.0])
+
+    def broken():
+        raise ValueError("does not apply here")
+
+    wrongs = [fb.Wrong("broken", "-", broken), fb.Wrong("negated", "drop the minus", lambda: -ref),
+              fb.Wrong("also negated", "-", lambda: -ref)]
+    fb.compare(ref + 1e-7, ref, 1e-5, wrongs)          # close: returns
+    with pytest.raises(Mistake) as named:
+        fb.compare(-ref, ref, 1e-5, wrongs)
+    assert named.value.what == "negated"
+    with pytest.raises(Mistake) as generic:
+        fb.compare(2 * ref, ref, 1e-5, wrongs)
+    assert "largest error is at index (2,)" in generic.value.what
+    with pytest.raises(Mistake) as otherwise:
+        fb.compare(2 * ref, ref, 1e-5, wrongs, otherwise=Mistake("custom", "hint"))
+    assert otherwise.value.what == "custom"
+    with pytest.raises(Mistake) as number:   # plain numbers, as a checker of one number has
+        fb.compare(-2.0, 2.0, 1e-6, [fb.Wrong("upside down", "-", lambda: -2.0)])
+    assert number.value.what == "upside down"
+
+
+def test_ignores_eps_applies_only_when_eps_changes_the_reference_but_not_the_output():
+    x = torch.tensor([[0.01, -0.02, 0.03]], dtype=torch.float64)
+
+    def rms(eps):
+        return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps)
+
+    ref = rms(1e-3)
+    constant = rms(1e-6)            # an answer with eps = 1e-6 written into it
+    wrong = fb.ignores_eps(lambda e: constant, constant, ref, rms(fb.SECOND_EPS), 1e-3, 1e-8)
+    assert "ignores its eps argument" in wrong.what and wrong.value() is constant
+    squared = fb.ignores_eps(lambda e: rms(e * e), constant, ref, rms(fb.SECOND_EPS), 1e-3, 1e-8)
+    with pytest.raises(ValueError):  # eps ** 2 follows eps: another mistake
+        squared.value()
+    big = x * 1e3                    # eps cannot matter here: nothing to tell
+    flat = fb.ignores_eps(lambda e: big, big, big, big, 1e-3, 1e-8)
+    with pytest.raises(ValueError):
+        flat.value()

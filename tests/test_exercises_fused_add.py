@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from checker_run import run
+from near_misses.ch07 import _backward as backward
 
 from normcourse.bench import minimal_bytes
 from normcourse.exercises.fused_add import (
@@ -128,26 +129,9 @@ def test_add_norm_bytes_names_missing_parameters(capsys):
 
 # ---- add + RMSNorm backward -----------------------------------------------
 
-def backward(x, r, w, eps, dy, dres):
-    s = x + r
-    rstd = torch.rsqrt((s * s).mean(-1, keepdim=True) + eps)
-    x_hat = s * rstd
-    g = dy * w
-    ds = rstd * (g - x_hat * (g * x_hat).mean(-1, keepdim=True)) + dres
-    return ds, ds, (dy * x_hat).reshape(-1, x.shape[-1]).sum(0)
-
-
 def test_backward_accepts_the_right_answer(capsys):
     ok, out = run(check_add_rms_norm_backward, backward, capsys)
     assert ok and "same gradient" in out
-
-
-def test_backward_accepts_float32_inside(capsys):
-    def in_float32(x, r, w, eps, dy, dres):
-        grads = backward(*(t.float() for t in (x, r, w)), eps, dy.float(), dres.float())
-        return tuple(g.to(x.dtype) for g in grads)
-    ok, out = run(check_add_rms_norm_backward, in_float32, capsys)
-    assert ok, out
 
 
 def test_backward_still_rejects_a_small_real_error(capsys):

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from checker_run import assert_names_mistake, run
 
 from normcourse.exercises import check_layer_norm, check_layer_norm_backward, check_rms_norm
+from normcourse.exercises.layer_norm import welford_sweep
 
 
 # ---- LayerNorm forward ---------------------------------------------------
@@ -35,27 +36,16 @@ def ln_var_mean(x, w, b, eps):
     return torch.addcmul(b, (x - mean) / (var + eps).sqrt(), w)
 
 
-def _welford_sweep(xf):
-    """Welford's single sweep over the last dimension: running mean and M2."""
-    mean = torch.zeros(xf.shape[:-1])
-    m2 = torch.zeros_like(mean)
-    for k in range(xf.shape[-1]):
-        delta = xf[..., k] - mean
-        mean = mean + delta / (k + 1)
-        m2 = m2 + delta * (xf[..., k] - mean)
-    return mean[..., None], (m2 / xf.shape[-1])[..., None]
-
-
 def ln_welford_float32(x, w, b, eps):
     # chapter 4's recommendation for large means: one sweep gives mean and variance
     xf = x.float()
-    mean, var = _welford_sweep(xf)
+    mean, var = welford_sweep(xf)
     return ((xf - mean) * torch.rsqrt(var + eps) * w.float() + b.float()).to(x.dtype)
 
 
 def ln_welford_variance_only(x, w, b, eps):
     xf = x.float()
-    _, var = _welford_sweep(xf)
+    _, var = welford_sweep(xf)
     y = (xf - xf.mean(-1, keepdim=True)) / torch.sqrt(var + eps)
     return (y * w.float() + b.float()).to(x.dtype)
 

@@ -208,10 +208,15 @@ def as_number(value, what: str = "the result", *, whole: bool = False,
                       f"return {kind} (an int or a float), not a {type(value).__name__}.")
     if not whole:
         return float(value)
-    if not math.isfinite(value) or value != int(value):
+    if not math.isfinite(value):
         raise Mistake(f"{what} should be a whole number, got {value!r}.",
                       "count with an int and return it; NaN or inf usually comes from a "
                       "median or mean of an empty slice, or a division by zero.")
+    if value != int(value):
+        raise Mistake(f"{what} should be a whole number, got {value!r}.",
+                      "count with whole numbers and return an int: a fraction comes from a "
+                      "division (/) or a conversion to other units (such as megabytes) that "
+                      "the count does not need.")
     return int(value)
 
 
@@ -285,9 +290,16 @@ def where_largest(out: torch.Tensor, ref: torch.Tensor) -> str:
             f"expected {ref[idx].item():.6g}")
 
 
+def _as_tensor(value) -> torch.Tensor:
+    """A tensor as it is; a number as a float64 0-d tensor (for checkers of one number)."""
+    return value if isinstance(value, torch.Tensor) else torch.tensor(float(value),
+                                                                      dtype=torch.float64)
+
+
 def compare(out: torch.Tensor, ref: torch.Tensor, tol: float, wrongs: Sequence[Wrong] = (), *,
             rtol: float = 0.0, name: str = "your output",
             nan_mistake: Mistake | None = None,
+            otherwise: Mistake | None = None,
             hint: str = "test on a tiny input, e.g. torch.tensor([[1., 2., 3.]]), and compare "
                         "each step with a hand calculation.") -> None:
     """Return when ``out`` is within ``tol`` of ``ref``; otherwise raise the Mistake it makes.
@@ -295,8 +307,11 @@ def compare(out: torch.Tensor, ref: torch.Tensor, tol: float, wrongs: Sequence[W
     The Mistake names the first of ``wrongs`` that ``out`` matches (and that really
     differs from ``ref`` on this input, see :func:`is_mistake`); NaN and inf get
     their own messages (``nan_mistake`` replaces the generic NaN one); anything
-    else is reported by where the error is largest, against the tolerance.
+    else is ``otherwise`` or, by default, reported by where the error is largest,
+    against the tolerance.  ``out``, ``ref`` and the wrong values may be plain
+    numbers (a checker of one number).
     """
+    out, ref = _as_tensor(out), _as_tensor(ref)
     if close(out, ref, atol=tol, rtol=rtol):
         return
     if out.isnan().any():
@@ -309,13 +324,46 @@ def compare(out: torch.Tensor, ref: torch.Tensor, tol: float, wrongs: Sequence[W
         raise Mistake(f"{name} contains inf.", "is eps added before dividing?")
     for wrong in wrongs:
         try:
-            candidate = wrong.value()
+            candidate = _as_tensor(wrong.value())
         except Exception:  # a mistake that does not apply to this input
             continue
         if is_mistake(out, candidate, ref, atol=tol, rtol=rtol):
             raise Mistake(wrong.what, wrong.hint)
+    if otherwise is not None:
+        raise otherwise
     raise Mistake(f"{name} is wrong: {where_largest(out, ref)} (max error "
                   f"{max_error(out, ref):.3g}, allowed {tol:.2g}).", hint)
+
+
+# The second eps a wrong answer is run with: an eps of 1 changes every output a test row
+# of unit scale gives, so an answer whose output stays the same ignores its eps.
+SECOND_EPS = 1.0
+
+
+def ignores_eps(rerun: Callable[[float], Any], out: torch.Tensor, ref: torch.Tensor,
+                ref_other: torch.Tensor, eps: float, tol: float, other: float = SECOND_EPS,
+                name: str = "your function",
+                hint: str = "use the eps argument itself, not a number of your own.") -> Wrong:
+    """The known mistake of an eps written into the code: the eps argument changes nothing.
+
+    ``rerun(e)`` is the learner's output on the same input with eps ``e``, and
+    ``ref_other`` the reference for eps ``other``.  The mistake applies (its value is
+    ``out`` itself) when the reference changes with eps here but the learner's output
+    does not; with a single eps, a constant of the learner's own looks like some
+    other wrong eps (eps ** 2, say), so it takes a second eps to tell them apart.
+    """
+    def value():
+        if close(ref_other, ref, atol=10 * tol):
+            raise ValueError("eps does not matter on this input")
+        again = _as_tensor(rerun(other))
+        if again.shape != out.shape or not close(again, out, atol=tol):
+            raise ValueError("the output follows eps")
+        return out
+
+    return Wrong(f"{name} ignores its eps argument: it gives the same output for eps={eps:g} "
+                 f"and for eps={other:g}, as if eps were missing or a constant written into "
+                 "the code.",
+                 hint, value)
 
 
 def float32_error(fn: Callable, *args):

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from normcourse import norms
 from normcourse.exercises.feedback import (
-    Forbidden, Mistake, call_learner, checker, close, expect_tensor, is_mistake, max_error,
+    SECOND_EPS, Forbidden, Mistake, Wrong, call_learner, checker, close, compare, expect_tensor,
+    generator, ignores_eps, max_error,
 )
 
 __all__ = ["check_layer_norm", "check_rms_norm", "check_layer_norm_backward"]
@@ -42,45 +43,15 @@ _SLACK = 4.0
 _ATOL = {torch.float32: 1e-5, torch.float64: 1e-10, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _tolerance(torch_out: torch.Tensor, ref: torch.Tensor) -> float:
+def _torch_tolerance(torch_out: torch.Tensor, ref: torch.Tensor) -> float:
     """A few times PyTorch's own error on this input, plus the dtype's floor."""
     return _SLACK * max_error(torch_out, ref) + _ATOL[torch_out.dtype]
 
 
-def _where(out: torch.Tensor, ref: torch.Tensor) -> str:
-    diff = (out.detach().double() - ref.double()).abs()
-    diff = torch.nan_to_num(diff, nan=float("inf"))
-    idx = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
-    return (f"the largest error is at index {idx}: you returned {out[idx].item():.6g}, "
-            f"expected {ref[idx].item():.6g}")
-
-
 def _diagnose(out, ref, tol, variants, name="your output", nan_mistake=None):
-    """Raise a Mistake naming the known wrong formula ``out`` matches, if any."""
-    if out.isnan().any() and nan_mistake is not None:
-        raise nan_mistake
-    if out.isnan().any():
-        raise Mistake(f"{name} contains NaN.",
-                      "NaN usually means 0/0 or sqrt of a negative number: is eps inside "
-                      "the square root, and is the variance computed as a mean of squares of "
-                      "deviations (never negative)?")
-    if out.isinf().any():
-        raise Mistake(f"{name} contains inf.", "is eps added before dividing?")
-    for wrong, (what, hint) in variants:
-        try:
-            candidate = wrong()
-        except Exception:  # a variant that does not apply to this input
-            continue
-        if is_mistake(out, candidate, ref, atol=tol):
-            raise Mistake(what, hint)
-    raise Mistake(f"{name} is wrong: {_where(out, ref)} (max error {max_error(out, ref):.3g}, "
-                  f"allowed {tol:.2g}).",
-                  "test on a tiny input, e.g. torch.tensor([[1., 2., 3.]]), and compare "
-                  "each step with a hand calculation.")
+    """Deprecated: use :func:`feedback.compare` with a list of :class:`feedback.Wrong`."""
+    compare(out, ref, tol, [v if isinstance(v, Wrong) else Wrong(*v[1], v[0]) for v in variants],
+            name=name, nan_mistake=nan_mistake)
 
 
 # --------------------------------------------------------------------------
@@ -115,54 +86,61 @@ def _ln(x, w, b, eps, dim=-1, unbiased=False, eps_outside=False, one_pass=None, 
     return y * w.double() + b.double()
 
 
-def _layer_norm_variants(x, w, b, eps):
+def _layer_norm_variants(x, w, b, eps, ignored=()):
+    """The known wrong LayerNorms on this input; ``ignored``: the eps-ignored one, if any."""
     return [
-        (lambda: _ln(x, w, b, eps, dim=0),
-         ("you normalized over dimension 0 (across rows) instead of the last dimension "
-          "(across the features of each row).",
-          "use dim=-1 with keepdim=True in mean() and var().")),
-        (lambda: _ln(x, w, b, eps, dim=tuple(range(x.dim()))),
-         ("you normalized over the whole tensor instead of each row separately.",
-          "pass dim=-1, keepdim=True to mean() and var().")),
-        (lambda: _ln(x, w, b, eps, unbiased=True),
-         ("you used the unbiased variance (dividing by N - 1); LayerNorm divides by N.",
-          "x.var(dim=-1, unbiased=False, keepdim=True), or ((x - mean)**2).mean(-1, keepdim=True).")),
-        (lambda: _ln(x, w, b, eps, eps_outside=True),
-         ("eps is added outside the square root: LayerNorm divides by sqrt(var + eps), "
-          "not sqrt(var) + eps.",
-          "move eps inside: torch.sqrt(var + eps) or torch.rsqrt(var + eps).")),
-        (lambda: _ln(x, w, b, eps, clamp=True),
-         ("you clamped the variance at eps (clamp(var, eps), or max(var, eps)): that changes "
-          "only rows whose variance is below eps, where LayerNorm adds eps to every variance.",
-          "torch.sqrt(var + eps), not torch.sqrt(var.clamp(min=eps)).")),
-        (lambda: _ln(x, w, b, eps ** 2),
-         (f"you added eps ** 2 ({eps ** 2:.0e}), not eps ({eps:g}), to the variance.",
-          "torch.sqrt(var + eps): eps is already a variance-sized number.")),
-        (lambda: _ln(x, w, b, eps, denom_power=1.0),
-         ("you divided by the variance: LayerNorm divides by the standard deviation, "
-          "sqrt(var + eps).", "torch.sqrt(var + eps) or torch.rsqrt(var + eps).")),
-        (lambda: _ln(x, w, b, 0.0),
-         ("eps is missing: LayerNorm divides by sqrt(var + eps); without eps a constant "
-          "row divides by zero.", "add eps to the variance before the square root.")),
-        (lambda: _ln(x, torch.ones_like(w), torch.zeros_like(b), eps),
-         ("you returned the normalized x without the affine map weight * x_hat + bias.",
-          "multiply by weight and add bias at the end.")),
-        (lambda: _ln(x, b, w, eps),
-         ("weight and bias are swapped.", "y = x_hat * weight + bias.")),
-        (lambda: _ln(x, w, torch.zeros_like(b), eps),
-         ("the bias is missing.", "add bias after multiplying by weight.")),
-        (lambda: _ln(x, torch.ones_like(w), b, eps),
-         ("the weight is missing.", "multiply x_hat by weight before adding bias.")),
-        (lambda: _ln(x, -w, b, eps),
-         ("a sign error: your x_hat is (mean - x) / std; LayerNorm's is (x - mean) / std.",
-          "subtract the mean from x, not x from the mean.")),
-        (lambda: _ln(x, w, -b, eps),
-         ("a sign error: you subtracted the bias; LayerNorm adds it.",
-          "y = x_hat * weight + bias.")),
-        (lambda: _ln(x * w.to(x.dtype), torch.ones_like(w), b, eps),
-         ("you multiplied by the weight before normalizing: LayerNorm normalizes x first, then "
-          "applies weight and bias to the normalized x_hat.",
-          "x_hat = (x - mean) / sqrt(var + eps); y = x_hat * weight + bias.")),
+        Wrong("you normalized over dimension 0 (across rows) instead of the last dimension "
+              "(across the features of each row).",
+              "use dim=-1 with keepdim=True in mean() and var().",
+              lambda: _ln(x, w, b, eps, dim=0)),
+        Wrong("you normalized over the whole tensor instead of each row separately.",
+              "pass dim=-1, keepdim=True to mean() and var().",
+              lambda: _ln(x, w, b, eps, dim=tuple(range(x.dim())))),
+        Wrong("you used the unbiased variance (dividing by N - 1); LayerNorm divides by N.",
+              "x.var(dim=-1, unbiased=False, keepdim=True), or ((x - mean)**2).mean(-1, keepdim=True).",
+              lambda: _ln(x, w, b, eps, unbiased=True)),
+        Wrong("eps is added outside the square root: LayerNorm divides by sqrt(var + eps), "
+              "not sqrt(var) + eps.",
+              "move eps inside: torch.sqrt(var + eps) or torch.rsqrt(var + eps).",
+              lambda: _ln(x, w, b, eps, eps_outside=True)),
+        Wrong("you clamped the variance at eps (clamp(var, eps), or max(var, eps)): that changes "
+              "only rows whose variance is below eps, where LayerNorm adds eps to every variance.",
+              "torch.sqrt(var + eps), not torch.sqrt(var.clamp(min=eps)).",
+              lambda: _ln(x, w, b, eps, clamp=True)),
+        Wrong("eps is missing: LayerNorm divides by sqrt(var + eps); without eps a constant "
+              "row divides by zero.",
+              "add eps to the variance before the square root.",
+              lambda: _ln(x, w, b, 0.0)),
+        *ignored,
+        Wrong(f"you added eps ** 2 ({eps ** 2:.0e}), not eps ({eps:g}), to the variance.",
+              "torch.sqrt(var + eps): eps is already a variance-sized number.",
+              lambda: _ln(x, w, b, eps ** 2)),
+        Wrong("you divided by the variance: LayerNorm divides by the standard deviation, "
+              "sqrt(var + eps).",
+              "torch.sqrt(var + eps) or torch.rsqrt(var + eps).",
+              lambda: _ln(x, w, b, eps, denom_power=1.0)),
+        Wrong("you returned the normalized x without the affine map weight * x_hat + bias.",
+              "multiply by weight and add bias at the end.",
+              lambda: _ln(x, torch.ones_like(w), torch.zeros_like(b), eps)),
+        Wrong("weight and bias are swapped.",
+              "y = x_hat * weight + bias.",
+              lambda: _ln(x, b, w, eps)),
+        Wrong("the bias is missing.",
+              "add bias after multiplying by weight.",
+              lambda: _ln(x, w, torch.zeros_like(b), eps)),
+        Wrong("the weight is missing.",
+              "multiply x_hat by weight before adding bias.",
+              lambda: _ln(x, torch.ones_like(w), b, eps)),
+        Wrong("a sign error: your x_hat is (mean - x) / std; LayerNorm's is (x - mean) / std.",
+              "subtract the mean from x, not x from the mean.",
+              lambda: _ln(x, -w, b, eps)),
+        Wrong("a sign error: you subtracted the bias; LayerNorm adds it.",
+              "y = x_hat * weight + bias.",
+              lambda: _ln(x, w, -b, eps)),
+        Wrong("you multiplied by the weight before normalizing: LayerNorm normalizes x first, then "
+              "applies weight and bias to the normalized x_hat.",
+              "x_hat = (x - mean) / sqrt(var + eps); y = x_hat * weight + bias.",
+              lambda: _ln(x * w.to(x.dtype), torch.ones_like(w), b, eps)),
     ]
 
 
@@ -175,14 +153,19 @@ def _welford(x, w, b, eps):
     kernel of PyTorch is, and still far closer than E[x^2] - E[x]^2 gets.
     """
     xf = x.float()
-    mean = torch.zeros(xf.shape[:-1])
+    mean, var = welford_sweep(xf)
+    return (xf - mean) * torch.rsqrt(var + eps) * w.float() + b.float()
+
+
+def welford_sweep(xf: torch.Tensor):
+    """Welford's single sweep over the last dimension: (mean, biased variance), keepdim."""
+    mean = torch.zeros(xf.shape[:-1], dtype=xf.dtype)
     m2 = torch.zeros_like(mean)
     for k in range(xf.shape[-1]):
         delta = xf[..., k] - mean
         mean = mean + delta / (k + 1)
         m2 = m2 + delta * (xf[..., k] - mean)
-    rstd = torch.rsqrt(m2 / xf.shape[-1] + eps)[..., None]
-    return (xf - mean[..., None]) * rstd * w.float() + b.float()
+    return mean[..., None], (m2 / xf.shape[-1])[..., None]
 
 
 _PLAIN_OPS = ("write it with plain tensor operations: mean over dim=-1, the mean of (x - mean) "
@@ -224,34 +207,45 @@ def _low_precision_mistake(fn, args, out, ref, tol32, label, name, what_breaks):
                    "and return the result with .to(x.dtype).")
 
 
+def _eps_ignored(rerun, out, ref, ref_other, eps, tol, name) -> Wrong:
+    """The hard-coded eps, named as such, with the hint every norm of this chapter shares."""
+    return ignores_eps(rerun, out, ref, ref_other, eps, tol, name=name,
+                       hint="use the eps argument inside the square root; a number written "
+                            "into the function (1e-5, 1e-6) is right only when it happens "
+                            "to equal the eps the caller passes.")
+
+
 def _check_ln_case(fn, x, w, b, eps, label, extra_variants=(), nan_mistake=None,
                    welford=False):
     ref = _ln(x, w, b, eps)
     out = expect_tensor(call_learner(fn, x, w, b, eps, name="your layer_norm",
                                      forbidden=_LN_FORBIDDEN), x,
                         name=f"your output ({label})")
-    tol = _tolerance(F.layer_norm(x, x.shape[-1:], w.to(x.dtype), b.to(x.dtype), eps), ref)
+    tol = _torch_tolerance(F.layer_norm(x, x.shape[-1:], w.to(x.dtype), b.to(x.dtype), eps), ref)
     if welford:  # a correct float32 Welford sweep must pass too: allow a few times its error
-        tol = max(tol, _tolerance(_welford(x, w, b, eps), ref))
-    if close(out, ref, atol=tol, rtol=0):
+        tol = max(tol, _torch_tolerance(_welford(x, w, b, eps), ref))
+    if close(out, ref, atol=tol):
         return
     if x.dtype in (torch.float16, torch.bfloat16):
         xf, wf, bf = x.float(), w.float(), b.float()
-        tol32 = _tolerance(F.layer_norm(xf, xf.shape[-1:], wf, bf, eps), ref)
+        tol32 = _torch_tolerance(F.layer_norm(xf, xf.shape[-1:], wf, bf, eps), ref)
         low = _low_precision_mistake(fn, (x, w, b, eps), out, ref, tol32, label,
                                      "your layer_norm",
                                      "on rows whose mean is large next to their spread, the "
                                      "mean rounded to that precision shifts every x - mean")
         if low is not None:
             raise low
-    _diagnose(out, ref, tol, list(extra_variants) + _layer_norm_variants(x, w, b, eps),
-              name=f"your output ({label})", nan_mistake=nan_mistake)
+    ignored = _eps_ignored(lambda e: call_learner(fn, x, w, b, e, name="your layer_norm",
+                                                  forbidden=_LN_FORBIDDEN),
+                           out, ref, _ln(x, w, b, SECOND_EPS), eps, tol, "your layer_norm")
+    compare(out, ref, tol, list(extra_variants) + _layer_norm_variants(x, w, b, eps, [ignored]),
+            name=f"your output ({label})", nan_mistake=nan_mistake)
 
 
 @checker
 def check_layer_norm(fn: Callable) -> str:
     """Check ``fn(x, weight, bias, eps) -> y``: LayerNorm over the last dimension."""
-    g = _gen(2016)
+    g = generator(2016)
     n = 48
     w = torch.randn(n, generator=g) * 0.5 + 1
     b = torch.randn(n, generator=g) * 0.5
@@ -274,10 +268,10 @@ def check_layer_norm(fn: Callable) -> str:
     xl = 1e4 + torch.randn(4, 512, generator=g)
     wl = torch.randn(512, generator=g) * 0.5 + 1
     bl = torch.randn(512, generator=g) * 0.5
-    one_pass = [(lambda kind=kind: _ln(xl, wl, bl, 1e-5, one_pass=kind),
-                 ("your variance loses all precision on rows with a large mean (here 10000 "
-                  "+ noise): E[x^2] - E[x]^2 subtracts two numbers near 1e8 in float32.",
-                  "compute the mean first, then the mean of (x - mean)**2 (two passes)."))
+    one_pass = [Wrong("your variance loses all precision on rows with a large mean (here 10000 "
+                      "+ noise): E[x^2] - E[x]^2 subtracts two numbers near 1e8 in float32.",
+                      "compute the mean first, then the mean of (x - mean)**2 (two passes).",
+                      lambda kind=kind: _ln(xl, wl, bl, 1e-5, one_pass=kind))
                 for kind in ("raw", "clamp", "abs")]
     negative_var = Mistake(
         "your output contains NaN on rows with a large mean (10000 + noise): the variance "
@@ -316,55 +310,58 @@ def _check_rms_case(fn, x, w, eps, label):
     ref = _rms(x, w, eps)
     out = expect_tensor(call_learner(fn, x, w, eps, name="your rms_norm"), x,
                         name=f"your output ({label})")
-    tol = _tolerance(F.rms_norm(x, x.shape[-1:], w.to(x.dtype), eps), ref)
-    if close(out, ref, atol=tol, rtol=0):
+    tol = _torch_tolerance(F.rms_norm(x, x.shape[-1:], w.to(x.dtype), eps), ref)
+    if close(out, ref, atol=tol):
         return
     if x.dtype in (torch.float16, torch.bfloat16):
-        tol32 = _tolerance(F.rms_norm(x.float(), x.shape[-1:], w.float(), eps), ref)
+        tol32 = _torch_tolerance(F.rms_norm(x.float(), x.shape[-1:], w.float(), eps), ref)
         low = _low_precision_mistake(fn, (x, w, eps), out, ref, tol32, label, "your rms_norm",
                                      "x * x overflows float16 (largest value 65504) on rows "
                                      "with entries of a few hundred")
         if low is not None:
             raise low
-    variants = [
-        (lambda: _rms(x, w, eps, centered=True),
-         ("you subtracted the mean: that is LayerNorm. RMSNorm only re-scales, it does not "
-          "re-center.", "divide x by sqrt(mean(x**2) + eps) without subtracting the mean.")),
-        (lambda: _rms(x, w, eps, dim=0),
-         ("you normalized over dimension 0 (across rows) instead of the last dimension.",
-          "use .mean(dim=-1, keepdim=True).")),
-        (lambda: _rms(x, w, eps, use_sum=True),
-         ("you used the sum of squares; RMSNorm uses the mean of squares.",
-          "(x * x).mean(dim=-1, keepdim=True).")),
-        (lambda: _rms(x, w, eps, eps_outside=True),
-         ("eps is added outside the square root: RMSNorm divides by sqrt(mean(x^2) + eps).",
-          "torch.rsqrt((x * x).mean(-1, keepdim=True) + eps).")),
-        (lambda: _rms(x, w, eps, clamp=True),
-         ("you clamped the mean square at eps (clamp(ms, eps), or max(ms, eps)): that changes "
-          "only rows whose mean square is below eps, where RMSNorm adds eps to every one.",
-          "torch.rsqrt(ms + eps), not torch.rsqrt(ms.clamp(min=eps)).")),
-        (lambda: _rms(x, w, eps ** 2),
-         (f"you added eps ** 2 ({eps ** 2:.0e}), not eps ({eps:g}), to the mean square.",
-          "torch.rsqrt((x * x).mean(-1, keepdim=True) + eps).")),
-        (lambda: _rms(x, w, 0.0),
-         ("eps is missing: RMSNorm divides by sqrt(mean(x^2) + eps).",
-          "add eps to the mean square before the square root.")),
-        (lambda: -ref,
-         ("a sign error: your output is minus RMSNorm's.",
-          "y = x / sqrt(mean(x^2) + eps) * weight, with no minus sign.")),
-        (lambda: _rms(x, torch.ones_like(w), eps),
-         ("the weight is missing.", "multiply the normalized x by weight.")),
-        (lambda: x.double() / (x.double() * x.double()).mean(-1, keepdim=True) * w.double(),
-         ("you divided by the mean square instead of its square root.",
-          "divide by torch.sqrt(mean(x**2) + eps).")),
-    ]
-    _diagnose(out, ref, tol, variants, name=f"your output ({label})")
+    compare(out, ref, tol, [
+        Wrong("you subtracted the mean: that is LayerNorm. RMSNorm only re-scales, it does not "
+              "re-center.",
+              "divide x by sqrt(mean(x**2) + eps) without subtracting the mean.",
+              lambda: _rms(x, w, eps, centered=True)),
+        Wrong("you normalized over dimension 0 (across rows) instead of the last dimension.",
+              "use .mean(dim=-1, keepdim=True).",
+              lambda: _rms(x, w, eps, dim=0)),
+        Wrong("you used the sum of squares; RMSNorm uses the mean of squares.",
+              "(x * x).mean(dim=-1, keepdim=True).",
+              lambda: _rms(x, w, eps, use_sum=True)),
+        Wrong("eps is added outside the square root: RMSNorm divides by sqrt(mean(x^2) + eps).",
+              "torch.rsqrt((x * x).mean(-1, keepdim=True) + eps).",
+              lambda: _rms(x, w, eps, eps_outside=True)),
+        Wrong("you clamped the mean square at eps (clamp(ms, eps), or max(ms, eps)): that changes "
+              "only rows whose mean square is below eps, where RMSNorm adds eps to every one.",
+              "torch.rsqrt(ms + eps), not torch.rsqrt(ms.clamp(min=eps)).",
+              lambda: _rms(x, w, eps, clamp=True)),
+        Wrong("eps is missing: RMSNorm divides by sqrt(mean(x^2) + eps).",
+              "add eps to the mean square before the square root.",
+              lambda: _rms(x, w, 0.0)),
+        _eps_ignored(lambda e: call_learner(fn, x, w, e, name="your rms_norm"), out, ref,
+                     _rms(x, w, SECOND_EPS), eps, tol, "your rms_norm"),
+        Wrong(f"you added eps ** 2 ({eps ** 2:.0e}), not eps ({eps:g}), to the mean square.",
+              "torch.rsqrt((x * x).mean(-1, keepdim=True) + eps).",
+              lambda: _rms(x, w, eps ** 2)),
+        Wrong("a sign error: your output is minus RMSNorm's.",
+              "y = x / sqrt(mean(x^2) + eps) * weight, with no minus sign.",
+              lambda: -ref),
+        Wrong("the weight is missing.",
+              "multiply the normalized x by weight.",
+              lambda: _rms(x, torch.ones_like(w), eps)),
+        Wrong("you divided by the mean square instead of its square root.",
+              "divide by torch.sqrt(mean(x**2) + eps).",
+              lambda: x.double() / (x.double() * x.double()).mean(-1, keepdim=True) * w.double()),
+    ], name=f"your output ({label})")
 
 
 @checker
 def check_rms_norm(fn: Callable) -> str:
     """Check ``fn(x, weight, eps) -> y``: RMSNorm over the last dimension."""
-    g = _gen(2019)
+    g = generator(2019)
     n = 40
     w = torch.randn(n, generator=g) * 0.5 + 1
     _check_rms_case(fn, torch.randn(8, n, generator=g) + 1.0, w, 1e-6, "random 8 x 40 input")
@@ -414,27 +411,42 @@ _AUTOGRAD = (
 )
 
 
-@checker
-def check_layer_norm_backward(fn: Callable) -> str:
-    """Check ``fn(dy, x, weight, eps) -> (dx, dweight, dbias)`` for LayerNorm."""
-    g = _gen(1607)
+def backward_cases(seed: int, rows) -> list:
+    """(dy, x, weight, eps) for each (m, n, scale, shift, eps) of ``rows``: x of that scale
+    and shift, a weight near 1."""
+    g = generator(seed)
     cases = []
-    # the last case has rows whose variance is about eps: eps's place in rstd shows there
-    for m, n, scale, eps in ((6, 32, 1.0, 1e-5), (1, 17, 3.0, 1e-5), (16, 64, 0.03, 1e-3)):
-        x = torch.randn(m, n, generator=g) * scale + 0.3
+    for m, n, scale, shift, eps in rows:
+        x = torch.randn(m, n, generator=g) * scale + shift
         w = torch.randn(n, generator=g) * 0.5 + 1
         dy = torch.randn(m, n, generator=g)
         cases.append((dy, x, w, eps))
+    return cases
 
+
+def expect_gradients(out, names: str, hint: str):
+    """``out`` as the tuple of gradients ``names`` ("dx, dweight") says, or a Mistake."""
+    count = len(names.split(","))
+    if not isinstance(out, (tuple, list)) or len(out) != count:
+        got = type(out).__name__
+        if isinstance(out, (tuple, list)):
+            got += f" of length {len(out)}"
+        raise Mistake(f"your function should return a tuple ({names}), got {got}.", hint)
+    return out
+
+
+@checker
+def check_layer_norm_backward(fn: Callable) -> str:
+    """Check ``fn(dy, x, weight, eps) -> (dx, dweight, dbias)`` for LayerNorm."""
+    # the last case has rows whose variance is about eps: eps's place in rstd shows there
+    cases = backward_cases(1607, ((6, 32, 1.0, 0.3, 1e-5), (1, 17, 3.0, 0.3, 1e-5),
+                                  (16, 64, 0.03, 0.3, 1e-3)))
     for dy, x, w, eps in cases:
         label = f"x of shape {tuple(x.shape)}"
         out = call_learner(fn, dy, x, w, eps, name="your layer_norm_backward",
                            forbidden=_AUTOGRAD)
-        if not isinstance(out, (tuple, list)) or len(out) != 3:
-            raise Mistake(f"your function should return a tuple (dx, dweight, dbias), got "
-                          f"{type(out).__name__}{'' if not isinstance(out, (tuple, list)) else ' of length ' + str(len(out))}.",
-                          "end with `return dx, dweight, dbias`.")
-        dx, dw, db = out
+        dx, dw, db = expect_gradients(out, "dx, dweight, dbias",
+                                      "end with `return dx, dweight, dbias`.")
         ref_dx, ref_dw, ref_db = _ln_backward(dy, x, w, eps)
         # float64 autograd through torch's own layer_norm confirms the reference.
         for got, ref, name in ((dx, ref_dx, "dx"), (dw, ref_dw, "dweight"), (db, ref_db, "dbias")):
@@ -445,51 +457,60 @@ def check_layer_norm_backward(fn: Callable) -> str:
         if not close(db, ref_db, atol=tol):
             raise Mistake(f"dbias is wrong ({label}): max error {max_error(db, ref_db):.3g}.",
                           "dbias is dy summed over the rows: dy.sum(dim=0).")
-        if not close(dw, ref_dw, atol=tol):
-            if close(dw, _ln_backward(dy, x, w, eps, dw_uses_x=True)[1], atol=tol):
-                raise Mistake(f"dweight uses x instead of the normalized x_hat ({label}).",
-                              "dweight = (dy * x_hat).sum(dim=0) with x_hat = (x - mean) * rstd.")
-            if close(dw, _ln_backward(dy, x, w, eps, unbiased=True)[1], atol=tol):
-                raise Mistake(f"your x_hat uses the unbiased variance (dividing by N - 1), so "
-                              f"dweight is off ({label}); LayerNorm's forward divides by N.",
-                              "var = ((x - mean) ** 2).mean(-1, keepdim=True).")
-            if close(dw, _ln_backward(dy, x, w, 0.0)[1], atol=tol):
-                raise Mistake(f"eps is missing from rstd, so x_hat and dweight are off on rows "
-                              f"whose variance is about eps ({label}).",
-                              "rstd = 1 / sqrt(var + eps), the same as in the forward.")
-            raise Mistake(f"dweight is wrong ({label}): max error {max_error(dw, ref_dw):.3g}.",
-                          "dweight = (dy * x_hat).sum(dim=0).")
+        other = _ln_backward(dy, x, w, SECOND_EPS)
+
+        def ignored(i, name):  # the eps-ignored mistake, seen in output number i
+            return _eps_ignored(lambda e: call_learner(fn, dy, x, w, e, forbidden=_AUTOGRAD)[i],
+                                out[i], (ref_dx, ref_dw)[i], other[i], eps, tol, name)
+
+        compare(dw, ref_dw, tol, [
+            Wrong(f"dweight uses x instead of the normalized x_hat ({label}).",
+                  "dweight = (dy * x_hat).sum(dim=0) with x_hat = (x - mean) * rstd.",
+                  lambda: _ln_backward(dy, x, w, eps, dw_uses_x=True)[1]),
+            Wrong(f"your x_hat uses the unbiased variance (dividing by N - 1), so dweight is "
+                  f"off ({label}); LayerNorm's forward divides by N.",
+                  "var = ((x - mean) ** 2).mean(-1, keepdim=True).",
+                  lambda: _ln_backward(dy, x, w, eps, unbiased=True)[1]),
+            Wrong(f"eps is missing from rstd, so x_hat and dweight are off on rows whose "
+                  f"variance is about eps ({label}).",
+                  "rstd = 1 / sqrt(var + eps), the same as in the forward.",
+                  lambda: _ln_backward(dy, x, w, 0.0)[1]),
+            ignored(1, "your layer_norm_backward"),
+        ], name=f"dweight ({label})", otherwise=Mistake(
+            f"dweight is wrong ({label}): max error {max_error(dw, ref_dw):.3g}.",
+            "dweight = (dy * x_hat).sum(dim=0)."))
         if not close(dx, ref_dx, atol=tol):
             variants = [
-                (lambda: _ln_backward(dy, x, w, eps, no_weight=True)[0],
-                 ("dx ignores the weight: the gradient reaching x_hat is g = dy * weight, not dy.",
-                  "start from g = dy * weight.")),
-                (lambda: _ln_backward(dy, x, w, eps, drop_mean_g=True)[0],
-                 ("dx is missing the `- mean(g)` term, which comes from the mean's dependence on x.",
-                  "dx = rstd * (g - g.mean(-1, keepdim=True) - x_hat * (g * x_hat).mean(-1, keepdim=True)).")),
-                (lambda: _ln_backward(dy, x, w, eps, drop_proj=True)[0],
-                 ("dx is missing the `- x_hat * mean(g * x_hat)` term, which comes from the "
-                  "variance's dependence on x.",
-                  "dx = rstd * (g - mean(g) - x_hat * mean(g * x_hat)).")),
-                (lambda: _ln_backward(dy, x, w, eps, drop_mean_g=True, drop_proj=True)[0],
-                 ("dx treats mean and variance as constants: it is only rstd * g.",
-                  "both statistics depend on x; differentiate through them.")),
-                (lambda: _ln_backward(dy, x, w, eps, no_rstd=True)[0],
-                 ("dx is missing the overall factor rstd = 1 / sqrt(var + eps).",
-                  "multiply the bracket by rstd.")),
-                (lambda: -ref_dx,
-                 ("a sign error: your dx is minus the gradient.",
-                  "dx = rstd * (g - mean(g) - x_hat * mean(g * x_hat)), with g = dy * weight.")),
-                (lambda: _ln_backward(dy, x, w, eps, proj_sign=-1.0)[0],
-                 ("a sign error: you added the `x_hat * mean(g * x_hat)` term; it is subtracted.",
-                  "dx = rstd * (g - mean(g) - x_hat * mean(g * x_hat)).")),
-                (lambda: _ln_backward(dy, x, w, eps, axis=0)[0],
-                 ("the means in dx are taken over the rows (dim=0): they are over the features "
-                  "of each row (dim=-1), like the forward's statistics.",
-                  "g.mean(dim=-1, keepdim=True) and (g * x_hat).mean(dim=-1, keepdim=True).")),
-                (lambda: _ln_backward(dy, x, w, 0.0)[0],
-                 ("eps is missing from rstd, so dx is off on rows whose variance is about eps.",
-                  "rstd = 1 / sqrt(var + eps), the same as in the forward.")),
+                Wrong("dx ignores the weight: the gradient reaching x_hat is g = dy * weight, not dy.",
+                      "start from g = dy * weight.",
+                      lambda: _ln_backward(dy, x, w, eps, no_weight=True)[0]),
+                Wrong("dx is missing the `- mean(g)` term, which comes from the mean's dependence on x.",
+                      "dx = rstd * (g - g.mean(-1, keepdim=True) - x_hat * (g * x_hat).mean(-1, keepdim=True)).",
+                      lambda: _ln_backward(dy, x, w, eps, drop_mean_g=True)[0]),
+                Wrong("dx is missing the `- x_hat * mean(g * x_hat)` term, which comes from the "
+                      "variance's dependence on x.",
+                      "dx = rstd * (g - mean(g) - x_hat * mean(g * x_hat)).",
+                      lambda: _ln_backward(dy, x, w, eps, drop_proj=True)[0]),
+                Wrong("dx treats mean and variance as constants: it is only rstd * g.",
+                      "both statistics depend on x; differentiate through them.",
+                      lambda: _ln_backward(dy, x, w, eps, drop_mean_g=True, drop_proj=True)[0]),
+                Wrong("dx is missing the overall factor rstd = 1 / sqrt(var + eps).",
+                      "multiply the bracket by rstd.",
+                      lambda: _ln_backward(dy, x, w, eps, no_rstd=True)[0]),
+                Wrong("a sign error: your dx is minus the gradient.",
+                      "dx = rstd * (g - mean(g) - x_hat * mean(g * x_hat)), with g = dy * weight.",
+                      lambda: -ref_dx),
+                Wrong("a sign error: you added the `x_hat * mean(g * x_hat)` term; it is subtracted.",
+                      "dx = rstd * (g - mean(g) - x_hat * mean(g * x_hat)).",
+                      lambda: _ln_backward(dy, x, w, eps, proj_sign=-1.0)[0]),
+                Wrong("the means in dx are taken over the rows (dim=0): they are over the features "
+                      "of each row (dim=-1), like the forward's statistics.",
+                      "g.mean(dim=-1, keepdim=True) and (g * x_hat).mean(dim=-1, keepdim=True).",
+                      lambda: _ln_backward(dy, x, w, eps, axis=0)[0]),
+                Wrong("eps is missing from rstd, so dx is off on rows whose variance is about eps.",
+                      "rstd = 1 / sqrt(var + eps), the same as in the forward.",
+                      lambda: _ln_backward(dy, x, w, 0.0)[0]),
+                ignored(0, "your layer_norm_backward"),
             ]
-            _diagnose(dx, ref_dx, tol, variants, name=f"dx ({label})")
+            compare(dx, ref_dx, tol, variants, name=f"dx ({label})")
     return "check_layer_norm_backward: dx, dweight and dbias match a float64 reference on 3 shapes."

@@ -18,15 +18,14 @@ from typing import Callable
 import torch
 
 from normcourse.exercises.feedback import (
-    Mistake, call_learner, checker, close, expect_tensor, max_error,
+    SECOND_EPS, Mistake, Wrong, call_learner, checker, close, compare, expect_tensor, generator,
+    max_error,
 )
-from normcourse.exercises.layer_norm import _AUTOGRAD, _diagnose
+from normcourse.exercises.layer_norm import (
+    _AUTOGRAD, _eps_ignored, backward_cases, expect_gradients,
+)
 
 __all__ = ["check_rms_norm_backward", "check_dyt"]
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # --------------------------------------------------------------------------
@@ -54,80 +53,79 @@ def _rms_backward(dy, x, w, eps, layer_norm_term=False, drop_proj=False, no_weig
 @checker
 def check_rms_norm_backward(fn: Callable) -> str:
     """Check ``fn(dy, x, weight, eps) -> (dx, dweight)`` for RMSNorm (no bias)."""
-    g = _gen(1910)
-    cases = []
     # a row mean far from 0 makes LayerNorm's extra `- mean(g)` term visible
-    for m, n, scale, shift, eps in ((6, 32, 1.0, 0.7, 1e-6), (1, 17, 3.0, -1.0, 1e-6),
-                                    (16, 64, 0.05, 0.02, 1e-3)):
-        x = torch.randn(m, n, generator=g) * scale + shift
-        w = torch.randn(n, generator=g) * 0.5 + 1
-        dy = torch.randn(m, n, generator=g)
-        cases.append((dy, x, w, eps))
-
+    cases = backward_cases(1910, ((6, 32, 1.0, 0.7, 1e-6), (1, 17, 3.0, -1.0, 1e-6),
+                                  (16, 64, 0.05, 0.02, 1e-3)))
     for dy, x, w, eps in cases:
         label = f"x of shape {tuple(x.shape)}, eps={eps:g}"
         out = call_learner(fn, dy, x, w, eps, name="your rms_norm_backward",
                            forbidden=_AUTOGRAD)
-        if not isinstance(out, (tuple, list)) or len(out) != 2:
-            got = type(out).__name__
-            if isinstance(out, (tuple, list)):
-                got += f" of length {len(out)}"
-            raise Mistake(f"your function should return a tuple (dx, dweight), got {got}.",
-                          "RMSNorm has no bias, so there is no dbias: end with `return dx, dweight`.")
-        dx, dw = out
+        dx, dw = expect_gradients(out, "dx, dweight", "RMSNorm has no bias, so there is no "
+                                  "dbias: end with `return dx, dweight`.")
         ref_dx, ref_dw = _rms_backward(dy, x, w, eps)
         expect_tensor(dx, x, name=f"dx ({label})", shape_hint="dx has the shape of x.")
         expect_tensor(dw, w, name=f"dweight ({label})",
                       shape_hint="dweight has the shape of weight: sum over the rows with .sum(dim=0).")
         tol = 1e-4 * (1 + float(ref_dx.abs().max()) + float(ref_dw.abs().max()))
+        other = _rms_backward(dy, x, w, SECOND_EPS)
+
+        def ignored(i):  # the eps-ignored mistake, seen in output number i
+            return _eps_ignored(lambda e: call_learner(fn, dy, x, w, e, forbidden=_AUTOGRAD)[i],
+                                out[i], (ref_dx, ref_dw)[i], other[i], eps, tol,
+                                "your rms_norm_backward")
+
         if not close(dw, ref_dw, atol=tol):
             variants = [
-                (lambda: _rms_backward(dy, x, w, eps, dw_uses_x=True)[1],
-                 (f"dweight uses x instead of the normalized x_hat ({label}).",
-                  "dweight = (dy * x_hat).sum(dim=0) with x_hat = x * rstd.")),
-                (lambda: (dy.double() * x.double() * ((x.double() ** 2).mean(-1, keepdim=True)
-                                                      + eps).rsqrt()).sum(-1),
-                 (f"dweight is summed over the features instead of over the rows ({label}).",
-                  "weight is shared by every row: sum dy * x_hat over dim=0.")),
-                (lambda: dy.double().sum(0),
-                 (f"dweight is dy summed over the rows: that is LayerNorm's dbias ({label}).",
-                  "dweight = (dy * x_hat).sum(dim=0).")),
+                Wrong(f"dweight uses x instead of the normalized x_hat ({label}).",
+                      "dweight = (dy * x_hat).sum(dim=0) with x_hat = x * rstd.",
+                      lambda: _rms_backward(dy, x, w, eps, dw_uses_x=True)[1]),
+                Wrong(f"dweight is summed over the features instead of over the rows ({label}).",
+                      "weight is shared by every row: sum dy * x_hat over dim=0.",
+                      lambda: (dy.double() * x.double() * ((x.double() ** 2).mean(
+                          -1, keepdim=True) + eps).rsqrt()).sum(-1)),
+                Wrong(f"dweight is dy summed over the rows: that is LayerNorm's dbias ({label}).",
+                      "dweight = (dy * x_hat).sum(dim=0).",
+                      lambda: dy.double().sum(0)),
+                ignored(1),
             ]
-            _diagnose(dw, ref_dw, tol, variants, name=f"dweight ({label})")
+            compare(dw, ref_dw, tol, variants, name=f"dweight ({label})")
         if not close(dx, ref_dx, atol=tol):
             variants = [
-                (lambda: _rms_backward(dy, x, w, eps, layer_norm_term=True)[0],
-                 (f"dx has LayerNorm's `- mean(g)` term ({label}). RMSNorm does not subtract "
-                  "the mean, so nothing in its forward pass produces that term.",
-                  "dx = rstd * (g - x_hat * (g * x_hat).mean(-1, keepdim=True)).")),
-                (lambda: _rms_backward(dy, x, w, eps, no_weight=True)[0],
-                 (f"dx ignores the weight ({label}): the gradient reaching x_hat is "
-                  "g = dy * weight, not dy.", "start from g = dy * weight.")),
-                (lambda: _rms_backward(dy, x, w, eps, drop_proj=True)[0],
-                 (f"dx treats rstd as a constant: it is only rstd * g ({label}).",
-                  "rstd depends on every x_j; differentiating it gives the "
-                  "`- x_hat * mean(g * x_hat)` term.")),
-                (lambda: _rms_backward(dy, x, w, eps, no_rstd=True)[0],
-                 (f"dx is missing the overall factor rstd = 1 / sqrt(mean(x^2) + eps) ({label}).",
-                  "multiply the bracket by rstd.")),
-                (lambda: _rms_backward(dy, x, w, eps, proj_uses_x=True)[0],
-                 (f"the projection term uses x instead of x_hat ({label}).",
-                  "subtract x_hat * mean(g * x_hat), with x_hat = x * rstd.")),
-                (lambda: -ref_dx,
-                 (f"a sign error: your dx is minus the gradient ({label}).",
-                  "dx = rstd * (g - x_hat * mean(g * x_hat)), with g = dy * weight.")),
-                (lambda: _rms_backward(dy, x, w, eps, proj_sign=-1.0)[0],
-                 (f"a sign error: you added the `x_hat * mean(g * x_hat)` term; it is "
-                  f"subtracted ({label}).", "dx = rstd * (g - x_hat * mean(g * x_hat)).")),
-                (lambda: _rms_backward(dy, x, w, eps, axis=0)[0],
-                 (f"the mean in dx is taken over the rows (dim=0); it is over the features of "
-                  f"each row (dim=-1), like the forward's mean square ({label}).",
-                  "(g * x_hat).mean(dim=-1, keepdim=True).")),
-                (lambda: _rms_backward(dy, x, w, 0.0)[0],
-                 (f"eps is missing from rstd ({label}).",
-                  "rstd = 1 / sqrt(mean(x^2) + eps), the same as in the forward.")),
+                Wrong(f"dx has LayerNorm's `- mean(g)` term ({label}). RMSNorm does not subtract "
+                      "the mean, so nothing in its forward pass produces that term.",
+                      "dx = rstd * (g - x_hat * (g * x_hat).mean(-1, keepdim=True)).",
+                      lambda: _rms_backward(dy, x, w, eps, layer_norm_term=True)[0]),
+                Wrong(f"dx ignores the weight ({label}): the gradient reaching x_hat is "
+                      "g = dy * weight, not dy.",
+                      "start from g = dy * weight.",
+                      lambda: _rms_backward(dy, x, w, eps, no_weight=True)[0]),
+                Wrong(f"dx treats rstd as a constant: it is only rstd * g ({label}).",
+                      "rstd depends on every x_j; differentiating it gives the "
+                      "`- x_hat * mean(g * x_hat)` term.",
+                      lambda: _rms_backward(dy, x, w, eps, drop_proj=True)[0]),
+                Wrong(f"dx is missing the overall factor rstd = 1 / sqrt(mean(x^2) + eps) ({label}).",
+                      "multiply the bracket by rstd.",
+                      lambda: _rms_backward(dy, x, w, eps, no_rstd=True)[0]),
+                Wrong(f"the projection term uses x instead of x_hat ({label}).",
+                      "subtract x_hat * mean(g * x_hat), with x_hat = x * rstd.",
+                      lambda: _rms_backward(dy, x, w, eps, proj_uses_x=True)[0]),
+                Wrong(f"a sign error: your dx is minus the gradient ({label}).",
+                      "dx = rstd * (g - x_hat * mean(g * x_hat)), with g = dy * weight.",
+                      lambda: -ref_dx),
+                Wrong(f"a sign error: you added the `x_hat * mean(g * x_hat)` term; it is "
+                      f"subtracted ({label}).",
+                      "dx = rstd * (g - x_hat * mean(g * x_hat)).",
+                      lambda: _rms_backward(dy, x, w, eps, proj_sign=-1.0)[0]),
+                Wrong(f"the mean in dx is taken over the rows (dim=0); it is over the features of "
+                      f"each row (dim=-1), like the forward's mean square ({label}).",
+                      "(g * x_hat).mean(dim=-1, keepdim=True).",
+                      lambda: _rms_backward(dy, x, w, eps, axis=0)[0]),
+                Wrong(f"eps is missing from rstd ({label}).",
+                      "rstd = 1 / sqrt(mean(x^2) + eps), the same as in the forward.",
+                      lambda: _rms_backward(dy, x, w, 0.0)[0]),
+                ignored(0),
             ]
-            _diagnose(dx, ref_dx, tol, variants, name=f"dx ({label})")
+            compare(dx, ref_dx, tol, variants, name=f"dx ({label})")
     # autograd through plain torch ops agrees with the float64 reference (the checker checks itself)
     dy, x, w, eps = cases[0]
     xa, wa = x.double().requires_grad_(), w.double().requires_grad_()
@@ -150,33 +148,37 @@ def _dyt_variants(x, alpha, gamma, beta):
     x64, a, w, b = x.double(), alpha.double(), gamma.double(), beta.double()
     ln = (x64 - x64.mean(-1, keepdim=True)) / x64.std(-1, unbiased=False, keepdim=True)
     return [
-        (lambda: w * a * torch.tanh(x64) + b,
-         ("alpha multiplies tanh's output: DyT squashes alpha * x, i.e. tanh(alpha * x).",
-          "y = gamma * torch.tanh(alpha * x) + beta.")),
-        (lambda: w * torch.tanh(x64) + b,
-         ("alpha is missing: you computed gamma * tanh(x) + beta.",
-          "scale the input first: torch.tanh(alpha * x).")),
-        (lambda: torch.tanh(a * x64) + b,
-         ("gamma is missing: the per-channel scale multiplies tanh(alpha * x).",
-          "y = gamma * torch.tanh(alpha * x) + beta.")),
-        (lambda: w * torch.tanh(a * x64),
-         ("beta is missing.", "add beta after multiplying by gamma.")),
-        (lambda: b * torch.tanh(a * x64) + w,
-         ("gamma and beta are swapped.", "y = gamma * tanh(alpha * x) + beta.")),
-        (lambda: torch.tanh(w * a * x64 + b),
-         ("gamma and beta are inside the tanh: DyT applies them after it, like LayerNorm's affine.",
-          "y = gamma * torch.tanh(alpha * x) + beta.")),
-        (lambda: w * torch.tanh(a * ln) + b,
-         ("you normalized each row before the tanh: DyT has no statistics at all, it is "
-          "element-wise.", "drop the mean and std: y = gamma * torch.tanh(alpha * x) + beta.")),
-        (lambda: w * torch.sigmoid(a * x64) + b,
-         ("you used a sigmoid; DyT uses tanh (odd, range (-1, 1)).", "use torch.tanh.")),
-        (lambda: w * torch.tanh(a * x64 + b),
-         ("beta is inside the tanh: DyT adds it after the scale, like LayerNorm's bias.",
-          "y = gamma * torch.tanh(alpha * x) + beta.")),
-        (lambda: -w * torch.tanh(a * x64) + b,
-         ("a sign error: you computed gamma * tanh(-alpha * x) + beta.",
-          "y = gamma * torch.tanh(alpha * x) + beta, with no minus sign.")),
+        Wrong("alpha multiplies tanh's output: DyT squashes alpha * x, i.e. tanh(alpha * x).",
+              "y = gamma * torch.tanh(alpha * x) + beta.",
+              lambda: w * a * torch.tanh(x64) + b),
+        Wrong("alpha is missing: you computed gamma * tanh(x) + beta.",
+              "scale the input first: torch.tanh(alpha * x).",
+              lambda: w * torch.tanh(x64) + b),
+        Wrong("gamma is missing: the per-channel scale multiplies tanh(alpha * x).",
+              "y = gamma * torch.tanh(alpha * x) + beta.",
+              lambda: torch.tanh(a * x64) + b),
+        Wrong("beta is missing.",
+              "add beta after multiplying by gamma.",
+              lambda: w * torch.tanh(a * x64)),
+        Wrong("gamma and beta are swapped.",
+              "y = gamma * tanh(alpha * x) + beta.",
+              lambda: b * torch.tanh(a * x64) + w),
+        Wrong("gamma and beta are inside the tanh: DyT applies them after it, like LayerNorm's affine.",
+              "y = gamma * torch.tanh(alpha * x) + beta.",
+              lambda: torch.tanh(w * a * x64 + b)),
+        Wrong("you normalized each row before the tanh: DyT has no statistics at all, it is "
+              "element-wise.",
+              "drop the mean and std: y = gamma * torch.tanh(alpha * x) + beta.",
+              lambda: w * torch.tanh(a * ln) + b),
+        Wrong("you used a sigmoid; DyT uses tanh (odd, range (-1, 1)).",
+              "use torch.tanh.",
+              lambda: w * torch.sigmoid(a * x64) + b),
+        Wrong("beta is inside the tanh: DyT adds it after the scale, like LayerNorm's bias.",
+              "y = gamma * torch.tanh(alpha * x) + beta.",
+              lambda: w * torch.tanh(a * x64 + b)),
+        Wrong("a sign error: you computed gamma * tanh(-alpha * x) + beta.",
+              "y = gamma * torch.tanh(alpha * x) + beta, with no minus sign.",
+              lambda: -w * torch.tanh(a * x64) + b),
     ]
 
 
@@ -189,8 +191,7 @@ def _check_dyt_case(fn, x, alpha, gamma, beta, label):
     atol = {torch.float32: 1e-5, torch.float64: 1e-10, torch.float16: 4e-3,
             torch.bfloat16: 3e-2}[x.dtype]
     tol = atol * (1 + float(ref.abs().max()))
-    if not close(out, ref, atol=tol):
-        _diagnose(out, ref, tol, _dyt_variants(x, alpha, gamma, beta), name=f"your output ({label})")
+    compare(out, ref, tol, _dyt_variants(x, alpha, gamma, beta), name=f"your output ({label})")
     return out
 
 
@@ -201,7 +202,7 @@ def check_dyt(fn: Callable) -> str:
     ``alpha`` is a tensor of shape (1,) (one learnable scalar); ``gamma`` and
     ``beta`` have the shape of the last dimension of ``x``.
     """
-    g = _gen(2025)
+    g = generator(2025)
     n = 24
     gamma = torch.randn(n, generator=g) * 0.5 + 1
     beta = torch.randn(n, generator=g) * 0.5

@@ -24,7 +24,9 @@ Mistakes are made visible, and harmless:
   whether eps is inside the square root;
 - on the Triton interpreter, every address a ``tl.load`` reads is recorded, so
   a weight load without its mask is seen even though the masked store throws
-  those lanes away.  On a GPU that read cannot be seen and is not checked;
+  those lanes away, and so is an X load without its mask whose extra lanes
+  ``tl.where`` replaces afterwards.  On a GPU those reads cannot be seen and are
+  not checked;
 - a masked ``tl.load`` without ``other=`` leaves its masked-off lanes undefined
   on a GPU, while the interpreter fills them with 0 and hides the bug: here the
   interpreter fills them with NaN instead, so they show wherever they reach a
@@ -49,7 +51,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from normcourse.exercises.feedback import Mistake, checker, close, is_mistake, max_error
+from normcourse.exercises.feedback import (
+    Mistake, Wrong, checker, close, compare, generator, max_error,
+)
 
 __all__ = ["check_rms_norm_kernel", "launch_rms_norm_kernel"]
 
@@ -99,6 +103,7 @@ class _Launch:
     xbuf: torch.Tensor          # the whole input buffer
     stride: int
     weight_reads: np.ndarray | None  # element offsets read from W (interpreter only)
+    x_reads: np.ndarray | None = None  # element offsets read from X's buffer (interpreter only)
     undefined_lanes: bool = False    # a masked load without other= had masked-off lanes
     written: torch.Tensor | None = None  # which elements of ybuf the kernel stored
 
@@ -214,16 +219,21 @@ def _launch(kernel, x, weight, eps, gaps=None, unwritten=_UNWRITTEN) -> _Launch:
     # NumPy's warnings about the learner's 0/0 would only repeat what the diagnosis says.
     with watch as loads, np.errstate(all="ignore"):
         kernel[(m,)](xv, ybuf, wbuf, stride, n, eps, BLOCK_N=triton.next_power_of_2(n))
-    reads = None
+    reads = x_reads = None
     if loads is not None and all(a is not None for a in loads.addresses):
         seen = loads.addresses
         addresses = np.concatenate(seen) if seen else np.zeros(0, dtype=np.int64)
-        offsets = addresses - wbuf.data_ptr()
-        inside = (offsets >= 0) & (offsets < wbuf.numel() * wbuf.element_size())
-        reads = offsets[inside] // wbuf.element_size()
-    return _Launch(ybuf[:m, :n], ybuf, xbuf, stride, reads,
+        reads, x_reads = (_offsets_in(addresses, buf) for buf in (wbuf, xbuf))
+    return _Launch(ybuf[:m, :n], ybuf, xbuf, stride, reads, x_reads,
                    undefined_lanes=loads is not None and loads.undefined_lanes,
                    written=ybuf != unwritten)  # a stored NaN counts as written, too
+
+
+def _offsets_in(addresses: np.ndarray, buf: torch.Tensor) -> np.ndarray:
+    """The element offsets into ``buf`` of the byte ``addresses`` that fall inside it."""
+    offsets = addresses - buf.data_ptr()
+    inside = (offsets >= 0) & (offsets < buf.numel() * buf.element_size())
+    return offsets[inside] // buf.element_size()
 
 
 def launch_rms_norm_kernel(kernel, x, weight, eps=1e-6):
@@ -374,6 +384,26 @@ def _check_weight_reads(launch: _Launch, n: int, label: str):
                       "other=0.0).")
 
 
+def _check_x_reads(launch: _Launch, n: int, label: str):
+    """Interpreter only: did a load read X past the N elements of a row?
+
+    A load without its mask reads all BLOCK_N lanes; replacing them with tl.where
+    afterwards gives the right numbers, but the read itself goes past the end of the
+    last row, which on a GPU can be past the end of the tensor.
+    """
+    if launch.x_reads is None or not ((launch.x_reads % launch.stride) >= n).any():
+        return
+    nb = _block(n)
+    raise Mistake(f"your kernel reads X past the end of each row on the {label}: a tl.load "
+                  f"without a mask reads all BLOCK_N = {nb} lanes, N = {n} of which are the "
+                  "row. Your output is right (the extra lanes are dropped or replaced "
+                  "afterwards, e.g. with tl.where), but after the last row of a real tensor "
+                  "that read leaves its memory and can crash the kernel or read another "
+                  "tensor's data.",
+                  "mask the load itself: tl.load(X + row * stride + cols, mask=cols < N, "
+                  "other=0.0); then no tl.where is needed.")
+
+
 # --------------------------------------------------------------------------
 # What the kernel computed
 # --------------------------------------------------------------------------
@@ -381,33 +411,32 @@ def _check_weight_reads(launch: _Launch, n: int, label: str):
 _FORMULA = "rstd = 1 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)."
 
 
-def _wrong_formulas(x, w, eps, launch: _Launch):
-    """(value, what, hint) for the known mistakes, each computed on this input."""
+def _wrong_formulas(x, w, eps, launch: _Launch, label: str) -> list[Wrong]:
+    """The known mistakes of the kernel's math, each a value on this input."""
     m, n = x.shape
     x64, w64 = x.double(), w.double()
     ms = (x64 * x64).mean(-1, keepdim=True)
+    on = f" (on the {label})"
     wrong = [
-        (x64 * torch.rsqrt(ms * n + eps) * w64,
-         "you used the sum of squares; RMSNorm uses their mean (divide by N, not BLOCK_N).",
-         _FORMULA),
-        (x64 * torch.rsqrt(ms * n / _block(n) + eps) * w64,
-         "you divided by BLOCK_N instead of N: padding lanes are not features.", _FORMULA),
-        (_reference(x, torch.ones_like(w), eps), "the weight is missing.",
-         "load W + cols (with the mask) and multiply: y = x * rstd * w."),
-        (_reference(x - x.mean(-1, keepdim=True), w, eps),
-         "you subtracted the mean: that is LayerNorm.", _FORMULA),
-        (x64 / (ms.sqrt() + eps) * w64,
-         "eps is added outside the square root: RMSNorm divides by sqrt(mean(x^2) + eps).",
-         _FORMULA),
+        Wrong("you used the sum of squares; RMSNorm uses their mean (divide by N, not "
+              "BLOCK_N)." + on, _FORMULA, lambda: x64 * torch.rsqrt(ms * n + eps) * w64),
+        Wrong("you divided by BLOCK_N instead of N: padding lanes are not features." + on,
+              _FORMULA, lambda: x64 * torch.rsqrt(ms * n / _block(n) + eps) * w64),
+        Wrong("the weight is missing." + on,
+              "load W + cols (with the mask) and multiply: y = x * rstd * w.",
+              lambda: _reference(x, torch.ones_like(w), eps)),
+        Wrong("you subtracted the mean: that is LayerNorm." + on, _FORMULA,
+              lambda: _reference(x - x.mean(-1, keepdim=True), w, eps)),
+        Wrong("eps is added outside the square root: RMSNorm divides by sqrt(mean(x^2) + "
+              "eps)." + on, _FORMULA, lambda: x64 / (ms.sqrt() + eps) * w64),
     ]
     if m > 1 and launch.stride > n:  # rows read N apart from the bigger buffer
         idx = torch.arange(m)[:, None] * n + torch.arange(n)[None, :]
-        x_n_apart = launch.xbuf.flatten().cpu()[idx]
-        wrong.append((_reference(x_n_apart, w, eps),
-                      f"your kernel loads row r from X + r * N, but the rows are "
-                      f"{launch.stride} elements apart (stride = {launch.stride}, as for a "
-                      "slice of a wider matrix).",
-                      "row r starts at X + row * stride; N is only the length of a row."))
+        wrong.append(Wrong(f"your kernel loads row r from X + r * N, but the rows are "
+                           f"{launch.stride} elements apart (stride = {launch.stride}, as for "
+                           "a slice of a wider matrix)." + on,
+                           "row r starts at X + row * stride; N is only the length of a row.",
+                           lambda: _reference(launch.xbuf.flatten().cpu()[idx], w, eps)))
     return wrong
 
 
@@ -431,7 +460,7 @@ def _effective_eps(y, x, w) -> float | None:
     return used if used >= 0 and used == used else None
 
 
-def _diagnose(kernel, y, x, w, eps, label, launch: _Launch, atol: float, rtol: float):
+def _explain_output(kernel, y, x, w, eps, label, launch: _Launch, atol: float, rtol: float):
     """Raise the Mistake that explains a wrong output ``y``."""
     y, x, w = y.cpu(), x.cpu(), w.cpu()  # the candidates are small: compare them on the CPU
     m, n = x.shape
@@ -460,25 +489,32 @@ def _diagnose(kernel, y, x, w, eps, label, launch: _Launch, atol: float, rtol: f
     if (y == 0).all() and not (ref == 0).all():
         raise Mistake(f"your output on the {label} is all zeros.",
                       "store y = x * rstd * w, converted with .to(Y.dtype.element_ty).")
-    for value, what, hint in _wrong_formulas(x, w, eps, launch):
-        if is_mistake(y, value, ref, atol=10 * atol, rtol=10 * rtol):
-            raise Mistake(f"{what} (on the {label})", hint)
+    wrong = Mistake(f"your output on the {label} is wrong (max error {max_error(y, ref):.3g}).",
+                    "row = tl.program_id(0); cols = tl.arange(0, BLOCK_N); load X + row * "
+                    "stride + cols; y = x * rstd * w.")
+    # a known mistake is matched with ten times the tolerance (the kernel's float32 error
+    # adds to the mistake's own)
+    compare(y, ref, 10 * atol, _wrong_formulas(x, w, eps, launch, label)
+            + _other_eps(y, x, w, eps, label), rtol=10 * rtol, otherwise=wrong)
+    raise wrong  # within ten times the tolerance, but not within it
+
+
+def _other_eps(y, x, w, eps, label) -> list[Wrong]:
+    """The RMSNorm with the eps ``y`` implies (eps ** 2 named as such), if one fits."""
     used = _effective_eps(y, x, w)
-    if used is not None and abs(used - eps ** 2) < 0.1 * eps ** 2 and is_mistake(
-            y, _reference(x, w, eps ** 2), ref, atol=10 * atol, rtol=10 * rtol):
-        raise Mistake(f"on the {label} your kernel behaves as if eps were {eps ** 2:.0e}, which "
-                      f"is eps ** 2: the eps argument is {eps:g}. Did you square eps, or use a "
-                      "constant of your own?",
-                      "use the eps argument itself inside the square root: " + _FORMULA)
-    if used is not None and is_mistake(y, _reference(x, w, used), ref, atol=10 * atol,
-                                       rtol=10 * rtol):
-        raise Mistake(f"on the {label} your kernel behaves as if eps were {used:.2g}, but the "
-                      f"eps argument is {eps:g}.",
-                      "use the eps argument (not a constant of your own) inside the square "
-                      "root: " + _FORMULA)
-    raise Mistake(f"your output on the {label} is wrong (max error {max_error(y, ref):.3g}).",
-                  "row = tl.program_id(0); cols = tl.arange(0, BLOCK_N); load X + row * "
-                  "stride + cols; y = x * rstd * w.")
+    if used is None:
+        return []
+    wrongs = [Wrong(f"on the {label} your kernel behaves as if eps were {used:.2g}, but the "
+                    f"eps argument is {eps:g}.",
+                    "use the eps argument (not a constant of your own) inside the square "
+                    "root: " + _FORMULA, lambda: _reference(x, w, used))]
+    if abs(used - eps ** 2) < 0.1 * eps ** 2:
+        wrongs.insert(0, Wrong(
+            f"on the {label} your kernel behaves as if eps were {eps ** 2:.0e}, which is "
+            f"eps ** 2: the eps argument is {eps:g}. Did you square eps, or use a constant of "
+            "your own?", "use the eps argument itself inside the square root: " + _FORMULA,
+            lambda: _reference(x, w, eps ** 2)))
+    return wrongs
 
 
 def _check_case(kernel, x, w, eps, label, atol, rtol, gaps=None):
@@ -487,7 +523,8 @@ def _check_case(kernel, x, w, eps, label, atol, rtol, gaps=None):
     launch = _run(kernel, x, w, eps, label, gaps)
     _check_stores(launch, m, n, label)
     if not close(launch.y, _reference(x, w, eps), atol=atol, rtol=rtol):
-        _diagnose(kernel, launch.y, x, w, eps, label, launch, atol, rtol)
+        _explain_output(kernel, launch.y, x, w, eps, label, launch, atol, rtol)
+    _check_x_reads(launch, n, label)
     _check_weight_reads(launch, n, label)
 
 
@@ -512,7 +549,7 @@ def check_rms_norm_kernel(kernel: Callable) -> str:
     """Check a learner's ``@triton.jit`` RMSNorm forward kernel (see the module docstring)."""
     _expect_kernel(kernel)
     device = _device_for(kernel)
-    g = torch.Generator().manual_seed(1910)
+    g = generator(1910)
 
     x, w, eps, gaps = _math_case(g)
     _check_case(kernel, x.to(device), w.to(device), eps, "4 x 64 input", 1e-5, 1e-4,
@@ -539,6 +576,7 @@ def check_rms_norm_kernel(kernel: Callable) -> str:
         raise Mistake(f"your bfloat16 output is off by {max_error(launch.y, ref):.3g} (allowed "
                       f"{tol:.2g}).",
                       "convert the loaded values to float32 with .to(tl.float32) before summing.")
+    _check_x_reads(launch, 200, "bfloat16 input")
     _check_weight_reads(launch, 200, "bfloat16 input")
     where = "the GPU" if device == "cuda" else "the Triton interpreter (CPU)"
     return (f"check_rms_norm_kernel: your kernel is correct on 4 shapes, including N not a "

@@ -8,12 +8,18 @@ per exercise of that chapter.  The tests that read them:
   of its ``names`` (the words that say what is wrong) and no traceback;
 - every right answer is accepted;
 - on the checker's own test inputs, every near miss differs from the reference
-  by far more than the checker's tolerance (the separation check);
+  by far more than the checker's tolerance (the separation check: it is still
+  rejected when every tolerance is ten times wider; chapters in
+  ``test_near_misses.SEPARATED``);
 - the chapter's cells after the exercise run with every accepted right answer
   in place of the learner's function.
 
 Keeping the attempts as data, apart from the checkers, means the list is not
 only what each checker's author thought of: anyone can add an attempt.
+
+A table of right answers can be written ``attempts(fn1, fn2, ...)``: each
+function's label is the first line of its docstring (or its name), so a right
+answer is one function, not a function and a line of table.
 """
 
 from __future__ import annotations
@@ -45,3 +51,19 @@ class Exercise:
     function: str
     near_misses: tuple[Attempt, ...]
     right_answers: tuple[Attempt, ...]
+
+
+def _label(fn) -> str:
+    """The first line of ``fn``'s docstring, else its name with spaces for underscores."""
+    inner = getattr(fn, "fn", fn)  # a @triton.jit kernel keeps the Python function as .fn
+    doc = (getattr(inner, "__doc__", None) or "").strip()
+    if doc:
+        return doc.splitlines()[0].rstrip(".")
+    return getattr(inner, "__name__", repr(fn)).strip("_").replace("_", " ")
+
+
+def attempts(*fns: Callable[..., Any]) -> tuple[Attempt, ...]:
+    """Right answers, one per function, each labelled by its docstring (see :func:`_label`)."""
+    labels = [_label(fn) for fn in fns]
+    assert len(set(labels)) == len(labels), f"two right answers share a label: {labels}"
+    return tuple(Attempt(label, fn) for label, fn in zip(labels, fns))

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import torch
 
+from checker_run import _not_implemented
 from near_misses import Attempt, Exercise
 from normcourse.exercises.signal_propagation import (
     check_fraction_saturated, check_update_to_data_ratio,
@@ -41,10 +42,6 @@ def _sat_count_nonzero(a, threshold):
     return torch.count_nonzero(a.abs() > threshold) / a.numel()
 
 
-def _sat_ge(a, threshold):
-    return (a.abs() >= threshold).float().mean().item()   # no entry sits on the threshold
-
-
 def _sat_flat_per_row(a, threshold):
     # averages per row first: the same number when every row has the same length
     flat = a.reshape(a.shape[0], -1)
@@ -52,9 +49,7 @@ def _sat_flat_per_row(a, threshold):
 
 
 FRACTION_SATURATED = Exercise(
-    checker=check_fraction_saturated,
-    notebook=NOTEBOOK,
-    function="fraction_saturated",
+    check_fraction_saturated, NOTEBOOK, "fraction_saturated",
     near_misses=(
         Attempt("no abs(): only +1 counts",
                 lambda a, t: (a > t).float().mean().item(), ("near +1",)),
@@ -82,6 +77,13 @@ FRACTION_SATURATED = Exercise(
                 lambda a, t: float(a.abs().mean() > t), ("count entries",)),
         Attempt("forgot return", lambda a, t: None, ("return",)),
         Attempt("is any saturated?", lambda a, t: bool((a.abs() > t).any()), ("got bool",)),
+        Attempt(">= instead of >", lambda a, t: (a.abs() >= t).float().mean().item(),
+                ("equal to the threshold", "use >")),
+        Attempt("a python loop with >=",
+                lambda a, t: sum(abs(v) >= t for v in a.flatten().tolist()) / a.numel(),
+                ("equal to the threshold",)),
+        Attempt("abs() of the mean, not of each entry",
+                lambda a, t: float(a.mean().abs() > t), ("count entries",)),
     ),
     right_answers=(
         Attempt("python loop", _sat_loop),
@@ -89,7 +91,6 @@ FRACTION_SATURATED = Exercise(
         Attempt("numpy", _sat_numpy),
         Attempt("0-d tensor", _sat_tensor),
         Attempt("count_nonzero / numel", _sat_count_nonzero),
-        Attempt(">= instead of >", _sat_ge),
         Attempt("mean of equal-length row means", _sat_flat_per_row),
         Attempt("torch.sum / torch.numel",
                 lambda a, t: torch.sum(a.abs() > t) / torch.numel(a)),
@@ -121,11 +122,10 @@ def _ratio_float64(w, g, lr):
 
 
 UPDATE_TO_DATA_RATIO = Exercise(
-    checker=check_update_to_data_ratio,
-    notebook=NOTEBOOK,
-    function="update_to_data_ratio",
+    check_update_to_data_ratio, NOTEBOOK, "update_to_data_ratio",
     near_misses=(
-        Attempt("no log10", lambda w, g, lr: float((lr * g).std() / w.std()), ("log10",)),
+        Attempt("no log10", lambda w, g, lr: float((lr * g).std() / w.std()),
+                ("the ratio itself", "log10")),
         Attempt("lr forgotten", lambda w, g, lr: math.log10(float(g.std() / w.std())),
                 ("learning rate is missing",)),
         Attempt("upside down", lambda w, g, lr: math.log10(float(w.std() / (lr * g).std())),
@@ -148,6 +148,10 @@ UPDATE_TO_DATA_RATIO = Exercise(
                 lambda w, g, lr: torch.log10((lr * g).std(0) / w.std(0)), ("single number",)),
         Attempt("a percentage", lambda w, g, lr: 100 * float((lr * g).std() / w.std()),
                 ("log10",)),
+        Attempt("a stub", lambda w, g, lr: _not_implemented(), ("not implemented",)),
+        Attempt("norms, and off by a constant",
+                lambda w, g, lr: math.log10(float((lr * g).norm() / w.norm())) + 0.5,
+                ("expected",)),
         Attempt("grad scaled in place", lambda w, g, lr: math.log10(float(g.mul_(lr).std() / w.std())),
                 ("in place",)),
     ),

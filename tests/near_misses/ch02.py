@@ -65,9 +65,7 @@ def _jac_einsum(W1, W2, x):
 
 
 RESIDUAL_JACOBIAN = Exercise(
-    checker=check_residual_jacobian,
-    notebook=NOTEBOOK,
-    function="residual_jacobian",
+    check_residual_jacobian, NOTEBOOK, "residual_jacobian",
     near_misses=(
         Attempt("identity forgotten", _jac(_sech2, identity=0.0), ("identity is missing",)),
         Attempt("tanh' forgotten", _jac(lambda u: torch.ones_like(u)),
@@ -131,6 +129,10 @@ def _copy_in(linear, std):
         linear.weight.copy_(torch.randn(linear.weight.shape) * std)
 
 
+def _data_assigned(linear, std):
+    linear.weight.data = torch.randn(linear.weight.shape) * std   # the same Parameter object
+
+
 def _data_normal(linear, std):
     linear.weight.data.normal_(0.0, std)
 
@@ -156,14 +158,22 @@ def _returns_new(linear, std):
     return new
 
 
+def _all_parameters(linear, std):
+    for p in linear.parameters():       # the bias too
+        nn.init.normal_(p, 0.0, std)
+
+
+def _bias_zeroed(linear, std):
+    nn.init.normal_(linear.weight, 0.0, std)
+    nn.init.zeros_(linear.bias)
+
+
 def _swapped_mean_std(linear, std):
     nn.init.normal_(linear.weight, std, std)    # normal_(tensor, mean, std) given (std, std)
 
 
 GPT2_INIT = Exercise(
-    checker=check_gpt2_init,
-    notebook=NOTEBOOK,
-    function="gpt2_init_",
+    check_gpt2_init, NOTEBOOK, "gpt2_init_",
     near_misses=(
         Attempt("sqrt(n_layer)", _init(lambda n, s: s / math.sqrt(n)), ("sqrt(2) too large",)),
         Attempt("2 n_layer, no sqrt", _init(lambda n, s: s / (2 * n)), ("square root",)),
@@ -181,10 +191,14 @@ GPT2_INIT = Exercise(
         Attempt("sqrt(2 n_layer + 1)", _init(lambda n, s: s / math.sqrt(2 * n + 1)),
                 ("expected",)),
         Attempt("n_layer ** -2", _init(lambda n, s: s * n ** -2), ("expected",)),
+        Attempt("every parameter filled, the bias too", _init(_right_std, _all_parameters),
+                ("linear.bias",)),
+        Attempt("the bias zeroed as well", _init(_right_std, _bias_zeroed), ("zeroed",)),
     ),
     right_answers=(
         Attempt("copy_ under no_grad", _init(_right_std, _copy_in)),
         Attempt(".data.normal_", _init(_right_std, _data_normal)),
+        Attempt("new values assigned to .data", _init(_right_std, _data_assigned)),
         Attempt("normal_ then scale in place", _init(_right_std, _scale_after)),
         Attempt("trunc_normal_ at 3 std", _init(_right_std, _trunc_normal)),
         Attempt("std from n_layer ** -0.5", _init(lambda n, s: s * (2 * n) ** -0.5)),

@@ -69,9 +69,7 @@ def _bn_float64(x):
 
 
 BATCH_NORM_TRAIN = Exercise(
-    checker=check_batch_norm_train,
-    notebook=NOTEBOOK,
-    function="batch_norm_train",
+    check_batch_norm_train, NOTEBOOK, "batch_norm_train",
     near_misses=(
         Attempt("over each row: LayerNorm", _bn(dim=-1), ("LayerNorm",)),
         Attempt("global statistics", _bn(dim=(0, 1)), ("whole batch",)),
@@ -187,9 +185,7 @@ def _masked_inplace(x, mask):
 
 
 MASKED_BATCH_NORM = Exercise(
-    checker=check_masked_batch_norm,
-    notebook=NOTEBOOK,
-    function="masked_batch_norm",
+    check_masked_batch_norm, NOTEBOOK, "masked_batch_norm",
     near_misses=(
         Attempt("pads not zeroed", _masked(zero_pads=False), ("padded positions are not zero",)),
         Attempt("pads counted (no mask)", _masked_no_mask, ("padding tokens were counted",)),

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from near_misses import Attempt, Exercise
+from near_misses import Attempt, Exercise, attempts
 from normcourse import norms
 from normcourse.exercises.layer_norm import (
     _welford, check_layer_norm, check_layer_norm_backward, check_rms_norm,
@@ -59,6 +59,7 @@ def _ln_inplace(x, w, b, eps):
 
 
 def _ln_rows_loop(x, w, b, eps):
+    """loop over rows, ** 0.5"""
     rows = x.reshape(-1, x.shape[-1]).float()
     out = torch.empty_like(rows)
     for i, row in enumerate(rows):
@@ -69,6 +70,7 @@ def _ln_rows_loop(x, w, b, eps):
 
 
 def _ln_float64(x, w, b, eps):
+    """float64 inside"""
     x64 = x.double()
     mean = x64.mean(-1, keepdim=True)
     var = ((x64 - mean) ** 2).mean(-1, keepdim=True)
@@ -76,12 +78,14 @@ def _ln_float64(x, w, b, eps):
 
 
 def _ln_var_mean_addcmul(x, w, b, eps):
+    """var_mean + addcmul"""
     xf = x.float()
     var, mean = torch.var_mean(xf, dim=-1, keepdim=True, correction=0)
     return torch.addcmul(b.float(), (xf - mean) * torch.rsqrt(var + eps), w.float()).to(x.dtype)
 
 
 def _ln_einsum_mean(x, w, b, eps):
+    """einsum sums"""
     xf = x.float()
     n = xf.shape[-1]
     mean = torch.einsum("...n->...", xf)[..., None] / n
@@ -91,6 +95,7 @@ def _ln_einsum_mean(x, w, b, eps):
 
 
 def _ln_std(x, w, b, eps):
+    """biased std squared"""
     xf = x.float()
     std = xf.std(-1, unbiased=False, keepdim=True)
     return ((xf - xf.mean(-1, keepdim=True)) / torch.sqrt(std ** 2 + eps) * w.float()
@@ -98,14 +103,25 @@ def _ln_std(x, w, b, eps):
 
 
 def _ln_welford(x, w, b, eps):
-    # chapter 4's single sweep, the one the checker allows for on rows with a large mean
+    """Welford in float32"""  # chapter 4's single sweep, which the checker allows for
     return _welford(x, w, b, eps).to(x.dtype)
 
 
+def _eps_misses(norm, constant):
+    """The ways of getting eps wrong, for a norm built by ``norm(denom=...)``: the
+    denominator from the variance (or mean square) v and eps e."""
+    return tuple(Attempt(label, norm(denom=denom), (name,)) for label, denom, name in (
+        ("eps outside the sqrt", lambda v, e: torch.sqrt(v) + e, "outside the square root"),
+        ("no eps", lambda v, e: torch.sqrt(v), "eps is missing"),
+        ("clamp(v, eps)", lambda v, e: torch.sqrt(v.clamp(min=e)), "clamp"),
+        ("eps ** 2", lambda v, e: torch.sqrt(v + e ** 2), "eps ** 2"),
+        (f"eps hard-coded as {constant:g}", lambda v, e: torch.sqrt(v + constant),
+         "ignores its eps argument"),
+    ))
+
+
 LAYER_NORM = Exercise(
-    checker=check_layer_norm,
-    notebook=NOTEBOOK,
-    function="my_layer_norm",
+    check_layer_norm, NOTEBOOK, "my_layer_norm",
     near_misses=(
         Attempt("F.layer_norm, which the exercise forbids",
                 lambda x, w, b, eps: F.layer_norm(x, x.shape[-1:], w, b, eps), ("F.layer_norm",)),
@@ -119,12 +135,7 @@ LAYER_NORM = Exercise(
         Attempt("unbiased variance", _ln(unbiased=True), ("unbiased",)),
         Attempt("over dimension 0", _ln(dim=0), ("dimension 0",)),
         Attempt("over the whole tensor", _ln(dim=None), ("whole tensor",)),
-        Attempt("eps outside the sqrt", _ln(denom=lambda v, e: torch.sqrt(v) + e),
-                ("outside the square root",)),
-        Attempt("no eps", _ln(denom=lambda v, e: torch.sqrt(v)), ("eps is missing",)),
-        Attempt("clamp(var, eps)", _ln(denom=lambda v, e: torch.sqrt(v.clamp(min=e))),
-                ("clamp",)),
-        Attempt("eps ** 2", _ln(denom=lambda v, e: torch.sqrt(v + e ** 2)), ("eps ** 2",)),
+        *_eps_misses(_ln, 1e-5),
         Attempt("divided by the variance", _ln(denom=lambda v, e: v + e), ("variance",)),
         Attempt("sign flipped: mean - x", _ln(sign=-1.0), ("sign",)),
         Attempt("bias subtracted", _ln(affine=lambda y, w, b: y * w - b), ("sign",)),
@@ -145,12 +156,8 @@ LAYER_NORM = Exercise(
                 ("torch.Tensor",)),
     ),
     right_answers=(
-        Attempt("loop over rows, ** 0.5", _ln_rows_loop),
-        Attempt("float64 inside", _ln_float64),
-        Attempt("var_mean + addcmul", _ln_var_mean_addcmul),
-        Attempt("einsum sums", _ln_einsum_mean),
-        Attempt("biased std squared", _ln_std),
-        Attempt("Welford in float32", _ln_welford),
+        *attempts(_ln_rows_loop, _ln_float64, _ln_var_mean_addcmul, _ln_einsum_mean, _ln_std,
+                  _ln_welford),
     ),
 )
 
@@ -183,6 +190,7 @@ def _bw_autograd(dy, x, w, eps):
 
 
 def _bw_sums(dy, x, w, eps):
+    """sums, one division by N"""
     n = x.shape[-1]
     mean = x.mean(-1, keepdim=True)
     rstd = ((x - mean).pow(2).mean(-1, keepdim=True) + eps).rsqrt()
@@ -193,11 +201,13 @@ def _bw_sums(dy, x, w, eps):
 
 
 def _bw_float64(dy, x, w, eps):
+    """float64 inside"""
     out = _bw()(dy.double(), x.double(), w.double(), eps)
     return tuple(t.to(x.dtype) for t in out)
 
 
 def _bw_rows(dy, x, w, eps):
+    """loop over rows"""
     dx = torch.empty_like(x)
     dw = torch.zeros_like(w)
     db = torch.zeros_like(w)
@@ -214,6 +224,7 @@ def _bw_rows(dy, x, w, eps):
 
 
 def _bw_einsum(dy, x, w, eps):
+    """einsum"""
     mean = x.mean(-1, keepdim=True)
     rstd = torch.rsqrt(x.var(-1, unbiased=False, keepdim=True) + eps)
     xh = (x - mean) * rstd
@@ -224,9 +235,7 @@ def _bw_einsum(dy, x, w, eps):
 
 
 LAYER_NORM_BACKWARD = Exercise(
-    checker=check_layer_norm_backward,
-    notebook=NOTEBOOK,
-    function="my_layer_norm_backward",
+    check_layer_norm_backward, NOTEBOOK, "my_layer_norm_backward",
     near_misses=(
         Attempt("autograd, which the exercise forbids", _bw_autograd, ("autograd",)),
         Attempt("- mean(g) forgotten", _bw(mean_g=False), ("- mean(g)",)),
@@ -240,16 +249,15 @@ LAYER_NORM_BACKWARD = Exercise(
         Attempt("dx negated", _bw(sign=-1.0), ("sign",)),
         Attempt("+ projection", _bw(proj_sign=-1.0), ("sign",)),
         Attempt("no eps in rstd", _bw(eps_used=lambda e: 0.0), ("eps",)),
+        Attempt("eps hard-coded as 1e-5", _bw(eps_used=lambda e: 1e-5),
+                ("ignores its eps argument",)),
         Attempt("unbiased variance", _bw(unbiased=True), ("unbiased",)),
         Attempt("means over the rows", _bw(axis=0), ("dim=-1",)),
         Attempt("(dx, dweight) only", lambda dy, x, w, eps: _bw()(dy, x, w, eps)[:2],
                 ("tuple (dx, dweight, dbias)",)),
     ),
     right_answers=(
-        Attempt("sums, one division by N", _bw_sums),
-        Attempt("float64 inside", _bw_float64),
-        Attempt("loop over rows", _bw_rows),
-        Attempt("einsum", _bw_einsum),
+        *attempts(_bw_sums, _bw_float64, _bw_rows, _bw_einsum),
     ),
 )
 
@@ -267,11 +275,13 @@ def _rms(denom=lambda ms, eps: torch.sqrt(ms + eps), upcast=True, reduce=torch.m
 
 
 def _rms_float64(x, w, eps):
+    """float64 inside"""
     x64 = x.double()
     return (x64 * torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + eps) * w.double()).to(x.dtype)
 
 
 def _rms_norm_of_vector(x, w, eps):
+    """vector_norm"""
     xf = x.float()
     n = xf.shape[-1]
     rms = torch.sqrt(torch.linalg.vector_norm(xf, dim=-1, keepdim=True) ** 2 / n + eps)
@@ -279,6 +289,7 @@ def _rms_norm_of_vector(x, w, eps):
 
 
 def _rms_module(x, w, eps):
+    """nn.RMSNorm"""
     m = nn.RMSNorm(x.shape[-1], eps=eps, dtype=x.dtype)
     with torch.no_grad():
         m.weight.copy_(w)
@@ -286,20 +297,13 @@ def _rms_module(x, w, eps):
 
 
 RMS_NORM = Exercise(
-    checker=check_rms_norm,
-    notebook=NOTEBOOK,
-    function="my_rms_norm",
+    check_rms_norm, NOTEBOOK, "my_rms_norm",
     near_misses=(
         Attempt("the mean subtracted: LayerNorm",
                 lambda x, w, eps: F.layer_norm(x, x.shape[-1:], w, None, eps),
                 ("subtracted the mean",)),
         Attempt("sum of squares", _rms(reduce=torch.sum), ("sum of squares",)),
-        Attempt("eps outside the sqrt", _rms(denom=lambda ms, e: torch.sqrt(ms) + e),
-                ("outside the square root",)),
-        Attempt("no eps", _rms(denom=lambda ms, e: torch.sqrt(ms)), ("eps is missing",)),
-        Attempt("clamp(ms, eps)", _rms(denom=lambda ms, e: torch.sqrt(ms.clamp(min=e))),
-                ("clamp",)),
-        Attempt("eps ** 2", _rms(denom=lambda ms, e: torch.sqrt(ms + e ** 2)), ("eps ** 2",)),
+        *_eps_misses(_rms, 1e-6),
         Attempt("the mean square, no sqrt", _rms(denom=lambda ms, e: ms + e),
                 ("square root",)),
         Attempt("no weight", _rms(weight=False), ("weight is missing",)),
@@ -315,9 +319,7 @@ RMS_NORM = Exercise(
     right_answers=(
         Attempt("F.rms_norm (allowed here)",
                 lambda x, w, eps: F.rms_norm(x, x.shape[-1:], w, eps)),
-        Attempt("nn.RMSNorm", _rms_module),
-        Attempt("float64 inside", _rms_float64),
-        Attempt("vector_norm", _rms_norm_of_vector),
+        *attempts(_rms_module, _rms_float64, _rms_norm_of_vector),
     ),
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from near_misses import Attempt, Exercise
+from near_misses import Attempt, Exercise, attempts
 from normcourse.exercises.rms_and_dyt import check_dyt, check_rms_norm_backward
 
 NOTEBOOK = "notebooks/05_rmsnorm_and_dyt.ipynb"
@@ -37,6 +37,7 @@ def _bw_autograd(dy, x, w, eps):
 
 
 def _bw_cubed(dy, x, w, eps):
+    """rstd cubed"""
     # the same formula expanded: rstd * g - x * rstd^3 * mean(g * x)
     r = torch.rsqrt((x * x).mean(-1, keepdim=True) + eps)
     g = dy * w
@@ -44,11 +45,13 @@ def _bw_cubed(dy, x, w, eps):
 
 
 def _bw_float64(dy, x, w, eps):
+    """float64 inside"""
     dx, dw = _bw()(dy.double(), x.double(), w.double(), eps)
     return dx.to(x.dtype), dw.to(w.dtype)
 
 
 def _bw_rows(dy, x, w, eps):
+    """loop over rows"""
     dx, dw = torch.empty_like(x), torch.zeros_like(w)
     for i in range(x.shape[0]):
         r = 1.0 / torch.sqrt((x[i] ** 2).mean() + eps)
@@ -59,16 +62,15 @@ def _bw_rows(dy, x, w, eps):
 
 
 def _bw_list(dy, x, w, eps):
+    """a list"""
     return list(_bw()(dy, x, w, eps))
 
 
 RMS_NORM_BACKWARD = Exercise(
-    checker=check_rms_norm_backward,
-    notebook=NOTEBOOK,
-    function="my_rms_norm_backward",
+    check_rms_norm_backward, NOTEBOOK, "my_rms_norm_backward",
     near_misses=(
-        Attempt("autograd, which the exercise forbids", _bw_autograd, ("autograd",)),
         Attempt("LayerNorm's - mean(g)", _bw(ln_term=True), ("- mean(g)",)),
+        Attempt("autograd, which the exercise forbids", _bw_autograd, ("autograd",)),
         Attempt("weight ignored", _bw(weight=False), ("ignores the weight",)),
         Attempt("rstd as a constant", _bw(proj=False), ("constant",)),
         Attempt("rstd factor forgotten", _bw(rstd=False), ("overall factor rstd",)),
@@ -77,7 +79,9 @@ RMS_NORM_BACKWARD = Exercise(
         Attempt("dweight over the features", _bw(dw_dim=-1), ("dim=0",)),
         Attempt("dx negated", _bw(sign=-1.0), ("sign",)),
         Attempt("+ projection", _bw(proj_sign=-1.0), ("sign",)),
-        Attempt("no eps in rstd", _bw(eps_used=lambda e: 0.0), ("eps",)),
+        Attempt("no eps in rstd", _bw(eps_used=lambda e: 0.0), ("eps", "missing")),
+        Attempt("eps hard-coded as 1e-6", _bw(eps_used=lambda e: 1e-6),
+                ("ignores its eps argument",)),
         Attempt("means over the rows", _bw(axis=0), ("dim=-1",)),
         Attempt("returns a dbias too",
                 lambda dy, x, w, eps: (*_bw()(dy, x, w, eps), dy.sum(0)), ("no dbias",)),
@@ -86,12 +90,7 @@ RMS_NORM_BACKWARD = Exercise(
         Attempt("inputs scaled in place",
                 lambda dy, x, w, eps: _bw()(dy.mul_(1.0), x.mul_(2.0), w, eps), ("in place",)),
     ),
-    right_answers=(
-        Attempt("rstd cubed", _bw_cubed),
-        Attempt("float64 inside", _bw_float64),
-        Attempt("loop over rows", _bw_rows),
-        Attempt("a list", _bw_list),
-    ),
+    right_answers=attempts(_bw_cubed, _bw_float64, _bw_rows, _bw_list),
 )
 
 
@@ -128,9 +127,7 @@ def _dyt_inplace(x, alpha, gamma, beta):
 
 
 DYT = Exercise(
-    checker=check_dyt,
-    notebook=NOTEBOOK,
-    function="my_dyt",
+    check_dyt, NOTEBOOK, "my_dyt",
     near_misses=(
         Attempt("alpha outside the tanh",
                 lambda x, a, g, b: g * a * torch.tanh(x) + b, ("alpha multiplies tanh's output",)),

@@ -3,8 +3,10 @@
 import numpy as np
 import torch
 
-from near_misses import Attempt, Exercise
-from normcourse.exercises.fused_add import check_add_norm_bytes, check_add_rms_norm_backward
+from near_misses import Attempt, Exercise, attempts
+from normcourse.exercises.fused_add import (
+    _formula_backward, _variant_backward, check_add_norm_bytes, check_add_rms_norm_backward,
+)
 
 NOTEBOOK = "notebooks/07_fusing_the_residual_add.ipynb"
 
@@ -55,29 +57,19 @@ BYTES_NEAR_MISSES = (
 
 # ------------------------------------------------------------------ backward
 
-def _backward(x, r, w, eps, dy, dres, *, residual=True, eps_at="inside", weight=True,
-              projection=1, centre=False, with_dres=True, dweight="x_hat"):
-    s = x + r if residual else x
-    ms = (s * s).mean(-1, keepdim=True)
-    rstd = {"inside": torch.rsqrt(ms + eps), "missing": torch.rsqrt(ms),
-            "outside": 1 / (ms.sqrt() + eps)}[eps_at]
-    s_hat = s * rstd
-    g = dy * w if weight else dy
-    inner = g - projection * s_hat * (g * s_hat).mean(-1, keepdim=True)
-    if centre:
-        inner = inner - g.mean(-1, keepdim=True)
-    ds = rstd * inner + (dres if with_dres else 0)
-    rows = {"x_hat": dy * s_hat, "s": dy * s, "g": g * s_hat}[dweight]
-    return ds, ds, rows.reshape(-1, s.shape[-1]).sum(0)
+def _backward(x, r, w, eps, dy, dres, **mistake):
+    """the chapter's"""  # with a mistake (see fused_add._variant_backward), a near miss
+    return tuple(t.to(x.dtype) for t in _variant_backward(x, r, w, eps, dy, dres, **mistake))
 
 
 def _in_float32(x, r, w, eps, dy, dres):
-    grads = _backward(*(t.float() for t in (x, r, w)), eps, dy.float(), dres.float())
+    """float32 inside"""
+    grads = _formula_backward(*(t.float() for t in (x, r, w)), eps, dy.float(), dres.float())
     return tuple(t.to(x.dtype) for t in grads)
 
 
 def _two_steps(x, r, w, eps, dy, dres):
-    # the norm's backward first, then the residual_out gradient joins it
+    """sums, rstd cubed, einsum"""  # the norm's backward first, then residual_out's joins it
     s = x + r
     n = s.shape[-1]
     rstd = 1.0 / torch.sqrt((s ** 2).sum(-1, keepdim=True) / n + eps)
@@ -88,6 +80,7 @@ def _two_steps(x, r, w, eps, dy, dres):
 
 
 def _flattened(x, r, w, eps, dy, dres):
+    """flattened to rows"""
     shape = x.shape
     flat = [t.reshape(-1, shape[-1]) for t in (x, r, dy, dres)]
     dx, dr, dw = _backward(flat[0], flat[1], w, eps, flat[2], flat[3])
@@ -153,6 +146,9 @@ BACKWARD_NEAR_MISSES = (
     Attempt("eps forgotten", lambda *a: _backward(*a, eps_at="missing"), ("eps is missing",)),
     Attempt("eps outside the square root", lambda *a: _backward(*a, eps_at="outside"),
             ("outside the square root",)),
+    Attempt("eps hard-coded as 1e-6",
+            lambda x, r, w, eps, dy, dres: _backward(x, r, w, 1e-6, dy, dres),
+            ("ignores its eps argument",)),
     Attempt("weight missing from dx", lambda *a: _backward(*a, weight=False), ("weight is missing",)),
     Attempt("projection term forgotten", lambda *a: _backward(*a, projection=0),
             ("x_hat * mean(g * x_hat)",)),
@@ -174,7 +170,7 @@ BACKWARD_NEAR_MISSES = (
 
 CASES = [
     Exercise(
-        checker=check_add_norm_bytes, notebook=NOTEBOOK, function="add_norm_bytes",
+        check_add_norm_bytes, NOTEBOOK, "add_norm_bytes",
         near_misses=BYTES_NEAR_MISSES,
         right_answers=(
             Attempt("the chapter's", _bytes()),
@@ -185,13 +181,10 @@ CASES = [
         ),
     ),
     Exercise(
-        checker=check_add_rms_norm_backward, notebook=NOTEBOOK, function="add_rms_norm_backward",
+        check_add_rms_norm_backward, NOTEBOOK, "add_rms_norm_backward",
         near_misses=BACKWARD_NEAR_MISSES,
         right_answers=(
-            Attempt("the chapter's", _backward),
-            Attempt("float32 inside", _in_float32),
-            Attempt("sums, rstd cubed, einsum", _two_steps),
-            Attempt("flattened to rows", _flattened),
+            *attempts(_backward, _in_float32, _two_steps, _flattened),
         ),
     ),
 ]
