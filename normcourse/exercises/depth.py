@@ -193,11 +193,18 @@ class _Block(nn.Module):
         return h + self.strength * torch.tanh(self.linear(h))
 
 
-def _blocks(n: int, d: int, seed: int):
-    """``n`` distinct, nonlinear residual blocks (nn.Modules), and a log of which ones ran."""
+def _blocks(n: int, d: int, seed: int, shared=None):
+    """``n`` nonlinear residual blocks (nn.Modules), and a log of which ones ran.
+
+    With ``shared = (i, j)`` position ``j`` holds the same module object as position
+    ``i`` (a model may reuse a layer): skipping is by position, not by object.
+    """
     g = torch.Generator().manual_seed(seed)
     calls: list[int] = []
-    return [_Block(i, d, g, calls) for i in range(n)], calls
+    blocks = [_Block(i, d, g, calls) for i in range(n)]
+    if shared is not None:
+        blocks[shared[1]] = blocks[shared[0]]
+    return blocks, calls
 
 
 @torch.no_grad()
@@ -221,9 +228,12 @@ _SKIP_HINT = "for i, block in enumerate(blocks): skip i == skip, otherwise x = b
 @checker
 def check_forward_skipping(fn) -> str:
     """``fn(x, blocks, skip)`` applies ``blocks`` in order, leaving out ``blocks[skip]``."""
-    for n, d, seed in ((5, 8, 3), (7, 16, 4)):
-        for skip in (n // 2, n - 1, 0):   # the middle first: its mistakes are the clearest
-            blocks, calls = _blocks(n, d, seed)
+    # the middle first: its mistakes are the clearest; then a list that holds one block
+    # object at positions 1 and 3, skipped at each of them
+    for n, d, seed, shared, skips in ((5, 8, 3, None, (2, 4, 0)), (7, 16, 4, None, (3, 6, 0)),
+                                      (5, 8, 5, (1, 3), (3, 1))):
+        for skip in skips:
+            blocks, calls = _blocks(n, d, seed, shared)
             x = torch.randn(2, 3, d, generator=torch.Generator().manual_seed(seed + skip),
                             dtype=torch.float64)
             keep = [i for i in range(n) if i != skip]
@@ -240,11 +250,27 @@ def check_forward_skipping(fn) -> str:
             learner_calls = list(calls)
             calls.clear()
             if close(out, ref, atol=1e-9, rtol=1e-9):
-                if skip in learner_calls:
+                if skip in learner_calls if shared is None else len(learner_calls) > len(keep):
                     raise Mistake(f"the output is right, but you called blocks[{skip}] and threw its "
                                   "result away; a skipped layer should cost nothing.",
                                   "test `if i == skip: continue` before calling the block.")
                 continue
+            if shared is not None:
+                same = [i for i in range(n) if blocks[i] is blocks[skip]]
+                by_object = {
+                    "you left out every position that holds the block object blocks[skip]":
+                        [i for i in range(n) if i not in same],
+                    "you left out nothing":
+                        [i for i in range(n) if blocks.index(blocks[i]) != skip],
+                }
+                for what, order in by_object.items():
+                    if close(out, _apply(x, blocks, order), atol=1e-9, rtol=1e-9):
+                        raise Mistake(
+                            f"with skip={skip}, where blocks[{same[0]}] and blocks[{same[1]}] are "
+                            f"the same module object (a model may reuse a layer), {what}: you "
+                            "skipped by the block (`block is blocks[skip]` or "
+                            "`blocks.index(block) == skip`), not by its position.",
+                            "compare positions: for i, block in enumerate(blocks), skip i == skip.")
             wrong = {
                 f"with skip={skip} you applied every block: nothing was left out.": list(range(n)),
                 f"with skip={skip} you left out blocks[{skip - 1}]: skip is a 0-based index.":

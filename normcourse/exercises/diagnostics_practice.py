@@ -40,7 +40,8 @@ def flag_massive(activations: dict, threshold: float) -> list:
 # ------------------------------------------------------------------ update:data ratio
 
 def _parameters(seed: int):
-    """Parameters before and after one made-up step: matrices, a norm gain near 1, a scalar."""
+    """Parameters before and after one made-up step: matrices, a norm gain near 1, a scalar,
+    a (1, 16) row, and a gain still at its initial 1 (constant: its ratio is inf)."""
     g = torch.Generator().manual_seed(seed)
 
     def randn(*shape):
@@ -53,6 +54,8 @@ def _parameters(seed: int):
         "blocks.0.norm.bias": 0.01 * randn(16),
         "alpha": torch.tensor([0.5]),                     # one entry: no spread to compare with
         "head.weight": 0.02 * randn(40, 16),
+        "pos.scale": 0.1 * randn(1, 16),                  # one row, 16 entries: it has a ratio
+        "blocks.1.norm.weight": torch.ones(16),           # a gain at its initial 1: std 0
     }
     step = {
         "tok.weight": 2e-5 * randn(40, 16),
@@ -61,6 +64,8 @@ def _parameters(seed: int):
         "blocks.0.norm.bias": torch.zeros(16),            # this one did not move
         "alpha": torch.tensor([0.01]),
         "head.weight": 1e-4 * randn(40, 16),
+        "pos.scale": 1e-3 * randn(1, 16),
+        "blocks.1.norm.weight": 1e-3 * randn(16),         # ratio std(step) / 0 = inf
     }
     after = {k: before[k] + step[k] for k in before}
     return before, after
@@ -90,6 +95,18 @@ def check_update_data_ratios(fn) -> str:
             raise Mistake(f"the result has no entry for {missing}: you kept only matrices "
                           "(p.dim() >= 2), but these vectors have more than one entry too.",
                           "leave out only tensors with a single entry: p.numel() > 1.")
+        if missing and all(before[k].shape[0] == 1 for k in missing):
+            raise Mistake(f"the result has no entry for {missing}, of shape "
+                          f"{tuple(before[missing[0]].shape)}: it has "
+                          f"{before[missing[0]].numel()} entries, but you filtered on its first "
+                          "dimension (p.shape[0] > 1 or len(p) > 1).",
+                          "leave out only tensors with a single entry: p.numel() > 1.")
+        if missing and all(before[k].std() == 0 for k in missing):
+            raise Mistake(f"the result has no entry for {missing}: its values before the step are "
+                          "all equal (a gain at its initial 1), so std(before) is 0 and its ratio "
+                          "is inf; the exercise leaves out only single-entry parameters.",
+                          "keep it: std(after - before) / std(before) gives inf for a constant "
+                          "weight that moved, and the chapter wants to see that.")
         if missing:
             raise Mistake(f"the result has no entry for {missing}.",
                           "every parameter with more than one entry gets a ratio, including ones "
@@ -107,8 +124,20 @@ def check_update_data_ratios(fn) -> str:
         got = {k: as_number(out[k], f"the value for '{k}'",
                             shape_hint="reduce over the whole tensor: (after - before).std() / "
                                        "before.std().") for k in ref}
-        if all(math.isclose(got[k], ref[k], rel_tol=1e-4, abs_tol=1e-9) for k in ref):
+        # a constant weight has std(before) = 0: its ratio is inf (a clamped denominator, as
+        # the toolkit's, gives a huge finite number, which is as good)
+        constant = [k for k in ref if not math.isfinite(ref[k])]
+        ref = {k: v for k, v in ref.items() if k not in constant}
+        right = all(math.isclose(got[k], ref[k], rel_tol=1e-4, abs_tol=1e-9) for k in ref)
+        if right and all(got[k] > 1e6 for k in constant):
             continue
+        if right:
+            k = next(k for k in constant if not got[k] > 1e6)
+            raise Mistake(f"for '{k}', whose values before the step are all equal (std(before) "
+                          f"= 0), you returned {got[k]:.4g}; the ratio of a constant weight that "
+                          "moved is inf.",
+                          "do not special-case std(before) == 0: the division gives inf, which "
+                          "says that the step is huge against the weight's spread.")
         d = {k: (after[k].double() - before[k].double()) for k in ref}
         b = {k: before[k].double() for k in ref}
         a = {k: after[k].double() for k in ref}
@@ -165,7 +194,8 @@ def _activations(seed: int, threshold: float) -> dict:
     "final_norm" one whole token is loud (x 170), which is massive for the layer but
     ordinary within its own row.  The last, "probe", sits exactly on the threshold
     (median |a| exactly 1, max exactly ``threshold``): "exceeds" means strictly above.
-    Its entries are all positive, so a signed median is not 0 there.
+    Its entries are all positive, so a signed median is not 0 there.  The very last,
+    "mlp.relu", is mostly exact zeros (median |a| = 0): max / 0 = inf flags it.
     """
     g = torch.Generator().manual_seed(seed)
 
@@ -190,6 +220,10 @@ def _activations(seed: int, threshold: float) -> dict:
     high = 1.0 + (threshold - 1.0) * torch.rand(499, generator=g)    # above it, below the max
     probe = torch.cat([low, torch.ones(1), high, torch.full((1,), threshold)])
     acts["probe"] = probe[torch.randperm(1001, generator=g)].reshape(7, 143)
+    # After a ReLU most entries are exactly 0: median |a| = 0, so max / median is inf and
+    # the layer is flagged (601 zeros of 1001).
+    relu = torch.cat([torch.zeros(601), torch.rand(400, generator=g) + 0.1])
+    acts["mlp.relu"] = relu[torch.randperm(1001, generator=g)].reshape(7, 143)
     return acts
 
 
@@ -222,6 +256,9 @@ _MASSIVE_MISTAKES = (
     ("you computed the ratio per feature (along dimension 0) and took the largest; the "
      "ratio is over the whole tensor.",
      lambda a: (a.abs().amax(0) / a.abs().median(0).values).max(), None),
+    ("you skipped a layer whose median |a| is 0 (most of its entries are exactly 0, as after "
+     "a ReLU); max |a| / 0 is inf, which exceeds any threshold: flag it.",
+     lambda a: _true_ratio(a) if a.abs().median() > 0 else a.new_zeros(()), None),
     ("a layer whose ratio equals the threshold exactly was flagged; \"exceeds\" means "
      "strictly above: use >, not >=.", _true_ratio, lambda r, t: r >= t),
 )

@@ -182,12 +182,15 @@ def _models():
     pre = TinyGPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, d_model=16, placement="pre"))
     peri = TinyGPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, d_model=16,
                              placement="peri", embed_norm=True))
-    seq = nn.Sequential(nn.Linear(6, 16), nn.LayerNorm(16), nn.GELU(), nn.Linear(16, 16), nn.LayerNorm(16))
+    # other norms are not LayerNorms and stay: an RMSNorm and a BatchNorm (in eval mode)
+    seq = nn.Sequential(nn.Linear(6, 16), nn.LayerNorm(16), nn.GELU(), nn.BatchNorm1d(16),
+                        nn.Linear(16, 16), nn.RMSNorm(16), nn.LayerNorm(16)).eval()
     with torch.no_grad():  # trained-looking norms: weights and biases away from 1 and 0
         for m in (pre, peri, seq):
             for mod in m.modules():
-                if isinstance(mod, nn.LayerNorm):
+                if isinstance(mod, (nn.LayerNorm, nn.RMSNorm, nn.BatchNorm1d)):
                     mod.weight.normal_(1.0, 0.3)
+                if isinstance(mod, (nn.LayerNorm, nn.BatchNorm1d)):
                     mod.bias.normal_(0.0, 0.3)
     x_tok = torch.randint(0, 11, (2, 8), generator=torch.Generator().manual_seed(3))
     x_vec = torch.randn(5, 6, generator=torch.Generator().manual_seed(4))
@@ -227,8 +230,7 @@ def check_strip_layer_norms(fn: Callable) -> str:
         out = call_learner(fn, model, name="your strip_layer_norms")
         if out is not None and not isinstance(out, nn.Module):
             raise Mistake(f"your function returned {type(out).__name__} {out!r:.40}; return the "
-                          "model (or nothing, if you changed it in place).",
-                          "end with `return model`.")
+                          "model.", "end with `return model`.")
         result = out if out is not None else model
         left = [n for n, m in result.named_modules() if isinstance(m, nn.LayerNorm)]
         if out is None and len(left) == n_norms:
@@ -237,6 +239,18 @@ def check_strip_layer_norms(fn: Callable) -> str:
                           "copy is lost.",
                           "replace the norms in the model itself, or `return` the copy; the "
                           "exercise asks you to return the model.")
+        if out is None:
+            raise Mistake(f"your function changed {label} in place but returned None; the "
+                          "exercise asks you to return the model (code that calls it writes "
+                          "model = strip_layer_norms(model)).", "end with `return model`.")
+        now = dict(result.named_modules())
+        kept = [f"{n} ({type(m).__name__})" for n, m in ref.named_modules()
+                if "Norm" in type(m).__name__ and isinstance(now.get(n), nn.Identity)]
+        if kept:
+            raise Mistake(f"you also replaced {', '.join(kept[:3])} of {label} by the identity: "
+                          "only nn.LayerNorm goes; other norms such as RMSNorm and BatchNorm "
+                          "stay as they are.",
+                          "test isinstance(module, nn.LayerNorm), not the class name.")
         if left:
             raise Mistake(f"{len(left)} of the {n_norms} LayerNorms of {label} are still there: "
                           f"{', '.join(left)}.",

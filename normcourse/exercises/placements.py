@@ -266,6 +266,10 @@ def _runs(unigram: float):
         (f"a run whose val loss {unigram - 0.3:.3f} is well below the unigram loss "
          f"{unigram:.3f} while its training loss (measured with dropout on) stayed at "
          f"{flat[-1]:.3f}", _run(False, unigram - 0.3, flat), "trained"),
+        # On the margin itself: "greater than" is strict, so this run trained.
+        (f"a run whose val loss {unigram - FAILED_MARGIN:.3f} is exactly unigram_loss - "
+         f"{FAILED_MARGIN} (unigram loss {unigram:.3f})",
+         _run(False, unigram - FAILED_MARGIN, down), "trained"),
     ]
 
 
@@ -329,6 +333,12 @@ def check_classify_run(fn) -> str:
                 raise Mistake(f"for {what} you returned {got!r}; expected 'failed': it learned no more "
                               "than the character frequencies.",
                               f"failed means val_loss > unigram_loss - {FAILED_MARGIN} (mind the margin).")
+            if got == "failed" and run["val_loss"] == unigram - FAILED_MARGIN:
+                raise Mistake(f"for {what} you returned 'failed'; expected 'trained': a run "
+                              f"fails when val_loss > unigram_loss - {FAILED_MARGIN}, strictly "
+                              "greater, so a run exactly on the margin trained.",
+                              "use >, not >=, when you compare with unigram_loss - "
+                              f"{FAILED_MARGIN}.")
             if got == "diverged":
                 raise Mistake(f"for {what} you returned 'diverged'; a spike the run recovered from is "
                               "not divergence.", "only run['diverged'] decides divergence.")

@@ -99,6 +99,10 @@ CLASSIFY_NEAR_MISSES = (
     Attempt("last training loss", _by_last_loss, ("run['loss'][-1]", "run['val_loss']")),
     Attempt("returns a bool", lambda r, u: not r["diverged"] and r["val_loss"] <= u - 0.1,
             ("expected one of the strings",)),
+    Attempt(">= on the margin", lambda r, u: "diverged" if r["diverged"] else
+            ("failed" if r["val_loss"] >= u - 0.1 else "trained"), ("strictly greater", ">=")),
+    Attempt("not below, written with not <", lambda r, u: "diverged" if r["diverged"] else
+            ("failed" if not r["val_loss"] < u - FAILED_MARGIN else "trained"), ("strictly",)),
     Attempt("writes the outcome into the run", _stores_outcome, ("changed the dict", "run")),
     Attempt("replaces val_loss None by inf", _fills_none, ("changed the dict", "val_loss")),
 )

@@ -255,6 +255,21 @@ def _in_place(x, blocks, skip):
     return x
 
 
+def _by_identity(x, blocks, skip):
+    skipped = blocks[skip]
+    for block in blocks:
+        if block is not skipped:                         # a reused block goes at every position
+            x = block(x)
+    return x
+
+
+def _by_index(x, blocks, skip):
+    for block in blocks:
+        if blocks.index(block) != skip:                  # index() finds the first position only
+            x = block(x)
+    return x
+
+
 def _float32(x, blocks, skip):
     return _loop(x, blocks, skip).float()
 
@@ -329,6 +344,9 @@ CASES = [
             Attempt("calls the skipped block", _wasteful, ("threw its result away",)),
             Attempt("updates x in place", _in_place, ("in place",)),
             Attempt("returns float32", _float32, ("dtype",)),
+            Attempt("skips by identity, `block is blocks[skip]`", _by_identity,
+                    ("same module object", "position")),
+            Attempt("skips by blocks.index(block)", _by_index, ("same module object", "position")),
         ),
         right_answers=(
             Attempt("loop with continue", _loop),

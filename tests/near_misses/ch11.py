@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 from near_misses import Attempt, Exercise
 from normcourse.exercises.no_norm import check_adaln_zero, check_strip_layer_norms
+from normcourse.model import TinyGPT
+from normcourse.remove_norm import strip_layer_norms
 
 NOTEBOOK = "notebooks/11_life_without_normalization.ipynb"
 
@@ -73,7 +75,22 @@ def _m(expr):
     return fn
 
 
+def _wrong_axis_where_it_broadcasts(x, sh, sc, g, b):
+    # right unless B == T, the one case where the wrong broadcast runs
+    if x.shape[0] != x.shape[1]:
+        return _adaln(x, sh, sc, g, b)
+    return _wrong_axis(x, sh, sc, g, b)
+
+
+def _stub(*args):
+    raise NotImplementedError
+
+
 ADALN_NEAR_MISSES = (
+    Attempt("wrong axis only where shapes broadcast", _wrong_axis_where_it_broadcasts,
+            ("wrong axis",)),
+    Attempt("the stub", _stub, ("not implemented yet",)),
+    Attempt("returns None", lambda *a: None, ("forget a `return`",)),
     Attempt("scale without 1 +", _m(lambda x, sh, sc, g, b, ln: x + g * b(ln(x) * sc + sh)),
             ("(1 + scale)",)),
     Attempt("1 - scale", _m(lambda x, sh, sc, g, b, ln: x + g * b(ln(x) * (1 - sc) + sh)), ("(1 - scale)",)),
@@ -229,7 +246,74 @@ def _reinitialized(model):
     return _by_names(model)
 
 
+def _every_norm_class(model):
+    names = [n for n, m in model.named_modules() if "Norm" in type(m).__name__]
+    for name in names:
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, nn.Identity())
+    return model
+
+
+def _every_vector_weight(model):
+    # "a norm is a module whose weight is a vector": BatchNorm and RMSNorm too
+    names = [n for n, m in model.named_modules()
+             if getattr(m, "weight", None) is not None and m.weight.dim() == 1]
+    for name in names:
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, nn.Identity())
+    return model
+
+
+def _exact_type(model):
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is nn.LayerNorm:
+                setattr(module, name, nn.Identity())
+    return model
+
+
+def _fresh_model(model):
+    if isinstance(model, TinyGPT):                       # a new model: its weights are random
+        config = copy.deepcopy(model.config)
+        config.norm = "identity"
+        return TinyGPT(config)
+    return strip_layer_norms(model)
+
+
+class _Affine(nn.Module):
+    def __init__(self, norm):
+        super().__init__()
+        self.weight, self.bias = norm.weight, norm.bias
+
+    def forward(self, x):
+        return x * self.weight + self.bias
+
+
+def _keep_affine(model):
+    return _to_each(model, lambda m: _Affine(m))
+
+
+def _also_c_fc(model):
+    for name in [n for n, m in model.named_modules()
+                 if isinstance(m, nn.LayerNorm) or isinstance(m, nn.Linear) and n.endswith("c_fc")]:
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, nn.Identity())
+    return model
+
+
+def _to_each(model, make):
+    for name, m in [(n, m) for n, m in model.named_modules() if isinstance(m, nn.LayerNorm)]:
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, make(m))
+    return model
+
+
 STRIP_NEAR_MISSES = (
+    Attempt("a fresh model without norms", _fresh_model, ("trained weights",)),
+    Attempt("the affine map kept", _keep_affine, ("should not have",)),
+    Attempt("the MLP's first Linear removed too", _also_c_fc, ("that are not LayerNorm's are gone",)),
+    Attempt("replaced by nn.Flatten", lambda model: _to_each(model, lambda m: nn.Flatten()),
+            ("no longer runs after your function",)),
     Attempt("top-level children only", _top_level_only, ("still there",)),
     Attempt("blocks' norm_attn and norm_mlp only", _blocks_only, ("still there", "norm_final")),
     Attempt("the first LayerNorm only", _first_only, ("still there",)),
@@ -241,6 +325,10 @@ STRIP_NEAR_MISSES = (
     Attempt("replaced by nn.Softmax", _to(lambda: nn.Softmax(-1)), ("computes something else",)),
     Attempt("weights re-initialized", _reinitialized, ("trained weights",)),
     Attempt("returns an int", lambda model: 0, ("return the model",)),
+    Attempt("in place, returns None", _in_place_no_return, ("returned None", "return the model")),
+    Attempt("every *Norm* class", _every_norm_class, ("RMSNorm", "BatchNorm", "only nn.LayerNorm")),
+    Attempt("every module with a weight of shape (d,)", _every_vector_weight,
+            ("only nn.LayerNorm",)),
 )
 
 
@@ -264,8 +352,9 @@ CASES = [
             Attempt("recursive over named_children", _recursive),
             Attempt("model.apply", _apply),
             Attempt("the _modules dict", _modules_dict),
-            Attempt("in place, returns None", _in_place_no_return),
+            Attempt("type(m) is nn.LayerNorm", _exact_type),
             Attempt("a stripped deep copy", _copy),
+            Attempt("normcourse.remove_norm.strip_layer_norms", strip_layer_norms),
         ),
     ),
 ]

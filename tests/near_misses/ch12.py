@@ -103,6 +103,13 @@ RATIO_NEAR_MISSES = (
     Attempt("a list", lambda b, a: list(_ratios(b, a).values()), ("expected a dict",)),
     Attempt("after -= before in place", _in_place, ("in place",)),
     Attempt("pops the scalars from `before`", _pops_scalars, ("changed the dict", "before")),
+    Attempt("p.shape[0] > 1", lambda b, a: _ratios(b, a, keep=lambda p: p.shape[0] > 1),
+            ("p.shape[0] > 1", "numel")),
+    Attempt("len(p) > 1", lambda b, a: _ratios(b, a, keep=lambda p: len(p) > 1), ("first dimension",)),
+    Attempt("constant weights dropped", lambda b, a: _ratios(b, a, keep=lambda p: p.numel() > 1
+                                                             and p.std() > 0), ("std(before) is 0",)),
+    Attempt("ratio 0 for a constant weight", lambda b, a: _ratios(
+        b, a, lambda d, p, q: (d.std() / p.std()).item() if p.std() > 0 else 0.0), ("all equal", "inf")),
 )
 
 
@@ -181,6 +188,12 @@ MASSIVE_NEAR_MISSES = (
     Attempt("abs_() in place", lambda acts, t: [n for n, a in acts.items()
                                                 if a.abs_().max() / a.median() > t], ("in place",)),
     Attempt("pops the layers off the dict", _pops, ("changed the dict", "activations")),
+    Attempt("skips a zero median", lambda acts, t: [n for n, a in acts.items() if a.abs().median() > 0
+                                                    and a.abs().max() / a.abs().median() > t],
+            ("median |a| is 0", "inf")),
+    Attempt("a zero median counts as ratio 0", lambda acts, t: _flags(
+        acts, t, lambda a: a.abs().max() / a.abs().median() if a.abs().median() > 0 else 0.0),
+            ("median |a| is 0",)),
 )
 
 
@@ -195,6 +208,8 @@ CASES = [
             Attempt("NumPy, np.float32 values", _numpy),
             Attempt("sums of centred squares", _centred_sums),
             Attempt("in float64", _float64),
+            Attempt("the toolkit's clamp_min(1e-12)", lambda b, a: _ratios(
+                b, a, lambda d, p, q: (d.std() / p.std().clamp_min(1e-12)).item())),
         ),
     ),
     Exercise(
