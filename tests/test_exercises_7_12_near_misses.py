@@ -81,7 +81,8 @@ def test_every_pre_ln_mistake_is_far_from_the_block(d, seed, shape):
                                 dtype=torch.float64)
     with torch.no_grad():
         ref = pl.pre_ln_block(x, attn, mlp, na, nm)
-    values = list(pl._pre_ln_mistakes(x, attn, mlp, na, nm).values())
+    with torch.no_grad():
+        values = [w.value() for w in pl._pre_ln_mistakes(x, attn, mlp, na, nm)]
     for i, v in enumerate(values):
         assert (v - ref).abs().max() > 1e-3
         assert all((v - w).abs().max() > 1e-3 for w in values[i + 1:])
@@ -93,7 +94,8 @@ def test_every_deepnorm_mistake_is_far_from_the_residual(d, seed, alpha):
     x = 0.5 + torch.randn(4, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     with torch.no_grad():
         ref = pl.deepnorm_residual(x, sub, norm, alpha)
-    values = list(pl._deepnorm_mistakes(x, sub, norm, alpha).values())
+    with torch.no_grad():
+        values = [w.value() for w in pl._deepnorm_mistakes(x, sub, norm, alpha)]
     for i, v in enumerate(values):
         assert (v - ref).abs().max() > 1e-3
         assert all((v - w).abs().max() > 1e-3 for w in values[i + 1:])
@@ -125,11 +127,11 @@ def test_every_adaln_mistake_shows_on_some_input():
         for x, sh, sc, g in cases:
             ref = no_norm._adaln_zero(x, sh, sc, g, branch)
             try:
-                wrong = no_norm._adaln_variants(x, sh, sc, g, branch)[i][0]()
+                wrong = no_norm._adaln_variants(x, sh, sc, g, branch)[i].value()
             except RuntimeError:                  # a wrong broadcast fails on this shape
                 continue
             gaps.append(float((wrong - ref).abs().max()) if wrong.shape == ref.shape else math.inf)
-        assert max(gaps) > 1e-2, no_norm._adaln_variants(*cases[0], branch)[i][1][0]
+        assert max(gaps) > 1e-2, no_norm._adaln_variants(*cases[0], branch)[i].what
 
 
 def test_the_eps_mistakes_show_only_on_the_small_spread_tokens():
@@ -138,7 +140,7 @@ def test_the_eps_mistakes_show_only_on_the_small_spread_tokens():
     for k, (x, sh, sc, g) in enumerate(cases):
         ref = no_norm._adaln_zero(x, sh, sc, g, branch)
         default_eps = [v for v in no_norm._adaln_variants(x, sh, sc, g, branch)
-                       if "1e-5" in v[1][0]][0][0]()
+                       if "1e-5" in v.what][0].value()
         gap = float((default_eps - ref).abs().max())
         assert (gap > 1e-2) if k == len(cases) - 1 else (gap < 1e-4)   # the tolerance
 

@@ -16,7 +16,7 @@ import math
 import torch
 
 from normcourse.exercises.containers import call_keeping_inputs
-from normcourse.exercises.feedback import Mistake, as_number, checker
+from normcourse.exercises.feedback import Mistake, as_number, checker, generator
 
 __all__ = ["check_update_data_ratios", "check_flag_massive", "update_data_ratios", "flag_massive"]
 
@@ -42,7 +42,7 @@ def flag_massive(activations: dict, threshold: float) -> list:
 def _parameters(seed: int):
     """Parameters before and after one made-up step: matrices, a norm gain near 1, a scalar,
     a (1, 16) row, and a gain still at its initial 1 (constant: its ratio is inf)."""
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed)
 
     def randn(*shape):
         return torch.randn(*shape, generator=g)
@@ -197,7 +197,7 @@ def _activations(seed: int, threshold: float) -> dict:
     Its entries are all positive, so a signed median is not 0 there.  The very last,
     "mlp.relu", is mostly exact zeros (median |a| = 0): max / 0 = inf flags it.
     """
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed)
 
     def symmetric():
         v = torch.randn(500, generator=g)
