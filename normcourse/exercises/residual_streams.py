@@ -25,6 +25,7 @@ import torch
 from normcourse.exercises.feedback import (
     Mistake, Wrong, as_number, call_learner, checker, close, compare, expect_tensor, generator,
 )
+from normcourse.exercises.placements import compare_or
 
 __all__ = ["check_sinkhorn", "check_ngpt_update", "check_composite_gain",
            "sinkhorn", "ngpt_update", "composite_gain"]
@@ -189,38 +190,38 @@ def check_ngpt_update(fn) -> str:
 
 # ------------------------------------------------------------------ composite gain
 
-def _gain_variants(mats):
+_GAIN_HINT = ("multiply total = H @ total layer by layer from the identity, then take "
+              "total.abs().sum(-1).max() and total.abs().sum(-2).max().")
+
+
+def _gain_variants(mats, label):
+    """Known wrong (forward, backward) gains of ``mats``, as float64 pairs."""
     total = torch.eye(mats[0].shape[-1], dtype=mats[0].dtype)
     backwards = total
     for m in mats:
         total = m @ total
         backwards = backwards @ m
-    summed = sum(mats)
-    last = mats[-1]
 
     def gains(t):
-        return float(t.abs().sum(-1).max()), float(t.abs().sum(-2).max())
+        return torch.stack([t.abs().sum(-1).max(), t.abs().sum(-2).max()])
 
-    def abs_of_sums(t):
-        return float(t.sum(-1).abs().max()), float(t.sum(-2).abs().max())
+    def wrong(what, value):
+        return Wrong(f"{what} ({label})", _GAIN_HINT, value)
 
     return [
-        (gains(backwards), "you multiplied in the wrong order, H_1 @ ... @ H_L: layer l "
-                           "acts on what layers 1..l-1 produced, so the product is "
-                           "H_L @ ... @ H_1."),
-        (gains(summed), "you added the matrices: the residual maps compose, so the "
-                        "composite map is their product H_L @ ... @ H_1."),
-        (gains(last), "you measured the last layer's matrix only: the gain is of the "
-                      "product of every layer's matrix."),
-        (tuple(reversed(gains(total))), "forward and backward are swapped: the forward "
-                                        "gain is the largest row sum, the backward gain "
-                                        "the largest column sum."),
-        (abs_of_sums(total), "you summed each row's (column's) entries with their "
-                             "signs (then perhaps took the absolute value of the sum), "
-                             "so negative entries cancel positive ones; the "
-                             "absolute row sum adds the entries' absolute values "
-                             "(the matrix infinity-norm), the worst case for any "
-                             "signal."),
+        wrong("you multiplied in the wrong order, H_1 @ ... @ H_L: layer l acts on what layers "
+              "1..l-1 produced, so the product is H_L @ ... @ H_1.", lambda: gains(backwards)),
+        wrong("you added the matrices: the residual maps compose, so the composite map is "
+              "their product H_L @ ... @ H_1.", lambda: gains(sum(mats))),
+        wrong("you measured the last layer's matrix only: the gain is of the product of every "
+              "layer's matrix.", lambda: gains(mats[-1])),
+        wrong("forward and backward are swapped: the forward gain is the largest row sum, the "
+              "backward gain the largest column sum.", lambda: gains(total).flip(0)),
+        wrong("you summed each row's (column's) entries with their signs (then perhaps took "
+              "the absolute value of the sum), so negative entries cancel positive ones; the "
+              "absolute row sum adds the entries' absolute values (the matrix infinity-norm), "
+              "the worst case for any signal.",
+              lambda: torch.stack([total.sum(-1).abs().max(), total.sum(-2).abs().max()])),
     ]
 
 
@@ -245,20 +246,12 @@ def check_composite_gain(fn) -> str:
                as_number(out[1], f"the backward gain ({label})"))
         ref = composite_gain(mats)
         # float32 arithmetic on the learner's side is fine: 1e-6 relative
-        if all(abs(a - b) <= 1e-6 * (1 + abs(b)) for a, b in zip(got, ref)):
-            continue
-        for value, what in _gain_variants(mats):
-            if all(abs(a - b) <= 1e-6 * (1 + abs(b)) for a, b in zip(got, value)) \
-                    and any(abs(a - b) > 1e-4 * (1 + abs(b)) for a, b in zip(value, ref)):
-                raise Mistake(f"{what} ({label})",
-                              "multiply total = H @ total layer by layer from the "
-                              "identity, then take total.abs().sum(-1).max() and "
-                              "total.abs().sum(-2).max().")
-        raise Mistake(f"for {label} you returned ({got[0]:.6g}, {got[1]:.6g}); "
-                      f"expected ({ref[0]:.6g}, {ref[1]:.6g}).",
-                      "multiply total = H @ total layer by layer from the identity, "
-                      "then take the largest sum of |entries| over a row and over "
-                      "a column.")
+        compare_or(torch.tensor(got, dtype=torch.float64), torch.tensor(ref, dtype=torch.float64),
+                   1e-6, _gain_variants(mats, label), rtol=1e-6, otherwise=Mistake(
+                       f"for {label} you returned ({got[0]:.6g}, {got[1]:.6g}); expected "
+                       f"({ref[0]:.6g}, {ref[1]:.6g}).",
+                       "multiply total = H @ total layer by layer from the identity, then take "
+                       "the largest sum of |entries| over a row and over a column."))
     # doubly stochastic matrices compose to a doubly stochastic one: gain exactly 1
     ds = [sinkhorn(torch.randn(4, 4, generator=g, dtype=torch.float64), 200)
           for _ in range(12)]
