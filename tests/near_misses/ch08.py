@@ -8,6 +8,7 @@ The checker passes real nn.Module sub-layers (as the chapter does with a Block's
 import torch
 import torch.nn as nn
 
+from checker_run import _not_implemented
 from near_misses import Attempt, Exercise
 from normcourse.exercises.placements import check_deepnorm_residual, check_pre_ln_block
 
@@ -82,6 +83,9 @@ PRE_LN_NEAR_MISSES = (
             ("normalized the block's output",)),
     Attempt("x += ... in place", _in_place, ("in place",)),
     Attempt("float32 output", lambda x, a, m, na, nm: _two_lines(x, a, m, na, nm).float(), ("dtype",)),
+    Attempt("half the MLP", lambda x, a, m, na, nm: (lambda h: h + 0.5 * m(nm(h)))(x + a(na(x))),
+            ("largest error",)),
+    Attempt("the stub", _not_implemented, ("not implemented",)),
 )
 
 
@@ -112,6 +116,8 @@ DEEPNORM_NEAR_MISSES = (
     Attempt("alpha on the whole sum", lambda x, f, n, a: n(a * (x + f(x))), ("whole sum",)),
     Attempt("x *= alpha in place", _deepnorm_in_place, ("in place",)),
     Attempt("returns None", lambda x, f, n, a: None, ("torch.Tensor",)),
+    Attempt("alpha squared", lambda x, f, n, a: n(a ** 2 * x + f(x)), ("largest error",)),
+    Attempt("the stub", _not_implemented, ("not implemented",)),
 )
 
 

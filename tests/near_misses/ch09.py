@@ -11,7 +11,10 @@ import numpy as np
 import torch
 
 from near_misses import Attempt, Exercise
-from normcourse.exercises.placements import FAILED_MARGIN, check_classify_run, check_count_spikes
+from normcourse.exercises.placements import (
+    FAILED_MARGIN, check_classify_run, check_count_spikes, classify_run,
+)
+from normcourse.train import count_spikes
 
 NOTEBOOK = "notebooks/09_training_deep_stacks.ipynb"
 
@@ -93,6 +96,8 @@ CLASSIFY_NEAR_MISSES = (
             else "trained", ("expected 'diverged'",)),
     Attempt("spikes count as divergence", lambda r, u: "diverged" if r["diverged"] or r["spikes"] > 0
             else _reference(r, u), ("not divergence",)),
+    Attempt("a jump in the loss counts as divergence", lambda r, u: "diverged" if r["diverged"] or
+            max(r["loss"][5:]) > 1.2 * min(r["loss"]) else _reference(r, u), ("not divergence",)),
     Attempt("failed runs called diverged", lambda r, u: "diverged" if r["diverged"] or
             r["val_loss"] > u - 0.1 else "trained", ("only run['diverged']",)),
     Attempt("final training loss", _by_final_train_loss, ("final_train_loss", "run['val_loss']")),
@@ -200,6 +205,11 @@ def _negative_slice_nan(losses, ratio, window):
 
 
 SPIKE_NEAR_MISSES = (
+    Attempt("a string", lambda l, r, w: "3", ("whole number",)),
+    Attempt("NaN", lambda l, r, w: float("nan"), ("whole number, got nan",)),
+    Attempt("inf", lambda l, r, w: float("inf"), ("whole number, got inf",)),
+    Attempt("a fraction", lambda l, r, w: 2.5, ("whole number, got 2.5",)),
+    Attempt("always 0", lambda l, r, w: 0, ("expected",)),
     Attempt("every step counted", lambda l, r, w: _rule(l, r, w, once=False), ("counts once",)),
     Attempt("mean, not median", lambda l, r, w: _rule(l, r, w, median=statistics.mean), ("mean",)),
     Attempt("window includes step t", lambda l, r, w: _rule(l, r, w, end=1), ("includes step t",)),
@@ -240,6 +250,7 @@ CASES = [
             Attempt("val_loss is None means diverged", _by_none),
             Attempt("a dict lookup", _table),
             Attempt("<= below the line", _not_below),
+            Attempt("the package's reference", classify_run),
         ),
     ),
     Exercise(
@@ -251,6 +262,8 @@ CASES = [
             Attempt("spike steps, then runs of them", _steps_then_runs),
             Attempt("divided through by the median", _ratio_form),
             Attempt("enumerate from 0, np.median", _from_zero),
+            Attempt("the engine's count_spikes", count_spikes),
+            Attempt("a 0-d tensor", lambda l, r, w: torch.tensor(count_spikes(l, r, w))),
         ),
     ),
 ]

@@ -12,8 +12,11 @@ import warnings
 import numpy as np
 import torch
 
+from checker_run import _not_implemented
 from near_misses import Attempt, Exercise
-from normcourse.exercises.diagnostics_practice import check_flag_massive, check_update_data_ratios
+from normcourse.exercises.diagnostics_practice import (
+    check_flag_massive, check_update_data_ratios, flag_massive, update_data_ratios,
+)
 
 NOTEBOOK = "notebooks/12_diagnostics_in_practice.ipynb"
 
@@ -103,6 +106,9 @@ RATIO_NEAR_MISSES = (
     Attempt("a list", lambda b, a: list(_ratios(b, a).values()), ("expected a dict",)),
     Attempt("after -= before in place", _in_place, ("in place",)),
     Attempt("pops the scalars from `before`", _pops_scalars, ("changed the dict", "before")),
+    Attempt("10% too large", lambda b, a: _ratios(b, a, lambda d, p, q: 1.1 * (d.std() / p.std()).item()),
+            ("expected",)),
+    Attempt("the stub", _not_implemented, ("not implemented",)),
     Attempt("p.shape[0] > 1", lambda b, a: _ratios(b, a, keep=lambda p: p.shape[0] > 1),
             ("p.shape[0] > 1", "numel")),
     Attempt("len(p) > 1", lambda b, a: _ratios(b, a, keep=lambda p: len(p) > 1), ("first dimension",)),
@@ -188,6 +194,9 @@ MASSIVE_NEAR_MISSES = (
     Attempt("abs_() in place", lambda acts, t: [n for n, a in acts.items()
                                                 if a.abs_().max() / a.median() > t], ("in place",)),
     Attempt("pops the layers off the dict", _pops, ("changed the dict", "activations")),
+    Attempt("returns None", lambda acts, t: None, ("expected a list",)),
+    Attempt("the first flagged layer only", lambda acts, t: _flags(acts, t)[:1], ("expected",)),
+    Attempt("the stub", _not_implemented, ("not implemented",)),
     Attempt("skips a zero median", lambda acts, t: [n for n, a in acts.items() if a.abs().median() > 0
                                                     and a.abs().max() / a.abs().median() > t],
             ("median |a| is 0", "inf")),
@@ -208,6 +217,7 @@ CASES = [
             Attempt("NumPy, np.float32 values", _numpy),
             Attempt("sums of centred squares", _centred_sums),
             Attempt("in float64", _float64),
+            Attempt("the package's reference", update_data_ratios),
             Attempt("the toolkit's clamp_min(1e-12)", lambda b, a: _ratios(
                 b, a, lambda d, p, q: (d.std() / p.std().clamp_min(1e-12)).item())),
         ),
@@ -221,6 +231,9 @@ CASES = [
             Attempt("statistics.median, multiplied through", _statistics),
             Attempt("NumPy", _numpy_flags),
             Attempt("torch.quantile(0.5)", _quantile),
+            Attempt("the package's reference", flag_massive),
+            Attempt("a loop, .item() before comparing", lambda acts, t: [
+                n for n, a in acts.items() if (a.abs().max() / a.abs().median()).item() > t]),
         ),
     ),
 ]
