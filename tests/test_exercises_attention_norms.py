@@ -1,4 +1,4 @@
-"""Chapter 13's checkers: (the references and the stub are in tests/near_misses/): mistakes beyond the near-miss data
+"""Chapter 13's checkers: mistakes beyond the near-miss data (tests/near_misses/ch13.py)
 are named, and nothing a learner returns makes a checker raise."""
 
 import math

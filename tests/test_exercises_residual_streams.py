@@ -1,5 +1,5 @@
-"""Chapter 14's checkers: (the references and the stub are in tests/near_misses/): extra mistakes are named, and the
-references have the properties the chapter relies on."""
+"""Chapter 14's checkers: mistakes beyond the near-miss data (tests/near_misses/ch14.py)
+are named, and the references have the properties the chapter relies on."""
 
 import pytest
 import torch

@@ -23,9 +23,9 @@ import math
 import torch
 
 from normcourse.exercises.feedback import (
-    Mistake, Wrong, as_number, call_learner, checker, close, compare, expect_tensor, generator,
+    Mistake, Wrong, as_number, call_learner, checker, compare, expect_tensor, generator,
 )
-from normcourse.exercises.placements import _sublayers, compare_or
+from normcourse.exercises.placements import check_block
 
 __all__ = ["check_qk_norm_logits", "check_z_loss", "check_reordered_block",
            "qk_norm_logits", "z_loss", "reordered_block"]
@@ -251,18 +251,7 @@ def _reordered_mistakes(x, attn, mlp, na, nm) -> list[Wrong]:
 @checker
 def check_reordered_block(fn) -> str:
     """``fn(x, attn, mlp, norm_attn, norm_mlp)`` returns OLMo 2's reordered block."""
-    for d, seed, shape in ((8, 5, (3, 8)), (16, 6, (2, 5, 16))):
-        attn, mlp, na, nm = _sublayers(d, seed)
-        x = 2.0 + 3.0 * torch.randn(*shape, generator=generator(seed + 20),
-                                    dtype=torch.float64)
-        out = expect_tensor(call_learner(fn, x, attn, mlp, na, nm,
-                                         name="reordered_block"), x,
-                            name="the block output")
-        ref = reordered_block(x, attn, mlp, na, nm)
-        with torch.no_grad():
-            compare_or(out, ref, 1e-9, _reordered_mistakes(x, attn, mlp, na, nm), rtol=1e-9,
-                       otherwise=Mistake(f"for an input of shape {tuple(shape)} the largest "
-                                         f"error is {(out - ref).abs().max():.3g}.",
-                                         _REORDERED_HINT))
+    check_block(fn, reordered_block, _reordered_mistakes, _REORDERED_HINT, "reordered_block",
+                ((8, 5, (3, 8)), (16, 6, (2, 5, 16))), x_seed=20)
     return ("reordered_block is correct: each sub-layer's output is normalized "
             "before it is added, and the stream itself never is.")

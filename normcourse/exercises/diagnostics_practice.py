@@ -16,7 +16,7 @@ import math
 import torch
 
 from normcourse.exercises.containers import call_keeping_inputs
-from normcourse.exercises.feedback import Mistake, as_number, checker, generator
+from normcourse.exercises.feedback import Mistake, Wrong, as_number, checker, generator
 
 __all__ = ["check_update_data_ratios", "check_flag_massive", "update_data_ratios", "flag_massive"]
 
@@ -69,6 +69,45 @@ def _parameters(seed: int):
     }
     after = {k: before[k] + step[k] for k in before}
     return before, after
+
+
+_RATIO_HINT = "ratio = (after[n] - before[n]).std() / before[n].std()."
+
+
+def _ratio_mistakes(before: dict, after: dict, ref: dict) -> list[Wrong]:
+    """Known wrong ratios, each a lazy {name: value} for the names of ``ref``."""
+    def per_name(what, ratio):
+        return Wrong(what, _RATIO_HINT, lambda: {
+            k: float(ratio(after[k].double() - before[k].double(), before[k].double(),
+                           after[k].double())) for k in ref})
+
+    def upside_down(d, b, a):
+        return b.std() / d.std() if d.std() > 0 else math.inf
+
+    return [
+        Wrong("you returned log10 of the ratio; return the ratio itself (plot it on a log "
+              "scale).", _RATIO_HINT,
+              lambda: {k: math.log10(ref[k]) if ref[k] > 0 else -math.inf for k in ref}),
+        per_name("you divided by the spread of the weights *after* the step; the reference is "
+                 "the weights before it, std(after - before) / std(before).",
+                 lambda d, b, a: d.std() / a.std()),
+        per_name("you compared the spread of the weights after and before, std(after) / "
+                 "std(before); the update is the difference after - before.",
+                 lambda d, b, a: a.std() / b.std()),
+        per_name("you took the difference of the standard deviations, (std(after) - "
+                 "std(before)) / std(before); the update's spread is the standard deviation of "
+                 "the difference, std(after - before).",
+                 lambda d, b, a: (a.std() - b.std()) / b.std()),
+        per_name("you divided variances; the ratio compares standard deviations (take the "
+                 "square root, or use .std()).", lambda d, b, a: d.var() / b.var()),
+        per_name("you divided norms (or RMS values), not standard deviations: for a LayerNorm "
+                 "gain near 1 the norm counts its mean of 1, and the ratio comes out far too "
+                 "small.", lambda d, b, a: d.norm() / b.norm()),
+        per_name("the ratio is upside down: the update goes on top, std(after - before) / "
+                 "std(before).", upside_down),
+        per_name("you used mean absolute values; the update:data ratio compares standard "
+                 "deviations.", lambda d, b, a: d.abs().mean() / b.abs().mean()),
+    ]
 
 
 @checker
@@ -138,42 +177,16 @@ def check_update_data_ratios(fn) -> str:
                           "moved is inf.",
                           "do not special-case std(before) == 0: the division gives inf, which "
                           "says that the step is huge against the weight's spread.")
-        d = {k: (after[k].double() - before[k].double()) for k in ref}
-        b = {k: before[k].double() for k in ref}
-        a = {k: after[k].double() for k in ref}
-        wrong = {
-            "you returned log10 of the ratio; return the ratio itself (plot it on a log scale).":
-                {k: math.log10(ref[k]) if ref[k] > 0 else -math.inf for k in ref},
-            "you divided by the spread of the weights *after* the step; the reference is the "
-            "weights before it, std(after - before) / std(before).":
-                {k: float(d[k].std() / a[k].std()) for k in ref},
-            "you compared the spread of the weights after and before, std(after) / std(before); "
-            "the update is the difference after - before.":
-                {k: float(a[k].std() / b[k].std()) for k in ref},
-            "you took the difference of the standard deviations, (std(after) - std(before)) / "
-            "std(before); the update's spread is the standard deviation of the difference, "
-            "std(after - before).":
-                {k: float((a[k].std() - b[k].std()) / b[k].std()) for k in ref},
-            "you divided variances; the ratio compares standard deviations (take the square "
-            "root, or use .std()).":
-                {k: float(d[k].var() / b[k].var()) for k in ref},
-            "you divided norms (or RMS values), not standard deviations: for a LayerNorm gain "
-            "near 1 the norm counts its mean of 1, and the ratio comes out far too small.":
-                {k: float(d[k].norm() / b[k].norm()) for k in ref},
-            "the ratio is upside down: the update goes on top, std(after - before) / std(before).":
-                {k: float(b[k].std() / d[k].std()) if d[k].std() > 0 else math.inf for k in ref},
-            "you used mean absolute values; the update:data ratio compares standard deviations.":
-                {k: float(d[k].abs().mean() / b[k].abs().mean()) for k in ref},
-        }
         moved = [k for k in ref if ref[k] > 0]   # log10(0) may come back as -inf, NaN or a clamp
-        for what, values in wrong.items():
+        for wrong in _ratio_mistakes(before, after, ref):
+            values = wrong.value()
             # a difference of two nearly equal spreads loses digits in float32: looser there
-            rel = 1e-2 if what.startswith("you took the difference") else 1e-4
+            rel = 1e-2 if wrong.what.startswith("you took the difference") else 1e-4
             if all(math.isclose(got[k], values[k], rel_tol=rel, abs_tol=1e-9) for k in moved):
-                raise Mistake(what, "ratio = (after[n] - before[n]).std() / before[n].std().")
+                raise Mistake(wrong.what, wrong.hint)
         worst = max(ref, key=lambda k: abs(got[k] - ref[k]) / max(ref[k], 1e-12))
         raise Mistake(f"for '{worst}' you returned {got[worst]:.4g}, expected {ref[worst]:.4g}.",
-                      "ratio = (after[n] - before[n]).std() / before[n].std().")
+                      _RATIO_HINT)
     return ("update_data_ratios is correct: std(after - before) / std(before) per parameter, "
             "whatever the optimizer, single-entry parameters left out.")
 

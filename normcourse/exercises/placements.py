@@ -195,22 +195,32 @@ def _pre_ln_mistakes(x, attn, mlp, na, nm) -> list[Wrong]:
     ]
 
 
+def check_block(fn, reference, mistakes, hint: str, name: str, cases, x_seed: int) -> None:
+    """Check ``fn(x, attn, mlp, norm_attn, norm_mlp)``, a whole block, against ``reference``.
+
+    For each ``(d, seed, shape)`` of ``cases``: the stand-in sub-layers of
+    :func:`_sublayers`, an input with mean 2 and spread 3 (seeded ``seed + x_seed``),
+    and ``mistakes(x, attn, mlp, norm_attn, norm_mlp)``, the known wrong blocks.
+    """
+    for d, seed, shape in cases:
+        attn, mlp, na, nm = _sublayers(d, seed)
+        x = 2.0 + 3.0 * torch.randn(*shape, generator=generator(seed + x_seed),
+                                    dtype=torch.float64)
+        out = expect_tensor(call_learner(fn, x, attn, mlp, na, nm, name=name), x,
+                            name="the block output")
+        with torch.no_grad():
+            ref = reference(x, attn, mlp, na, nm)
+            compare_or(out, ref, 1e-9, mistakes(x, attn, mlp, na, nm), rtol=1e-9,
+                       otherwise=Mistake(f"for an input of shape {tuple(shape)} the largest "
+                                         f"error is {(out.detach() - ref).abs().max():.3g}.",
+                                         hint))
+
+
 @checker
 def check_pre_ln_block(fn) -> str:
     """``fn(x, attn, mlp, norm_attn, norm_mlp)`` returns the output of one Pre-LN block."""
-    for d, seed, shape in ((8, 1, (3, 8)), (16, 2, (2, 5, 16))):
-        attn, mlp, na, nm = _sublayers(d, seed)
-        x = 2.0 + 3.0 * torch.randn(*shape, generator=generator(seed + 10),
-                                    dtype=torch.float64)
-        with torch.no_grad():
-            ref = pre_ln_block(x, attn, mlp, na, nm)
-        out = expect_tensor(call_learner(fn, x, attn, mlp, na, nm, name="pre_ln_block"), x,
-                            name="the block output")
-        with torch.no_grad():
-            compare_or(out, ref, 1e-9, _pre_ln_mistakes(x, attn, mlp, na, nm), rtol=1e-9,
-                       otherwise=Mistake(f"for an input of shape {tuple(shape)} the largest "
-                                         f"error is {(out.detach() - ref).abs().max():.3g}.",
-                                         _PRE_LN_HINT))
+    check_block(fn, pre_ln_block, _pre_ln_mistakes, _PRE_LN_HINT, "pre_ln_block",
+                ((8, 1, (3, 8)), (16, 2, (2, 5, 16))), x_seed=10)
     return ("pre_ln_block is correct: each sub-layer reads a normalized copy, "
             "and the stream itself is never normalized.")
 
