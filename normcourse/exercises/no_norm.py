@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from normcourse.exercises.feedback import (
     Mistake, Wrong, call_learner, checker, close, compare, expect_tensor, generator,
 )
+from normcourse.exercises.placements import explain_when
 from normcourse.model import GPTConfig, TinyGPT
 
 __all__ = ["check_adaln_zero", "check_strip_layer_norms"]
@@ -119,13 +120,12 @@ def _adaln_variants(x, shift, scale, gate, branch):
     ]
 
 
-def _explain_broadcast(err: Exception) -> str | None:
-    """A (B, C) conditioning broadcast against (B, T, C) the wrong way fails to broadcast."""
-    if isinstance(err, RuntimeError) and "must match the size" in str(err):
-        return ("shift, scale and gate are (B, C), one row per sample, and x is (B, T, C): "
-                "broadcast them over the T tokens with shift[:, None, :] (or .unsqueeze(1)); "
-                "shift[None] or a plain shift lines them up with the wrong axis.")
-    return None
+# A (B, C) conditioning broadcast against (B, T, C) the wrong way fails to broadcast.
+_explain_broadcast = explain_when(
+    lambda err: isinstance(err, RuntimeError) and "must match the size" in str(err),
+    "shift, scale and gate are (B, C), one row per sample, and x is (B, T, C): broadcast them "
+    "over the T tokens with shift[:, None, :] (or .unsqueeze(1)); shift[None] or a plain shift "
+    "lines them up with the wrong axis.")
 
 
 @checker

@@ -30,6 +30,12 @@ FAILED_MARGIN = 0.1
 _UNMATCHED = "\0 no known mistake"
 
 
+def explain_when(matches, hint: str):
+    """An ``explain`` for :func:`feedback.call_learner`: ``hint`` for the exceptions that
+    ``matches(err)`` recognises, None (the generic hint) for the others."""
+    return lambda err: hint if matches(err) else None
+
+
 def compare_or(out, ref, tol, wrongs, otherwise, *, rtol=0.0) -> None:
     """:func:`feedback.compare`, but with this checker's own message when nothing matches.
 
@@ -357,13 +363,12 @@ def _by_training_loss(run: dict, unigram_loss: float, key: str) -> str:
     return "failed" if train > unigram_loss - FAILED_MARGIN else "trained"
 
 
-def _explain_none(err: Exception) -> str | None:
-    """A diverged run's val_loss is None: comparing it with a number raises TypeError."""
-    if isinstance(err, TypeError) and "NoneType" in str(err):
-        return ("a run the engine stopped has val_loss None (it never reached validation), and "
-                "None cannot be compared with a number: check run['diverged'] first and return "
-                "'diverged' before you look at val_loss.")
-    return None
+# A diverged run's val_loss is None: comparing it with a number raises TypeError.
+_explain_none = explain_when(
+    lambda err: isinstance(err, TypeError) and "NoneType" in str(err),
+    "a run the engine stopped has val_loss None (it never reached validation), and None cannot "
+    "be compared with a number: check run['diverged'] first and return 'diverged' before you "
+    "look at val_loss.")
 
 
 @checker
@@ -531,13 +536,12 @@ _SPIKE_MISTAKES = (
 )
 
 
-def _explain_empty(err: Exception) -> str | None:
-    """statistics.median of no losses (step 0 has no previous steps) raises StatisticsError."""
-    if type(err).__name__ == "StatisticsError" or "empty" in str(err):
-        return ("a median of no losses: at t = 0 there are no previous losses (start at t = 1; "
-                "step 0 cannot be a spike), and for t < window the slice losses[t - window:t] "
-                "starts from the end of the list and comes out empty (use max(0, t - window)).")
-    return None
+# statistics.median of no losses (step 0 has no previous steps) raises StatisticsError.
+_explain_empty = explain_when(
+    lambda err: type(err).__name__ == "StatisticsError" or "empty" in str(err),
+    "a median of no losses: at t = 0 there are no previous losses (start at t = 1; step 0 "
+    "cannot be a spike), and for t < window the slice losses[t - window:t] starts from the end "
+    "of the list and comes out empty (use max(0, t - window)).")
 
 
 @checker
