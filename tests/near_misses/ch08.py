@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from checker_run import _not_implemented
+from near_misses.common_models import answers
 from near_misses import Attempt, Exercise
 from normcourse.exercises.placements import check_deepnorm_residual, check_pre_ln_block
 
@@ -18,22 +19,26 @@ NOTEBOOK = "notebooks/08_where_the_norm_goes.ipynb"
 # ------------------------------------------------------------------ Pre-LN: right answers
 
 def _two_lines(x, attn, mlp, na, nm):
+    """two lines"""
     h = x + attn(na(x))
     return h + mlp(nm(h))
 
 
 def _loop(x, attn, mlp, na, nm):
+    """a loop over (sub-layer, norm)"""
     for sub, norm in ((attn, na), (mlp, nm)):
         x = x + sub(norm(x))
     return x
 
 
 def _sequential(x, attn, mlp, na, nm):
+    """nn.Sequential(norm, sub-layer)"""
     h = x + nn.Sequential(na, attn)(x)
     return h + nn.Sequential(nm, mlp)(h)
 
 
 def _forward_calls(x, attn, mlp, na, nm):
+    """.forward calls and torch.add"""
     h = torch.add(x, attn.forward(na.forward(x)))
     return h.add(mlp.forward(nm.forward(h)))
 
@@ -97,6 +102,26 @@ def _deepnorm_in_place(x, sublayer, norm, alpha):
     return norm(x + f)
 
 
+def _deepnorm(x, f, n, a):
+    """norm(alpha * x + sublayer(x))"""
+    return n(a * x + f(x))
+
+
+def _torch_add(x, f, n, a):
+    """torch.add(F(x), x, alpha=alpha)"""
+    return n(torch.add(f(x), x, alpha=a))
+
+
+def _mul_add(x, f, n, a):
+    """x.mul(alpha).add(F(x))"""
+    return n(x.mul(a).add(f(x)))
+
+
+def _deepnorm_forward_calls(x, f, n, a):
+    """.forward calls"""
+    return n.forward(f.forward(x) + a * x)
+
+
 DEEPNORM_NEAR_MISSES = (
     Attempt("LN(x + a*F(x))", lambda x, f, n, a: n(x + a * f(x)), ("LN(x + alpha*F(x))",)),
     Attempt("alpha not used", lambda x, f, n, a: n(x + f(x)), ("alpha is not used",)),
@@ -125,21 +150,11 @@ CASES = [
     Exercise(
         checker=check_pre_ln_block, notebook=NOTEBOOK, function="my_pre_ln_block",
         near_misses=PRE_LN_NEAR_MISSES,
-        right_answers=(
-            Attempt("two lines", _two_lines),
-            Attempt("a loop over (sub-layer, norm)", _loop),
-            Attempt("nn.Sequential(norm, sub-layer)", _sequential),
-            Attempt(".forward calls and torch.add", _forward_calls),
-        ),
+        right_answers=answers(_two_lines, _loop, _sequential, _forward_calls),
     ),
     Exercise(
         checker=check_deepnorm_residual, notebook=NOTEBOOK, function="my_deepnorm_residual",
         near_misses=DEEPNORM_NEAR_MISSES,
-        right_answers=(
-            Attempt("norm(alpha * x + sublayer(x))", lambda x, f, n, a: n(a * x + f(x))),
-            Attempt("torch.add(F(x), x, alpha=alpha)", lambda x, f, n, a: n(torch.add(f(x), x, alpha=a))),
-            Attempt("x.mul(alpha).add(F(x))", lambda x, f, n, a: n(x.mul(a).add(f(x)))),
-            Attempt(".forward calls", lambda x, f, n, a: n.forward(f.forward(x) + a * x)),
-        ),
+        right_answers=answers(_deepnorm, _torch_add, _mul_add, _deepnorm_forward_calls),
     ),
 ]

@@ -10,6 +10,7 @@ import statistics
 import numpy as np
 import torch
 
+from near_misses.common_models import answers
 from near_misses import Attempt, Exercise
 from normcourse.exercises.placements import (
     FAILED_MARGIN, check_classify_run, check_count_spikes, classify_run,
@@ -22,6 +23,7 @@ NOTEBOOK = "notebooks/09_training_deep_stacks.ipynb"
 # ------------------------------------------------------------------ classify: right answers
 
 def _reference(run, unigram_loss):
+    """the chapter's"""
     if run["diverged"]:
         return "diverged"
     if run["val_loss"] > unigram_loss - FAILED_MARGIN:
@@ -30,6 +32,7 @@ def _reference(run, unigram_loss):
 
 
 def _by_none(run, unigram_loss):
+    """val_loss is None means diverged"""
     # a stopped run is the one without a validation loss
     if run.get("val_loss") is None:
         return "diverged"
@@ -37,12 +40,14 @@ def _by_none(run, unigram_loss):
 
 
 def _table(run, unigram_loss):
+    """a dict lookup"""
     if run["diverged"]:
         return "diverged"
     return {True: "failed", False: "trained"}[run["val_loss"] + 0.1 > unigram_loss]
 
 
 def _not_below(run, unigram_loss):
+    """<= below the line"""
     if run["diverged"] is True:
         return "diverged"
     return "trained" if run["val_loss"] <= unigram_loss - 0.1 else "failed"
@@ -117,6 +122,7 @@ CLASSIFY_NEAR_MISSES = (
 
 def _rule(losses, ratio, window, median=statistics.median, lo=lambda t, w: max(0, t - w),
           end=0, once=True, strict=True):
+    """the chapter's loop"""
     spikes, in_spike = 0, False
     for t in range(1, len(losses)):
         recent = losses[lo(t, window):t + end]
@@ -129,6 +135,7 @@ def _rule(losses, ratio, window, median=statistics.median, lo=lambda t, w: max(0
 
 
 def _numpy(losses, ratio, window):
+    """NumPy, an np.int64"""
     values = np.asarray(losses)
     now = np.array([values[t] > ratio * np.median(values[max(0, t - window):t])
                     for t in range(1, len(values))])
@@ -136,12 +143,14 @@ def _numpy(losses, ratio, window):
 
 
 def _steps_then_runs(losses, ratio, window):
+    """spike steps, then runs of them"""
     steps = [t for t in range(1, len(losses))
              if losses[t] > ratio * statistics.median(losses[max(0, t - window):t])]
     return sum(1 for i, t in enumerate(steps) if i == 0 or steps[i - 1] != t - 1)
 
 
 def _ratio_form(losses, ratio, window):
+    """divided through by the median"""
     # losses[t] / median > ratio: the same test, divided through
     flags = [losses[t] / statistics.median(losses[max(0, t - window):t]) > ratio
              for t in range(1, len(losses))]
@@ -149,6 +158,7 @@ def _ratio_form(losses, ratio, window):
 
 
 def _from_zero(losses, ratio, window):
+    """enumerate from 0, np.median"""
     spikes, in_spike = 0, False
     for t, loss in enumerate(losses):
         if t == 0:
@@ -204,6 +214,11 @@ def _negative_slice_nan(losses, ratio, window):
                            median=lambda v: float(np.median(v)) if len(v) else float("nan"))
 
 
+def _a_tensor(losses, ratio, window):
+    """a 0-d tensor"""
+    return torch.tensor(count_spikes(losses, ratio, window))
+
+
 SPIKE_NEAR_MISSES = (
     Attempt("a string", lambda l, r, w: "3", ("whole number",)),
     Attempt("NaN", lambda l, r, w: float("nan"), ("whole number, got nan",)),
@@ -245,25 +260,12 @@ CASES = [
     Exercise(
         checker=check_classify_run, notebook=NOTEBOOK, function="my_classify_run",
         near_misses=CLASSIFY_NEAR_MISSES,
-        right_answers=(
-            Attempt("the chapter's", _reference),
-            Attempt("val_loss is None means diverged", _by_none),
-            Attempt("a dict lookup", _table),
-            Attempt("<= below the line", _not_below),
-            Attempt("the package's reference", classify_run),
-        ),
+        right_answers=answers(_reference, _by_none, _table, _not_below, classify_run),
     ),
     Exercise(
         checker=check_count_spikes, notebook=NOTEBOOK, function="my_count_spikes",
         near_misses=SPIKE_NEAR_MISSES,
-        right_answers=(
-            Attempt("the chapter's loop", _rule),
-            Attempt("NumPy, an np.int64", _numpy),
-            Attempt("spike steps, then runs of them", _steps_then_runs),
-            Attempt("divided through by the median", _ratio_form),
-            Attempt("enumerate from 0, np.median", _from_zero),
-            Attempt("the engine's count_spikes", count_spikes),
-            Attempt("a 0-d tensor", lambda l, r, w: torch.tensor(count_spikes(l, r, w))),
-        ),
+        right_answers=answers(_rule, _numpy, _steps_then_runs, _ratio_form, _from_zero,
+                              count_spikes, _a_tensor),
     ),
 ]

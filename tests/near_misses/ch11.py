@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from near_misses.common_models import answers
 from near_misses import Attempt, Exercise
 from normcourse.exercises.no_norm import check_adaln_zero, check_strip_layer_norms
 from normcourse.model import TinyGPT
@@ -17,28 +18,33 @@ NOTEBOOK = "notebooks/11_life_without_normalization.ipynb"
 # ------------------------------------------------------------------ AdaLN-Zero
 
 def _adaln(x, shift, scale, gate, branch, norm=None, mod=None):
+    """F.layer_norm with eps=1e-6"""
     h = (norm or (lambda t: F.layer_norm(t, t.shape[-1:], eps=1e-6)))(x)
     h = h * (1 + scale[:, None, :]) + shift[:, None, :] if mod is None else mod(h)
     return x + gate[:, None, :] * branch(h)
 
 
 def _by_hand(x, shift, scale, gate, branch):
+    """by hand, var_mean and addcmul"""
     var, mean = torch.var_mean(x, dim=-1, keepdim=True, unbiased=False)
     h = (x - mean) * torch.rsqrt(var + 1e-6)
     return x + gate.unsqueeze(1) * branch(torch.addcmul(shift.unsqueeze(1), h, 1 + scale.unsqueeze(1)))
 
 
 def _module(x, shift, scale, gate, branch):
+    """nn.LayerNorm(eps=1e-6, elementwise_affine=False), view"""
     norm = nn.LayerNorm(x.shape[-1], eps=1e-6, elementwise_affine=False)
     b, c = shift.shape
     return x + gate.view(b, 1, c) * branch(norm(x) * (1 + scale.view(b, 1, c)) + shift.view(b, 1, c))
 
 
 def _in_float64(x, shift, scale, gate, branch):
+    """in float64, cast back"""
     return _adaln(*(t.double() for t in (x, shift, scale, gate)), branch).to(x.dtype)
 
 
 def _loop_over_samples(x, shift, scale, gate, branch):
+    """a loop over the samples"""
     h = torch.stack([F.layer_norm(x[i], x.shape[-1:], eps=1e-6) * (1 + scale[i]) + shift[i]
                      for i in range(x.shape[0])])
     return x + gate[:, None, :] * branch(h)
@@ -141,6 +147,7 @@ ADALN_NEAR_MISSES = (
 # ------------------------------------------------------------------ strip LayerNorms
 
 def _by_names(model):
+    """named_modules, then setattr on the parent"""
     names = [n for n, m in model.named_modules() if isinstance(m, nn.LayerNorm)]
     for name in names:
         parent, _, child = name.rpartition(".")
@@ -149,6 +156,7 @@ def _by_names(model):
 
 
 def _recursive(model):
+    """recursive over named_children"""
     for name, child in model.named_children():
         if isinstance(child, nn.LayerNorm):
             setattr(model, name, nn.Identity())
@@ -158,6 +166,7 @@ def _recursive(model):
 
 
 def _apply(model):
+    """model.apply"""
     def swap(module):
         for name, child in module.named_children():
             if isinstance(child, nn.LayerNorm):
@@ -166,6 +175,7 @@ def _apply(model):
 
 
 def _modules_dict(model):
+    """the _modules dict"""
     for module in list(model.modules()):
         for name, child in module._modules.items():
             if isinstance(child, nn.LayerNorm):
@@ -178,6 +188,7 @@ def _in_place_no_return(model):
 
 
 def _copy(model):
+    """a stripped deep copy"""
     return _by_names(copy.deepcopy(model))
 
 
@@ -265,6 +276,7 @@ def _every_vector_weight(model):
 
 
 def _exact_type(model):
+    """type(m) is nn.LayerNorm"""
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if type(child) is nn.LayerNorm:
@@ -336,25 +348,12 @@ CASES = [
     Exercise(
         checker=check_adaln_zero, notebook=NOTEBOOK, function="my_adaln_zero",
         near_misses=ADALN_NEAR_MISSES,
-        right_answers=(
-            Attempt("F.layer_norm with eps=1e-6", _adaln),
-            Attempt("by hand, var_mean and addcmul", _by_hand),
-            Attempt("nn.LayerNorm(eps=1e-6, elementwise_affine=False), view", _module),
-            Attempt("in float64, cast back", _in_float64),
-            Attempt("a loop over the samples", _loop_over_samples),
-        ),
+        right_answers=answers(_adaln, _by_hand, _module, _in_float64, _loop_over_samples),
     ),
     Exercise(
         checker=check_strip_layer_norms, notebook=NOTEBOOK, function="my_strip_layer_norms",
         near_misses=STRIP_NEAR_MISSES,
-        right_answers=(
-            Attempt("named_modules, then setattr on the parent", _by_names),
-            Attempt("recursive over named_children", _recursive),
-            Attempt("model.apply", _apply),
-            Attempt("the _modules dict", _modules_dict),
-            Attempt("type(m) is nn.LayerNorm", _exact_type),
-            Attempt("a stripped deep copy", _copy),
-            Attempt("normcourse.remove_norm.strip_layer_norms", strip_layer_norms),
-        ),
+        right_answers=answers(_by_names, _recursive, _apply, _modules_dict, _exact_type, _copy,
+                              strip_layer_norms),
     ),
 ]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from checker_run import _not_implemented
+from near_misses.common_models import answers
 from near_misses import Attempt, Exercise
 from normcourse.exercises.diagnostics_practice import (
     check_flag_massive, check_update_data_ratios, flag_massive, update_data_ratios,
@@ -25,10 +26,12 @@ NOTEBOOK = "notebooks/12_diagnostics_in_practice.ipynb"
 
 def _ratios(before, after, value=lambda d, b, a: (d.std() / b.std()).item(),
             keep=lambda p: p.numel() > 1):
+    """the chapter's"""
     return {n: value(after[n] - p, p, after[n]) for n, p in before.items() if keep(p)}
 
 
 def _loop(before, after):
+    """a loop, float()"""
     out = {}
     for name, p in before.items():
         if p.numel() < 2:
@@ -38,16 +41,19 @@ def _loop(before, after):
 
 
 def _biased(before, after):
+    """biased standard deviations"""
     # the n / (n - 1) correction cancels between the two standard deviations
     return _ratios(before, after, lambda d, b, a: (d.std(correction=0) / b.std(correction=0)).item())
 
 
 def _numpy(before, after):
+    """NumPy, np.float32 values"""
     return {n: np.std(after[n].numpy() - p.numpy()) / np.std(p.numpy())    # np.float32
             for n, p in before.items() if p.size().numel() > 1}
 
 
 def _centred_sums(before, after):
+    """sums of centred squares"""
     out = {}
     for n, p in before.items():
         if p.numel() > 1:
@@ -57,6 +63,7 @@ def _centred_sums(before, after):
 
 
 def _float64(before, after):
+    """in float64"""
     return _ratios(before, after, lambda d, b, a: float((a.double() - b.double()).std() / b.double().std()))
 
 
@@ -76,6 +83,11 @@ def _pops_scalars(before, after):
     for n in [n for n, p in before.items() if p.numel() == 1]:
         before.pop(n)                                    # changes the caller's dict
     return _ratios(before, after)
+
+
+def _clamped(before, after):
+    """the toolkit's clamp_min(1e-12)"""
+    return _ratios(before, after, lambda d, p, q: (d.std() / p.std().clamp_min(1e-12)).item())
 
 
 RATIO_NEAR_MISSES = (
@@ -122,11 +134,13 @@ RATIO_NEAR_MISSES = (
 # ------------------------------------------------------------------ massive activations
 
 def _flags(acts, threshold, ratio=lambda a: a.abs().max() / a.abs().median(), above=None):
+    """the chapter's"""
     above = above or (lambda r, t: r > t)
     return [n for n, a in acts.items() if above(ratio(a.flatten()), threshold)]
 
 
 def _sorted_middle(acts, threshold):
+    """sorted magnitudes, the middle one"""
     out = []
     for name, a in acts.items():
         m = a.abs().flatten().sort().values
@@ -136,6 +150,7 @@ def _sorted_middle(acts, threshold):
 
 
 def _statistics(acts, threshold):
+    """statistics.median, multiplied through"""
     out = []
     for name, a in acts.items():
         values = [abs(v) for v in a.flatten().tolist()]
@@ -145,11 +160,13 @@ def _statistics(acts, threshold):
 
 
 def _numpy_flags(acts, threshold):
+    """NumPy"""
     return [n for n, a in acts.items()
             if np.abs(a.numpy()).max() / np.median(np.abs(a.numpy())) > threshold]
 
 
 def _quantile(acts, threshold):
+    """torch.quantile(0.5)"""
     return [n for n, a in acts.items() if a.abs().max() / torch.quantile(a.abs().flatten(), 0.5) > threshold]
 
 
@@ -160,6 +177,11 @@ def _pops(acts, threshold):
         if a.abs().max() / a.abs().median() > threshold:
             flagged.append(name)
     return flagged
+
+
+def _item_loop(acts, threshold):
+    """a loop, .item() before comparing"""
+    return [n for n, a in acts.items() if (a.abs().max() / a.abs().median()).item() > threshold]
 
 
 MASSIVE_NEAR_MISSES = (
@@ -210,30 +232,13 @@ CASES = [
     Exercise(
         checker=check_update_data_ratios, notebook=NOTEBOOK, function="my_update_data_ratios",
         near_misses=RATIO_NEAR_MISSES,
-        right_answers=(
-            Attempt("the chapter's", _ratios),
-            Attempt("a loop, float()", _loop),
-            Attempt("biased standard deviations", _biased),
-            Attempt("NumPy, np.float32 values", _numpy),
-            Attempt("sums of centred squares", _centred_sums),
-            Attempt("in float64", _float64),
-            Attempt("the package's reference", update_data_ratios),
-            Attempt("the toolkit's clamp_min(1e-12)", lambda b, a: _ratios(
-                b, a, lambda d, p, q: (d.std() / p.std().clamp_min(1e-12)).item())),
-        ),
+        right_answers=answers(_ratios, _loop, _biased, _numpy, _centred_sums, _float64,
+                              update_data_ratios, _clamped),
     ),
     Exercise(
         checker=check_flag_massive, notebook=NOTEBOOK, function="my_flag_massive",
         near_misses=MASSIVE_NEAR_MISSES,
-        right_answers=(
-            Attempt("the chapter's", _flags),
-            Attempt("sorted magnitudes, the middle one", _sorted_middle),
-            Attempt("statistics.median, multiplied through", _statistics),
-            Attempt("NumPy", _numpy_flags),
-            Attempt("torch.quantile(0.5)", _quantile),
-            Attempt("the package's reference", flag_massive),
-            Attempt("a loop, .item() before comparing", lambda acts, t: [
-                n for n, a in acts.items() if (a.abs().max() / a.abs().median()).item() > t]),
-        ),
+        right_answers=answers(_flags, _sorted_middle, _statistics, _numpy_flags, _quantile,
+                              flag_massive, _item_loop),
     ),
 ]
