@@ -251,7 +251,7 @@ def _reordered_mistakes(x, attn, mlp, na, nm) -> list[Wrong]:
 @checker
 def check_reordered_block(fn) -> str:
     """``fn(x, attn, mlp, norm_attn, norm_mlp)`` returns OLMo 2's reordered block."""
-    check_block(fn, reordered_block, _reordered_mistakes, _REORDERED_HINT, "reordered_block",
-                ((8, 5, (3, 8)), (16, 6, (2, 5, 16))), x_seed=20)
-    return ("reordered_block is correct: each sub-layer's output is normalized "
-            "before it is added, and the stream itself never is.")
+    summary = ("reordered_block is correct: each sub-layer's output is normalized before it is "
+               "added, and the stream itself never is.")
+    return check_block(fn, reordered_block, _reordered_mistakes, _REORDERED_HINT,
+                       "reordered_block", ((8, 5, (3, 8)), (16, 6, (2, 5, 16))), 20, summary)

@@ -120,12 +120,12 @@ def _adaln_variants(x, shift, scale, gate, branch):
     ]
 
 
+_BROADCAST_HINT = ("shift, scale and gate are (B, C), one row per sample, and x is (B, T, C): "
+                   "broadcast them over the T tokens with shift[:, None, :] (or .unsqueeze(1)); "
+                   "shift[None] or a plain shift lines them up with the wrong axis.")
 # A (B, C) conditioning broadcast against (B, T, C) the wrong way fails to broadcast.
-_explain_broadcast = explain_when(
-    lambda err: isinstance(err, RuntimeError) and "must match the size" in str(err),
-    "shift, scale and gate are (B, C), one row per sample, and x is (B, T, C): broadcast them "
-    "over the T tokens with shift[:, None, :] (or .unsqueeze(1)); shift[None] or a plain shift "
-    "lines them up with the wrong axis.")
+_explain_broadcast = explain_when(lambda err: isinstance(err, RuntimeError)
+                                  and "must match the size" in str(err), _BROADCAST_HINT)
 
 
 @checker

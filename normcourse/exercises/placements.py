@@ -201,12 +201,14 @@ def _pre_ln_mistakes(x, attn, mlp, na, nm) -> list[Wrong]:
     ]
 
 
-def check_block(fn, reference, mistakes, hint: str, name: str, cases, x_seed: int) -> None:
+def check_block(fn, reference, mistakes, hint: str, name: str, cases, x_seed: int,
+                summary: str) -> str:
     """Check ``fn(x, attn, mlp, norm_attn, norm_mlp)``, a whole block, against ``reference``.
 
     For each ``(d, seed, shape)`` of ``cases``: the stand-in sub-layers of
     :func:`_sublayers`, an input with mean 2 and spread 3 (seeded ``seed + x_seed``),
     and ``mistakes(x, attn, mlp, norm_attn, norm_mlp)``, the known wrong blocks.
+    Returns ``summary``, the checker's message when every case passed.
     """
     for d, seed, shape in cases:
         attn, mlp, na, nm = _sublayers(d, seed)
@@ -220,15 +222,16 @@ def check_block(fn, reference, mistakes, hint: str, name: str, cases, x_seed: in
                        otherwise=Mistake(f"for an input of shape {tuple(shape)} the largest "
                                          f"error is {(out.detach() - ref).abs().max():.3g}.",
                                          hint))
+    return summary
 
 
 @checker
 def check_pre_ln_block(fn) -> str:
     """``fn(x, attn, mlp, norm_attn, norm_mlp)`` returns the output of one Pre-LN block."""
-    check_block(fn, pre_ln_block, _pre_ln_mistakes, _PRE_LN_HINT, "pre_ln_block",
-                ((8, 1, (3, 8)), (16, 2, (2, 5, 16))), x_seed=10)
-    return ("pre_ln_block is correct: each sub-layer reads a normalized copy, "
-            "and the stream itself is never normalized.")
+    return check_block(fn, pre_ln_block, _pre_ln_mistakes, _PRE_LN_HINT, "pre_ln_block",
+                       ((8, 1, (3, 8)), (16, 2, (2, 5, 16))), 10,
+                       "pre_ln_block is correct: each sub-layer reads a normalized copy, and the "
+                       "stream itself is never normalized.")
 
 
 _DEEPNORM_HINT = "return norm(alpha * x + sublayer(x))."

@@ -256,16 +256,12 @@ SPIKE_NEAR_MISSES = (
 )
 
 
-CASES = [
-    Exercise(
-        checker=check_classify_run, notebook=NOTEBOOK, function="my_classify_run",
-        near_misses=CLASSIFY_NEAR_MISSES,
-        right_answers=answers(_reference, _by_none, _table, _not_below, classify_run),
-    ),
-    Exercise(
-        checker=check_count_spikes, notebook=NOTEBOOK, function="my_count_spikes",
-        near_misses=SPIKE_NEAR_MISSES,
-        right_answers=answers(_rule, _numpy, _steps_then_runs, _ratio_form, _from_zero,
-                              count_spikes, _a_tensor),
-    ),
+SPIKE_RIGHT_ANSWERS = answers(_rule, _numpy, _steps_then_runs, _ratio_form, _from_zero,
+                              count_spikes, _a_tensor)
+
+CASES = [  # Exercise(checker, notebook, function, near misses, right answers)
+    Exercise(check_classify_run, NOTEBOOK, "my_classify_run", CLASSIFY_NEAR_MISSES,
+             answers(_reference, _by_none, _table, _not_below, classify_run)),
+    Exercise(check_count_spikes, NOTEBOOK, "my_count_spikes", SPIKE_NEAR_MISSES,
+             SPIKE_RIGHT_ANSWERS),
 ]

@@ -344,16 +344,12 @@ STRIP_NEAR_MISSES = (
 )
 
 
-CASES = [
-    Exercise(
-        checker=check_adaln_zero, notebook=NOTEBOOK, function="my_adaln_zero",
-        near_misses=ADALN_NEAR_MISSES,
-        right_answers=answers(_adaln, _by_hand, _module, _in_float64, _loop_over_samples),
-    ),
-    Exercise(
-        checker=check_strip_layer_norms, notebook=NOTEBOOK, function="my_strip_layer_norms",
-        near_misses=STRIP_NEAR_MISSES,
-        right_answers=answers(_by_names, _recursive, _apply, _modules_dict, _exact_type, _copy,
-                              strip_layer_norms),
-    ),
+STRIP_RIGHT_ANSWERS = answers(_by_names, _recursive, _apply, _modules_dict, _exact_type, _copy,
+                              strip_layer_norms)
+
+CASES = [  # Exercise(checker, notebook, function, near misses, right answers)
+    Exercise(check_adaln_zero, NOTEBOOK, "my_adaln_zero", ADALN_NEAR_MISSES,
+             answers(_adaln, _by_hand, _module, _in_float64, _loop_over_samples)),
+    Exercise(check_strip_layer_norms, NOTEBOOK, "my_strip_layer_norms", STRIP_NEAR_MISSES,
+             STRIP_RIGHT_ANSWERS),
 ]
