@@ -108,9 +108,6 @@ def _qk_variants(q, k, wq, wk, eps):
         Wrong("the learned gains q_weight and k_weight are missing.",
               "multiply the normalized q by q_weight and the normalized k by k_weight.",
               lambda: logits(_rms(q, eps), _rms(k, eps))),
-        Wrong("q_weight and k_weight are swapped.",
-              "q_weight scales the normalized queries, k_weight the normalized keys.",
-              lambda: logits(_rms(q, eps) * wk, _rms(k, eps) * wq)),
         Wrong("you subtracted the mean (a LayerNorm): this exercise uses RMSNorm, which "
               "only divides by the root mean square.", hint,
               lambda: logits(layer_norm(q) * wq, layer_norm(k) * wk)),

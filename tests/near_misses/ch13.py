@@ -88,6 +88,9 @@ CASES = [
             Attempt("F.rms_norm", _qk_rms_norm_module),
             Attempt("float32 inside", _qk_float32),
             Attempt("einsum", _qk_einsum),
+            # sum_i q_i wq_i k_i wk_i does not care which side carries which gain
+            Attempt("the gains on the other side (the same logits)",
+                    lambda q, k, wq, wk, eps: _scores(_rms(q, eps) * wk, _rms(k, eps) * wq)),
         ),
     ),
     Exercise(
