@@ -254,3 +254,13 @@ def test_every_known_mistake_is_far_from_the_reference_on_some_input(check, refe
                 far = value.shape == ref.shape and not _close(value, ref, 10 * tol, 10 * rtol)
                 gaps[_kind(wrong.what)] = gaps.get(_kind(wrong.what), False) or far
     assert gaps and all(gaps.values()), [k for k, v in gaps.items() if not v]
+
+
+def test_every_update_ratio_mistake_is_far_from_the_reference():
+    for seed in (0, 1):
+        before, after = dp._parameters(seed)
+        ref = {k: v for k, v in dp.update_data_ratios(before, after).items() if math.isfinite(v)}
+        for wrong in dp._ratio_mistakes(before, after, ref):
+            values = wrong.value()
+            assert any(not math.isclose(values[k], ref[k], rel_tol=0.1) for k in ref if ref[k] > 0), \
+                wrong.what
