@@ -23,10 +23,9 @@ import math
 import torch
 
 from normcourse.exercises.feedback import (
-    Mistake, as_number, call_learner, checker, close, expect_tensor,
+    Mistake, Wrong, as_number, call_learner, checker, compare, expect_tensor, generator,
 )
-from normcourse.exercises.layer_norm import _diagnose
-from normcourse.exercises.placements import _sublayers
+from normcourse.exercises.placements import check_block
 
 __all__ = ["check_qk_norm_logits", "check_z_loss", "check_reordered_block",
            "qk_norm_logits", "z_loss", "reordered_block"]
@@ -57,10 +56,6 @@ def reordered_block(x, attn, mlp, norm_attn, norm_mlp):
     return h + norm_mlp(mlp(h))
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 # ------------------------------------------------------------------------ QK-norm
 
 def _qk_variants(q, k, wq, wk, eps):
@@ -84,53 +79,50 @@ def _qk_variants(q, k, wq, wk, eps):
             "q * rsqrt(mean(q**2, dim=-1, keepdim=True) + eps) * q_weight.")
     raw = logits(q, k)
     return [
-        (lambda: logits(_rms(q, eps, dim=-2) * wq, _rms(k, eps, dim=-2) * wk),
-         ("you normalized over the time axis (dim=-2): each query and key vector "
-          "is normalized on its own, over the head dimension (dim=-1).", hint)),
-        (lambda: logits(_rms(q, eps, dim=1) * wq, _rms(k, eps, dim=1) * wk),
-         ("you normalized over the heads axis (dim=1): QK-norm normalizes each head's "
-          "vector over head_dim.", hint)),
-        (lambda: logits(across_heads(q) * wq, across_heads(k) * wk),
-         ("you normalized each token's queries across all heads together (the whole "
-          "d_model vector); this exercise normalizes each head separately, over "
-          "head_dim.", hint)),
-        (lambda: _rms(raw, eps),
-         ("you normalized the scores after the dot product: QK-norm normalizes q and "
-          "k *before* it, which caps how large a logit can grow whatever the "
-          "weights do; normalizing the scores does not.",
-          "normalize q and k first, then take q @ k.transpose(-2, -1) / sqrt(head_dim).")),
-        (lambda: torch.nn.functional.layer_norm(raw, raw.shape[-1:], eps=eps),
-         ("you applied a LayerNorm to the scores after the dot product: QK-norm "
-          "normalizes q and k before it.",
-          "normalize q and k first, then take q @ k.transpose(-2, -1) / sqrt(head_dim).")),
-        (lambda: logits(_rms(q, eps) * wq, k),
-         ("only the queries are normalized: normalize the keys too (with k_weight).", hint)),
-        (lambda: logits(q, _rms(k, eps) * wk),
-         ("only the keys are normalized: normalize the queries too (with q_weight).", hint)),
-        (lambda: logits(_rms(q, eps) * wq, _rms(k, eps) * wk, scale=1.0),
-         ("the 1/sqrt(head_dim) scale is missing: QK-norm keeps the usual scaled "
-          "dot product after normalizing.", "divide q @ k^T by math.sqrt(head_dim).")),
-        (lambda: logits(_rms(q, eps), _rms(k, eps)),
-         ("the learned gains q_weight and k_weight are missing.",
-          "multiply the normalized q by q_weight and the normalized k by k_weight.")),
-        (lambda: logits(_rms(q, eps) * wk, _rms(k, eps) * wq),
-         ("q_weight and k_weight are swapped.",
-          "q_weight scales the normalized queries, k_weight the normalized keys.")),
-        (lambda: logits(layer_norm(q) * wq, layer_norm(k) * wk),
-         ("you subtracted the mean (a LayerNorm): this exercise uses RMSNorm, which "
-          "only divides by the root mean square.", hint)),
-        (lambda: logits(q / q.norm(dim=-1, keepdim=True) * wq,
-                        k / k.norm(dim=-1, keepdim=True) * wk),
-         ("you divided by the L2 norm, which makes the vectors length 1 instead of RMS 1 "
-          "(a factor sqrt(head_dim) smaller).",
-          "divide by sqrt(mean(q**2) + eps), the root *mean* square.")),
+        Wrong("you normalized over the time axis (dim=-2): each query and key vector "
+              "is normalized on its own, over the head dimension (dim=-1).", hint,
+              lambda: logits(_rms(q, eps, dim=-2) * wq, _rms(k, eps, dim=-2) * wk)),
+        Wrong("you normalized over the heads axis (dim=1): QK-norm normalizes each head's "
+              "vector over head_dim.", hint,
+              lambda: logits(_rms(q, eps, dim=1) * wq, _rms(k, eps, dim=1) * wk)),
+        Wrong("you normalized each token's queries across all heads together (the whole "
+              "d_model vector); this exercise normalizes each head separately, over "
+              "head_dim.", hint,
+              lambda: logits(across_heads(q) * wq, across_heads(k) * wk)),
+        Wrong("you normalized the scores after the dot product: QK-norm normalizes q and "
+              "k *before* it, which caps how large a logit can grow whatever the "
+              "weights do; normalizing the scores does not.",
+              "normalize q and k first, then take q @ k.transpose(-2, -1) / sqrt(head_dim).",
+              lambda: _rms(raw, eps)),
+        Wrong("you applied a LayerNorm to the scores after the dot product: QK-norm "
+              "normalizes q and k before it.",
+              "normalize q and k first, then take q @ k.transpose(-2, -1) / sqrt(head_dim).",
+              lambda: torch.nn.functional.layer_norm(raw, raw.shape[-1:], eps=eps)),
+        Wrong("only the queries are normalized: normalize the keys too (with k_weight).", hint,
+              lambda: logits(_rms(q, eps) * wq, k)),
+        Wrong("only the keys are normalized: normalize the queries too (with q_weight).", hint,
+              lambda: logits(q, _rms(k, eps) * wk)),
+        Wrong("the 1/sqrt(head_dim) scale is missing: QK-norm keeps the usual scaled "
+              "dot product after normalizing.", "divide q @ k^T by math.sqrt(head_dim).",
+              lambda: logits(_rms(q, eps) * wq, _rms(k, eps) * wk, scale=1.0)),
+        Wrong("the learned gains q_weight and k_weight are missing.",
+              "multiply the normalized q by q_weight and the normalized k by k_weight.",
+              lambda: logits(_rms(q, eps), _rms(k, eps))),
+        Wrong("you subtracted the mean (a LayerNorm): this exercise uses RMSNorm, which "
+              "only divides by the root mean square.", hint,
+              lambda: logits(layer_norm(q) * wq, layer_norm(k) * wk)),
+        Wrong("you divided by the L2 norm, which makes the vectors length 1 instead of RMS 1 "
+              "(a factor sqrt(head_dim) smaller).",
+              "divide by sqrt(mean(q**2) + eps), the root *mean* square.",
+              lambda: logits(q / q.norm(dim=-1, keepdim=True) * wq,
+                             k / k.norm(dim=-1, keepdim=True) * wk)),
     ]
 
 
 @checker
 def check_qk_norm_logits(fn) -> str:
     """``fn(q, k, q_weight, k_weight, eps)`` returns QK-norm's attention logits."""
-    g = _gen(2023)
+    g = generator(2023)
     for B, H, T, d, eps in ((2, 3, 5, 8, 1e-6), (1, 4, 7, 16, 1e-5)):
         # a mean far from 0 and scales that differ per vector separate every variant
         q = (torch.randn(B, H, T, d, generator=g, dtype=torch.float64) + 0.7) \
@@ -145,10 +137,8 @@ def check_qk_norm_logits(fn) -> str:
         expect_tensor(out, ref, name=f"the logits ({label})",
                       shape_hint="the logits have shape (batch, heads, time, time): "
                                  "q @ k.transpose(-2, -1).")
-        tol = 1e-6 * (1 + float(ref.abs().max()))
-        if not close(out, ref, atol=tol):
-            _diagnose(out, ref, tol, _qk_variants(q, k, wq, wk, eps),
-                      name=f"the logits ({label})")
+        compare(out, ref, 1e-6 * (1 + float(ref.abs().max())),
+                _qk_variants(q, k, wq, wk, eps), name=f"the logits ({label})")
     return ("check_qk_norm_logits: q and k are RMS-normalized per head before the "
             "dot product, on two shapes.")
 
@@ -159,33 +149,33 @@ def _z_variants(logits, c):
     lse = torch.logsumexp(logits, dim=-1)
     hint = "coefficient * torch.logsumexp(logits, dim=-1).pow(2).mean()."
     return [
-        (lambda: c * logits.max(-1).values.pow(2).mean(),
-         ("you used the largest logit instead of log Z: log Z = logsumexp(logits), "
-          "which is at least the max.", hint)),
-        (lambda: c * lse.mean(),
-         ("log Z is not squared: z-loss pushes log Z towards 0 from both sides, "
-          "so it penalizes (log Z)^2.", hint)),
-        (lambda: c * lse.mean().pow(2),
-         ("you squared the mean of log Z; z-loss is the mean of the squares (a "
-          "positive and a negative log Z must not cancel).", hint)),
-        (lambda: c * lse.pow(2).sum(),
-         ("you summed over the tokens: z-loss is a mean over tokens, like the "
-          "cross-entropy it is added to.", hint)),
-        (lambda: lse.pow(2).mean(),
-         ("the coefficient is missing: multiply by `coefficient` (1e-4 in PaLM).", hint)),
-        (lambda: c * torch.logsumexp(logits, dim=1).pow(2).mean(),
-         ("logsumexp runs over the time axis (dim=1): Z sums over the vocabulary, "
-          "the last axis.", hint)),
-        (lambda: c * logits.pow(2).mean(),
-         ("you penalized the squared logits themselves: z-loss penalizes the squared "
-          "log normalizer log Z of each softmax.", hint)),
+        Wrong("you used the largest logit instead of log Z: log Z = logsumexp(logits), "
+              "which is at least the max.", hint,
+              lambda: c * logits.max(-1).values.pow(2).mean()),
+        Wrong("log Z is not squared: z-loss pushes log Z towards 0 from both sides, "
+              "so it penalizes (log Z)^2.", hint,
+              lambda: c * lse.mean()),
+        Wrong("you squared the mean of log Z; z-loss is the mean of the squares (a "
+              "positive and a negative log Z must not cancel).", hint,
+              lambda: c * lse.mean().pow(2)),
+        Wrong("you summed over the tokens: z-loss is a mean over tokens, like the "
+              "cross-entropy it is added to.", hint,
+              lambda: c * lse.pow(2).sum()),
+        Wrong("the coefficient is missing: multiply by `coefficient` (1e-4 in PaLM).", hint,
+              lambda: lse.pow(2).mean()),
+        Wrong("logsumexp runs over the time axis (dim=1): Z sums over the vocabulary, "
+              "the last axis.", hint,
+              lambda: c * torch.logsumexp(logits, dim=1).pow(2).mean()),
+        Wrong("you penalized the squared logits themselves: z-loss penalizes the squared "
+              "log normalizer log Z of each softmax.", hint,
+              lambda: c * logits.pow(2).mean()),
     ]
 
 
 @checker
 def check_z_loss(fn) -> str:
     """``fn(logits, coefficient)`` returns ``coefficient * mean(logsumexp(logits) ** 2)``."""
-    g = _gen(2022)
+    g = generator(2022)
     cases = [
         ("logits of shape (2, 6, 11)",
          torch.randn(2, 6, 11, generator=g, dtype=torch.float64) * 2 + 1.5, 1e-4),
@@ -197,12 +187,8 @@ def check_z_loss(fn) -> str:
                         f"your z_loss ({label})")
         ref = float(z_loss(logits, c))
         tol = 1e-9 * (1 + abs(ref))
-        if abs(out - ref) > tol:
-            _diagnose(torch.tensor(out, dtype=torch.float64),
-                      torch.tensor(ref, dtype=torch.float64), tol,
-                      [(lambda f=f: torch.as_tensor(f(), dtype=torch.float64), w)
-                       for f, w in _z_variants(logits, c)],
-                      name=f"your z_loss ({label})")
+        compare(torch.tensor(out, dtype=torch.float64), torch.tensor(ref, dtype=torch.float64),
+                tol, _z_variants(logits, c), name=f"your z_loss ({label})")
     # large logits: exp overflows in float32, logsumexp does not
     big = (torch.randn(2, 3, 7, generator=g) * 5 + 120.0).float()
     out = as_number(call_learner(fn, big, 1e-4, name="your z_loss"),
@@ -221,48 +207,48 @@ def check_z_loss(fn) -> str:
 
 # ------------------------------------------------------------------ reordered block
 
+_REORDERED_HINT = "h = x + norm_attn(attn(x)); y = h + norm_mlp(mlp(h))."
+
+
+def _reordered_mistakes(x, attn, mlp, na, nm) -> list[Wrong]:
+    """Known wrong reordered blocks: the other placements, and a piece left out."""
+    hint = _REORDERED_HINT
+    return [
+        Wrong("you computed a Pre-LN block: the norm sits on the sub-layer's input. "
+              "The reordered norm normalizes the sub-layer's *output*, before the add.",
+              hint,
+              lambda: (lambda h: h + mlp(nm(h)))(x + attn(na(x)))),
+        Wrong("you computed a Post-LN block, N(x + F(x)): the norm sits on the residual "
+              "stream. The reordered norm normalizes only the branch: x + N(F(x)).",
+              hint,
+              lambda: (lambda h: nm(h + mlp(h)))(na(x + attn(x)))),
+        Wrong("you normalized both the input and the output of each sub-layer: that is "
+              "Peri-LN (Gemma 2's sandwich). The reordered norm leaves the input alone.",
+              hint,
+              lambda: (lambda h: h + nm(mlp(nm(h))))(x + na(attn(na(x))))),
+        Wrong("the MLP sees the block input x, not h = x + norm_attn(attn(x)): the "
+              "sub-layers run in parallel instead of one after the other.",
+              hint,
+              lambda: x + na(attn(x)) + nm(mlp(x))),
+        Wrong("you used norm_attn after the MLP too: each sub-layer has its own norm.",
+              hint,
+              lambda: (lambda h: h + na(mlp(h)))(x + na(attn(x)))),
+        Wrong("the residual (skip) connections are missing.",
+              hint,
+              lambda: nm(mlp(na(attn(x))))),
+        Wrong("there is no norm after the MLP.",
+              hint,
+              lambda: (lambda h: h + mlp(h))(x + na(attn(x)))),
+        Wrong("there is no norm after attention.",
+              hint,
+              lambda: (lambda h: h + nm(mlp(h)))(x + attn(x))),
+    ]
+
+
 @checker
 def check_reordered_block(fn) -> str:
     """``fn(x, attn, mlp, norm_attn, norm_mlp)`` returns OLMo 2's reordered block."""
-    for d, seed, shape in ((8, 5, (3, 8)), (16, 6, (2, 5, 16))):
-        attn, mlp, na, nm = _sublayers(d, seed)
-        x = 2.0 + 3.0 * torch.randn(*shape, generator=_gen(seed + 20),
-                                    dtype=torch.float64)
-        out = expect_tensor(call_learner(fn, x, attn, mlp, na, nm,
-                                         name="reordered_block"), x,
-                            name="the block output")
-        ref = reordered_block(x, attn, mlp, na, nm)
-        if close(out, ref, atol=1e-9, rtol=1e-9):
-            continue
-        h_pre = x + attn(na(x))
-        h_post = na(x + attn(x))
-        hint = "h = x + norm_attn(attn(x)); y = h + norm_mlp(mlp(h))."
-        wrong = {
-            "you computed a Pre-LN block: the norm sits on the sub-layer's input. "
-            "The reordered norm normalizes the sub-layer's *output*, before the add.":
-                h_pre + mlp(nm(h_pre)),
-            "you computed a Post-LN block, N(x + F(x)): the norm sits on the residual "
-            "stream. The reordered norm normalizes only the branch: x + N(F(x)).":
-                nm(h_post + mlp(h_post)),
-            "you normalized both the input and the output of each sub-layer: that is "
-            "Peri-LN (Gemma 2's sandwich). The reordered norm leaves the input alone.":
-                (lambda h: h + nm(mlp(nm(h))))(x + na(attn(na(x)))),
-            "the MLP sees the block input x, not h = x + norm_attn(attn(x)): the "
-            "sub-layers run in parallel instead of one after the other.":
-                x + na(attn(x)) + nm(mlp(x)),
-            "you used norm_attn after the MLP too: each sub-layer has its own norm.":
-                (lambda h: h + na(mlp(h)))(x + na(attn(x))),
-            "the residual (skip) connections are missing.":
-                nm(mlp(na(attn(x)))),
-            "there is no norm after the MLP.":
-                (lambda h: h + mlp(h))(x + na(attn(x))),
-            "there is no norm after attention.":
-                (lambda h: h + nm(mlp(h)))(x + attn(x)),
-        }
-        for what, value in wrong.items():
-            if close(out, value, atol=1e-9, rtol=1e-9):
-                raise Mistake(what, hint)
-        raise Mistake(f"for an input of shape {tuple(shape)} the largest error is "
-                      f"{(out - ref).abs().max():.3g}.", hint)
-    return ("reordered_block is correct: each sub-layer's output is normalized "
-            "before it is added, and the stream itself never is.")
+    summary = ("reordered_block is correct: each sub-layer's output is normalized before it is "
+               "added, and the stream itself never is.")
+    return check_block(fn, reordered_block, _reordered_mistakes, _REORDERED_HINT,
+                       "reordered_block", ((8, 5, (3, 8)), (16, 6, (2, 5, 16))), 20, summary)

@@ -17,7 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from normcourse.exercises.containers import call_keeping_inputs
-from normcourse.exercises.feedback import Mistake, checker, close, expect_tensor
+from normcourse.exercises.feedback import Mistake, Wrong, checker, close, expect_tensor, generator
+from normcourse.exercises.placements import compare_or
 
 __all__ = ["check_adjacent_cosine", "check_forward_skipping", "forward_skipping"]
 
@@ -32,7 +33,7 @@ def _streams(n_layer: int, shape, seed: int) -> list[torch.Tensor]:
     (per-position cosines of both signs), layer 3 flips every position (a
     negative mean).
     """
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed)
     d = shape[-1]
     scale = torch.rand(*shape[:-1], 1, generator=g, dtype=torch.float64) * 3 + 0.2
     h = (torch.randn(*shape, generator=g, dtype=torch.float64) + 0.7) * scale
@@ -101,6 +102,13 @@ def _check_float32_result(fn) -> None:
                       "return Python floats: .item() or float(...) on each cosine.")
 
 
+_COSINE_HINT = "F.cosine_similarity(a, b, dim=-1).mean() for each adjacent pair."
+
+
+def _values(cosines) -> torch.Tensor:
+    return torch.tensor(cosines, dtype=torch.float64)
+
+
 @checker
 def check_adjacent_cosine(fn) -> str:
     """``fn(hiddens)`` returns, per layer l, the mean over positions of cos(h_{l-1}, h_l)."""
@@ -117,57 +125,65 @@ def check_adjacent_cosine(fn) -> str:
                                   hint="read the list, do not edit it: zip(hiddens[:-1], "
                                        "hiddens[1:]) gives the adjacent pairs.")
         got = _as_values(out, n_layer)
-        if close(got, ref, atol=1e-6):
-            continue
-        if close(got.flip(0), ref, atol=1e-6):
-            raise Mistake("your values are in reverse order: the first should be layer 1's "
-                          "cos(h_0, h_1).", "iterate from the input towards the output.")
         per_position = [F.cosine_similarity(a, b, dim=-1) for a, b in pairs]
-        wrong = {
-            "you took the absolute value of the cosines; a layer that turns the stream "
-            "backwards has a negative cosine, and its sign is part of the answer.":
-                [c.abs().mean().item() for c in per_position],
-            "you took the absolute value of the mean cosine; a layer that turns the stream "
-            "backwards has a negative cosine, and its sign is part of the answer.":
-                [abs(c.mean().item()) for c in per_position],
-            "you took one cosine of the whole flattened tensors; the stream has one vector per "
-            "position (the last dimension), so compute a cosine per position and average them.":
-                [F.cosine_similarity(a.flatten(), b.flatten(), dim=0).item() for a, b in pairs],
-            "you averaged the vectors over batch and positions first and took one cosine of the "
-            "averages; compute a cosine per position, then average the cosines.":
-                [F.cosine_similarity(a.mean((0, 1)), b.mean((0, 1)), dim=0).item()
-                 for a, b in pairs],
-            "you compared every layer with the embeddings h_0; compare each layer's input with its "
-            "output (h_{l-1} with h_l).":
-                [F.cosine_similarity(hs[0], b, dim=-1).mean().item() for b in hs[1:]],
-            "you took the cosine along dimension 0 (across the batch); the features are the last "
-            "dimension: dim=-1.":
-                [F.cosine_similarity(a, b, dim=0).mean().item() for a, b in pairs],
-            "you took the cosine along dimension 1 (across positions; F.cosine_similarity's "
-            "default is dim=1); the features are the last dimension: dim=-1.":
-                [F.cosine_similarity(a, b, dim=1).mean().item() for a, b in pairs],
-            "you returned the mean dot product; a cosine divides by both vectors' norms.":
-                [(a * b).sum(-1).mean().item() for a, b in pairs],
-            "you returned 1 - cosine (a distance); the exercise asks for the similarity itself.":
-                [1 - c.mean().item() for c in per_position],
-            "you divided the mean dot product by the mean norms; average the per-position "
-            "cosines instead (the positions have different scales).":
-                [((a * b).sum(-1).mean() / (a.norm(dim=-1).mean() * b.norm(dim=-1).mean())).item()
-                 for a, b in pairs],
-            "you divided by the norms of the whole tensors; divide each position's dot "
-            "product by that position's norms (a.norm(dim=-1)).":
-                [((a * b).sum(-1) / (a.norm() * b.norm())).mean().item() for a, b in pairs],
-            "you centred each vector first (a correlation, not a cosine); the cosine uses the "
-            "vectors as they are.":
-                [F.cosine_similarity(a - a.mean(-1, keepdim=True), b - b.mean(-1, keepdim=True),
-                                     dim=-1).mean().item() for a, b in pairs],
-        }
-        for what, values in wrong.items():
-            if close(got, torch.tensor(values, dtype=torch.float64), atol=1e-6):
-                raise Mistake(what, "F.cosine_similarity(a, b, dim=-1).mean() for each adjacent pair.")
+        wrong = [
+            Wrong("your values are in reverse order: the first should be layer 1's "
+                  "cos(h_0, h_1).", "iterate from the input towards the output.",
+                  lambda: ref.flip(0)),
+            Wrong("you took the absolute value of the cosines; a layer that turns the stream "
+                  "backwards has a negative cosine, and its sign is part of the answer.",
+                  _COSINE_HINT,
+                  lambda: _values([c.abs().mean().item() for c in per_position])),
+            Wrong("you took the absolute value of the mean cosine; a layer that turns the stream "
+                  "backwards has a negative cosine, and its sign is part of the answer.",
+                  _COSINE_HINT,
+                  lambda: _values([abs(c.mean().item()) for c in per_position])),
+            Wrong("you took one cosine of the whole flattened tensors; the stream has one vector per "
+                  "position (the last dimension), so compute a cosine per position and average them.",
+                  _COSINE_HINT,
+                  lambda: _values([F.cosine_similarity(a.flatten(), b.flatten(), dim=0).item() for a, b in pairs])),
+            Wrong("you averaged the vectors over batch and positions first and took one cosine of the "
+                  "averages; compute a cosine per position, then average the cosines.",
+                  _COSINE_HINT,
+                  lambda: _values([F.cosine_similarity(a.mean((0, 1)), b.mean((0, 1)), dim=0).item()
+                          for a, b in pairs])),
+            Wrong("you compared every layer with the embeddings h_0; compare each layer's input with its "
+                  "output (h_{l-1} with h_l).",
+                  _COSINE_HINT,
+                  lambda: _values([F.cosine_similarity(hs[0], b, dim=-1).mean().item() for b in hs[1:]])),
+            Wrong("you took the cosine along dimension 0 (across the batch); the features are the last "
+                  "dimension: dim=-1.",
+                  _COSINE_HINT,
+                  lambda: _values([F.cosine_similarity(a, b, dim=0).mean().item() for a, b in pairs])),
+            Wrong("you took the cosine along dimension 1 (across positions; F.cosine_similarity's "
+                  "default is dim=1); the features are the last dimension: dim=-1.",
+                  _COSINE_HINT,
+                  lambda: _values([F.cosine_similarity(a, b, dim=1).mean().item() for a, b in pairs])),
+            Wrong("you returned the mean dot product; a cosine divides by both vectors' norms.",
+                  _COSINE_HINT,
+                  lambda: _values([(a * b).sum(-1).mean().item() for a, b in pairs])),
+            Wrong("you returned 1 - cosine (a distance); the exercise asks for the similarity itself.",
+                  _COSINE_HINT,
+                  lambda: _values([1 - c.mean().item() for c in per_position])),
+            Wrong("you divided the mean dot product by the mean norms; average the per-position "
+                  "cosines instead (the positions have different scales).",
+                  _COSINE_HINT,
+                  lambda: _values([((a * b).sum(-1).mean() / (a.norm(dim=-1).mean() * b.norm(dim=-1).mean())).item()
+                          for a, b in pairs])),
+            Wrong("you divided by the norms of the whole tensors; divide each position's dot "
+                  "product by that position's norms (a.norm(dim=-1)).",
+                  _COSINE_HINT,
+                  lambda: _values([((a * b).sum(-1) / (a.norm() * b.norm())).mean().item() for a, b in pairs])),
+            Wrong("you centred each vector first (a correlation, not a cosine); the cosine uses the "
+                  "vectors as they are.",
+                  _COSINE_HINT,
+                  lambda: _values([F.cosine_similarity(a - a.mean(-1, keepdim=True), b - b.mean(-1, keepdim=True),
+                          dim=-1).mean().item() for a, b in pairs])),
+        ]
         worst = int((got - ref).abs().argmax())
-        raise Mistake(f"layer {worst + 1}: you returned {got[worst]:.4f}, expected {ref[worst]:.4f}.",
-                      "F.cosine_similarity(a, b, dim=-1).mean() for each adjacent pair (a, b).")
+        compare_or(got, ref, 1e-6, wrong, otherwise=Mistake(
+            f"layer {worst + 1}: you returned {got[worst]:.4f}, expected {ref[worst]:.4f}.",
+            "F.cosine_similarity(a, b, dim=-1).mean() for each adjacent pair (a, b)."))
     _check_float32_result(fn)
     return ("adjacent_cosine is correct: one cosine per position between the stream before and "
             "after each layer, averaged over positions.")
@@ -193,11 +209,18 @@ class _Block(nn.Module):
         return h + self.strength * torch.tanh(self.linear(h))
 
 
-def _blocks(n: int, d: int, seed: int):
-    """``n`` distinct, nonlinear residual blocks (nn.Modules), and a log of which ones ran."""
-    g = torch.Generator().manual_seed(seed)
+def _blocks(n: int, d: int, seed: int, shared=None):
+    """``n`` nonlinear residual blocks (nn.Modules), and a log of which ones ran.
+
+    With ``shared = (i, j)`` position ``j`` holds the same module object as position
+    ``i`` (a model may reuse a layer): skipping is by position, not by object.
+    """
+    g = generator(seed)
     calls: list[int] = []
-    return [_Block(i, d, g, calls) for i in range(n)], calls
+    blocks = [_Block(i, d, g, calls) for i in range(n)]
+    if shared is not None:
+        blocks[shared[1]] = blocks[shared[0]]
+    return blocks, calls
 
 
 @torch.no_grad()
@@ -218,13 +241,69 @@ def forward_skipping(x, blocks, skip):
 _SKIP_HINT = "for i, block in enumerate(blocks): skip i == skip, otherwise x = block(x)."
 
 
+def _skip_mistakes(x, blocks, skip, shared: bool) -> list[Wrong]:
+    """Known wrong ways to skip ``blocks[skip]``, each as the order of blocks it runs."""
+    n = len(blocks)
+    keep = [i for i in range(n) if i != skip]
+
+    def runs(order, what, hint=_SKIP_HINT):
+        return Wrong(what, hint, lambda: _apply(x, blocks, order))
+
+    wrongs = []
+    if shared:   # one module object at two positions: skipped by object, not by position
+        same = [i for i in range(n) if blocks[i] is blocks[skip]]
+        for what, order in (
+                ("you left out every position that holds the block object blocks[skip]",
+                 [i for i in range(n) if i not in same]),
+                ("you left out nothing", [i for i in range(n) if blocks.index(blocks[i]) != skip])):
+            wrongs.append(runs(order, f"with skip={skip}, where blocks[{same[0]}] and "
+                               f"blocks[{same[1]}] are the same module object (a model may reuse "
+                               f"a layer), {what}: you skipped by the block (`block is "
+                               "blocks[skip]` or `blocks.index(block) == skip`), not by its "
+                               "position.", "compare positions: for i, block in "
+                                            "enumerate(blocks), skip i == skip."))
+    wrongs.append(runs(list(range(n)),
+                       f"with skip={skip} you applied every block: nothing was left out."))
+    if skip > 0:
+        wrongs.append(runs([i for i in range(n) if i != skip - 1],
+                           f"with skip={skip} you left out blocks[{skip - 1}]: skip is a 0-based "
+                           "index."))
+    if skip < n - 1:
+        wrongs.append(runs([i for i in range(n) if i != skip + 1],
+                           f"with skip={skip} you left out blocks[{skip + 1}]: skip is a 0-based "
+                           "index."))
+    wrongs.append(runs(list(range(skip)), f"with skip={skip} you stopped at the skipped block; "
+                                          "the blocks after it must still run."))
+    if skip > 0:
+        wrongs.append(runs(list(range(skip + 1, n)),
+                           f"with skip={skip} you started after the skipped block; the blocks "
+                           "before it must run too."))
+    wrongs += [
+        runs(keep[::-1], "you applied the blocks in reverse order; the stream flows from "
+                         "blocks[0] upwards."),
+        Wrong("you added x to each block's output (x = x + block(x)); a block already contains "
+              "its residual connection and returns the new stream.",
+              "x = block(x) for every block but the skipped one.",
+              lambda: _apply(x, blocks, keep, residual_again=True)),
+        Wrong(f"with skip={skip} you replaced the stream by zeros at the skipped layer; "
+              "skipping passes the block's input through unchanged.",
+              "leave x as it is for the skipped block.",
+              lambda: _apply(torch.zeros_like(x), blocks, keep[skip:]) if skip < n - 1
+              else torch.zeros_like(x)),
+    ]
+    return wrongs
+
+
 @checker
 def check_forward_skipping(fn) -> str:
     """``fn(x, blocks, skip)`` applies ``blocks`` in order, leaving out ``blocks[skip]``."""
-    for n, d, seed in ((5, 8, 3), (7, 16, 4)):
-        for skip in (n // 2, n - 1, 0):   # the middle first: its mistakes are the clearest
-            blocks, calls = _blocks(n, d, seed)
-            x = torch.randn(2, 3, d, generator=torch.Generator().manual_seed(seed + skip),
+    # the middle first: its mistakes are the clearest; then a list that holds one block
+    # object at positions 1 and 3, skipped at each of them
+    for n, d, seed, shared, skips in ((5, 8, 3, None, (2, 4, 0)), (7, 16, 4, None, (3, 6, 0)),
+                                      (5, 8, 5, (1, 3), (3, 1))):
+        for skip in skips:
+            blocks, calls = _blocks(n, d, seed, shared)
+            x = torch.randn(2, 3, d, generator=generator(seed + skip),
                             dtype=torch.float64)
             keep = [i for i in range(n) if i != skip]
             ref = _apply(x, blocks, keep)
@@ -239,39 +318,15 @@ def check_forward_skipping(fn) -> str:
                                 shape_hint="return the stream after the last block.")
             learner_calls = list(calls)
             calls.clear()
-            if close(out, ref, atol=1e-9, rtol=1e-9):
-                if skip in learner_calls:
-                    raise Mistake(f"the output is right, but you called blocks[{skip}] and threw its "
-                                  "result away; a skipped layer should cost nothing.",
-                                  "test `if i == skip: continue` before calling the block.")
-                continue
-            wrong = {
-                f"with skip={skip} you applied every block: nothing was left out.": list(range(n)),
-                f"with skip={skip} you left out blocks[{skip - 1}]: skip is a 0-based index.":
-                    [i for i in range(n) if i != skip - 1] if skip > 0 else None,
-                f"with skip={skip} you left out blocks[{skip + 1}]: skip is a 0-based index.":
-                    [i for i in range(n) if i != skip + 1] if skip < n - 1 else None,
-                f"with skip={skip} you stopped at the skipped block; the blocks after it must still run.":
-                    list(range(skip)),
-                f"with skip={skip} you started after the skipped block; the blocks before it must "
-                "run too.": list(range(skip + 1, n)) if skip > 0 else None,
-                "you applied the blocks in reverse order; the stream flows from blocks[0] upwards.":
-                    [i for i in reversed(range(n)) if i != skip],
-            }
-            for what, order in wrong.items():
-                if order is not None and close(out, _apply(x, blocks, order), atol=1e-9, rtol=1e-9):
-                    raise Mistake(what, _SKIP_HINT)
-            if close(out, _apply(x, blocks, keep, residual_again=True), atol=1e-9, rtol=1e-9):
-                raise Mistake("you added x to each block's output (x = x + block(x)); a block "
-                              "already contains its residual connection and returns the new "
-                              "stream.", "x = block(x) for every block but the skipped one.")
-            if close(out, _apply(torch.zeros_like(x), blocks, keep[skip:]) if skip < n - 1 else
-                     torch.zeros_like(x), atol=1e-9, rtol=1e-9):
-                raise Mistake(f"with skip={skip} you replaced the stream by zeros at the skipped "
-                              "layer; skipping passes the block's input through unchanged.",
-                              "leave x as it is for the skipped block.")
+            with torch.no_grad():
+                compare_or(out, ref, 1e-9, _skip_mistakes(x, blocks, skip, shared is not None),
+                           rtol=1e-9,
+                           otherwise=Mistake(f"with {n} blocks and skip={skip} the largest error "
+                                             f"is {(out - ref).abs().max():.3g}.", _SKIP_HINT))
             calls.clear()
-            raise Mistake(f"with {n} blocks and skip={skip} the largest error is "
-                          f"{(out - ref).abs().max():.3g}.", _SKIP_HINT)
+            if skip in learner_calls if shared is None else len(learner_calls) > len(keep):
+                raise Mistake(f"the output is right, but you called blocks[{skip}] and threw its "
+                              "result away; a skipped layer should cost nothing.",
+                              "test `if i == skip: continue` before calling the block.")
     return ("forward_skipping is correct: every block but the skipped one runs, in order, "
             "and the skipped one passes its input straight on.")

@@ -16,7 +16,7 @@ import math
 import torch
 
 from normcourse.exercises.containers import call_keeping_inputs
-from normcourse.exercises.feedback import Mistake, as_number, checker
+from normcourse.exercises.feedback import Mistake, Wrong, as_number, checker, generator
 
 __all__ = ["check_update_data_ratios", "check_flag_massive", "update_data_ratios", "flag_massive"]
 
@@ -40,8 +40,9 @@ def flag_massive(activations: dict, threshold: float) -> list:
 # ------------------------------------------------------------------ update:data ratio
 
 def _parameters(seed: int):
-    """Parameters before and after one made-up step: matrices, a norm gain near 1, a scalar."""
-    g = torch.Generator().manual_seed(seed)
+    """Parameters before and after one made-up step: matrices, a norm gain near 1, a scalar,
+    a (1, 16) row, and a gain still at its initial 1 (constant: its ratio is inf)."""
+    g = generator(seed)
 
     def randn(*shape):
         return torch.randn(*shape, generator=g)
@@ -53,6 +54,8 @@ def _parameters(seed: int):
         "blocks.0.norm.bias": 0.01 * randn(16),
         "alpha": torch.tensor([0.5]),                     # one entry: no spread to compare with
         "head.weight": 0.02 * randn(40, 16),
+        "pos.scale": 0.1 * randn(1, 16),                  # one row, 16 entries: it has a ratio
+        "blocks.1.norm.weight": torch.ones(16),           # a gain at its initial 1: std 0
     }
     step = {
         "tok.weight": 2e-5 * randn(40, 16),
@@ -61,9 +64,50 @@ def _parameters(seed: int):
         "blocks.0.norm.bias": torch.zeros(16),            # this one did not move
         "alpha": torch.tensor([0.01]),
         "head.weight": 1e-4 * randn(40, 16),
+        "pos.scale": 1e-3 * randn(1, 16),
+        "blocks.1.norm.weight": 1e-3 * randn(16),         # ratio std(step) / 0 = inf
     }
     after = {k: before[k] + step[k] for k in before}
     return before, after
+
+
+_RATIO_HINT = "ratio = (after[n] - before[n]).std() / before[n].std()."
+
+
+def _ratio_mistakes(before: dict, after: dict, ref: dict) -> list[Wrong]:
+    """Known wrong ratios, each a lazy {name: value} for the names of ``ref``."""
+    def per_name(what, ratio):
+        return Wrong(what, _RATIO_HINT, lambda: {
+            k: float(ratio(after[k].double() - before[k].double(), before[k].double(),
+                           after[k].double())) for k in ref})
+
+    def upside_down(d, b, a):
+        return b.std() / d.std() if d.std() > 0 else math.inf
+
+    return [
+        Wrong("you returned log10 of the ratio; return the ratio itself (plot it on a log "
+              "scale).", _RATIO_HINT,
+              lambda: {k: math.log10(ref[k]) if ref[k] > 0 else -math.inf for k in ref}),
+        per_name("you divided by the spread of the weights *after* the step; the reference is "
+                 "the weights before it, std(after - before) / std(before).",
+                 lambda d, b, a: d.std() / a.std()),
+        per_name("you compared the spread of the weights after and before, std(after) / "
+                 "std(before); the update is the difference after - before.",
+                 lambda d, b, a: a.std() / b.std()),
+        per_name("you took the difference of the standard deviations, (std(after) - "
+                 "std(before)) / std(before); the update's spread is the standard deviation of "
+                 "the difference, std(after - before).",
+                 lambda d, b, a: (a.std() - b.std()) / b.std()),
+        per_name("you divided variances; the ratio compares standard deviations (take the "
+                 "square root, or use .std()).", lambda d, b, a: d.var() / b.var()),
+        per_name("you divided norms (or RMS values), not standard deviations: for a LayerNorm "
+                 "gain near 1 the norm counts its mean of 1, and the ratio comes out far too "
+                 "small.", lambda d, b, a: d.norm() / b.norm()),
+        per_name("the ratio is upside down: the update goes on top, std(after - before) / "
+                 "std(before).", upside_down),
+        per_name("you used mean absolute values; the update:data ratio compares standard "
+                 "deviations.", lambda d, b, a: d.abs().mean() / b.abs().mean()),
+    ]
 
 
 @checker
@@ -90,6 +134,18 @@ def check_update_data_ratios(fn) -> str:
             raise Mistake(f"the result has no entry for {missing}: you kept only matrices "
                           "(p.dim() >= 2), but these vectors have more than one entry too.",
                           "leave out only tensors with a single entry: p.numel() > 1.")
+        if missing and all(before[k].shape[0] == 1 for k in missing):
+            raise Mistake(f"the result has no entry for {missing}, of shape "
+                          f"{tuple(before[missing[0]].shape)}: it has "
+                          f"{before[missing[0]].numel()} entries, but you filtered on its first "
+                          "dimension (p.shape[0] > 1 or len(p) > 1).",
+                          "leave out only tensors with a single entry: p.numel() > 1.")
+        if missing and all(before[k].std() == 0 for k in missing):
+            raise Mistake(f"the result has no entry for {missing}: its values before the step are "
+                          "all equal (a gain at its initial 1), so std(before) is 0 and its ratio "
+                          "is inf; the exercise leaves out only single-entry parameters.",
+                          "keep it: std(after - before) / std(before) gives inf for a constant "
+                          "weight that moved, and the chapter wants to see that.")
         if missing:
             raise Mistake(f"the result has no entry for {missing}.",
                           "every parameter with more than one entry gets a ratio, including ones "
@@ -107,44 +163,30 @@ def check_update_data_ratios(fn) -> str:
         got = {k: as_number(out[k], f"the value for '{k}'",
                             shape_hint="reduce over the whole tensor: (after - before).std() / "
                                        "before.std().") for k in ref}
-        if all(math.isclose(got[k], ref[k], rel_tol=1e-4, abs_tol=1e-9) for k in ref):
+        # a constant weight has std(before) = 0: its ratio is inf (a clamped denominator, as
+        # the toolkit's, gives a huge finite number, which is as good)
+        constant = [k for k in ref if not math.isfinite(ref[k])]
+        ref = {k: v for k, v in ref.items() if k not in constant}
+        right = all(math.isclose(got[k], ref[k], rel_tol=1e-4, abs_tol=1e-9) for k in ref)
+        if right and all(got[k] > 1e6 for k in constant):
             continue
-        d = {k: (after[k].double() - before[k].double()) for k in ref}
-        b = {k: before[k].double() for k in ref}
-        a = {k: after[k].double() for k in ref}
-        wrong = {
-            "you returned log10 of the ratio; return the ratio itself (plot it on a log scale).":
-                {k: math.log10(ref[k]) if ref[k] > 0 else -math.inf for k in ref},
-            "you divided by the spread of the weights *after* the step; the reference is the "
-            "weights before it, std(after - before) / std(before).":
-                {k: float(d[k].std() / a[k].std()) for k in ref},
-            "you compared the spread of the weights after and before, std(after) / std(before); "
-            "the update is the difference after - before.":
-                {k: float(a[k].std() / b[k].std()) for k in ref},
-            "you took the difference of the standard deviations, (std(after) - std(before)) / "
-            "std(before); the update's spread is the standard deviation of the difference, "
-            "std(after - before).":
-                {k: float((a[k].std() - b[k].std()) / b[k].std()) for k in ref},
-            "you divided variances; the ratio compares standard deviations (take the square "
-            "root, or use .std()).":
-                {k: float(d[k].var() / b[k].var()) for k in ref},
-            "you divided norms (or RMS values), not standard deviations: for a LayerNorm gain "
-            "near 1 the norm counts its mean of 1, and the ratio comes out far too small.":
-                {k: float(d[k].norm() / b[k].norm()) for k in ref},
-            "the ratio is upside down: the update goes on top, std(after - before) / std(before).":
-                {k: float(b[k].std() / d[k].std()) if d[k].std() > 0 else math.inf for k in ref},
-            "you used mean absolute values; the update:data ratio compares standard deviations.":
-                {k: float(d[k].abs().mean() / b[k].abs().mean()) for k in ref},
-        }
+        if right:
+            k = next(k for k in constant if not got[k] > 1e6)
+            raise Mistake(f"for '{k}', whose values before the step are all equal (std(before) "
+                          f"= 0), you returned {got[k]:.4g}; the ratio of a constant weight that "
+                          "moved is inf.",
+                          "do not special-case std(before) == 0: the division gives inf, which "
+                          "says that the step is huge against the weight's spread.")
         moved = [k for k in ref if ref[k] > 0]   # log10(0) may come back as -inf, NaN or a clamp
-        for what, values in wrong.items():
+        for wrong in _ratio_mistakes(before, after, ref):
+            values = wrong.value()
             # a difference of two nearly equal spreads loses digits in float32: looser there
-            rel = 1e-2 if what.startswith("you took the difference") else 1e-4
+            rel = 1e-2 if wrong.what.startswith("you took the difference") else 1e-4
             if all(math.isclose(got[k], values[k], rel_tol=rel, abs_tol=1e-9) for k in moved):
-                raise Mistake(what, "ratio = (after[n] - before[n]).std() / before[n].std().")
+                raise Mistake(wrong.what, wrong.hint)
         worst = max(ref, key=lambda k: abs(got[k] - ref[k]) / max(ref[k], 1e-12))
         raise Mistake(f"for '{worst}' you returned {got[worst]:.4g}, expected {ref[worst]:.4g}.",
-                      "ratio = (after[n] - before[n]).std() / before[n].std().")
+                      _RATIO_HINT)
     return ("update_data_ratios is correct: std(after - before) / std(before) per parameter, "
             "whatever the optimizer, single-entry parameters left out.")
 
@@ -165,9 +207,10 @@ def _activations(seed: int, threshold: float) -> dict:
     "final_norm" one whole token is loud (x 170), which is massive for the layer but
     ordinary within its own row.  The last, "probe", sits exactly on the threshold
     (median |a| exactly 1, max exactly ``threshold``): "exceeds" means strictly above.
-    Its entries are all positive, so a signed median is not 0 there.
+    Its entries are all positive, so a signed median is not 0 there.  The very last,
+    "mlp.relu", is mostly exact zeros (median |a| = 0): max / 0 = inf flags it.
     """
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed)
 
     def symmetric():
         v = torch.randn(500, generator=g)
@@ -190,6 +233,10 @@ def _activations(seed: int, threshold: float) -> dict:
     high = 1.0 + (threshold - 1.0) * torch.rand(499, generator=g)    # above it, below the max
     probe = torch.cat([low, torch.ones(1), high, torch.full((1,), threshold)])
     acts["probe"] = probe[torch.randperm(1001, generator=g)].reshape(7, 143)
+    # After a ReLU most entries are exactly 0: median |a| = 0, so max / median is inf and
+    # the layer is flagged (601 zeros of 1001).
+    relu = torch.cat([torch.zeros(601), torch.rand(400, generator=g) + 0.1])
+    acts["mlp.relu"] = relu[torch.randperm(1001, generator=g)].reshape(7, 143)
     return acts
 
 
@@ -222,6 +269,9 @@ _MASSIVE_MISTAKES = (
     ("you computed the ratio per feature (along dimension 0) and took the largest; the "
      "ratio is over the whole tensor.",
      lambda a: (a.abs().amax(0) / a.abs().median(0).values).max(), None),
+    ("you skipped a layer whose median |a| is 0 (most of its entries are exactly 0, as after "
+     "a ReLU); max |a| / 0 is inf, which exceeds any threshold: flag it.",
+     lambda a: _true_ratio(a) if a.abs().median() > 0 else a.new_zeros(()), None),
     ("a layer whose ratio equals the threshold exactly was flagged; \"exceeds\" means "
      "strictly above: use >, not >=.", _true_ratio, lambda r, t: r >= t),
 )

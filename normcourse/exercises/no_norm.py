@@ -18,8 +18,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from normcourse.exercises.feedback import Mistake, call_learner, checker, close, expect_tensor
-from normcourse.exercises.layer_norm import _diagnose
+from normcourse.exercises.feedback import (
+    Mistake, Wrong, call_learner, checker, close, compare, expect_tensor, generator,
+)
+from normcourse.exercises.placements import explain_when
 from normcourse.model import GPTConfig, TinyGPT
 
 __all__ = ["check_adaln_zero", "check_strip_layer_norms"]
@@ -53,84 +55,83 @@ def _adaln_variants(x, shift, scale, gate, branch):
         return x + g1 * branch(h * (1 + sc1) + sh1)
 
     return [
-        (lambda: x + g1 * branch(_ln(x) * sc1 + sh1),
-         ("LN(x) is multiplied by scale, not by (1 + scale).",
-          "AdaLN-Zero modulates with (1 + scale), so that scale = 0 leaves LN(x) unchanged.")),
-        (lambda: x + g1 * branch(_ln(x) * (1 - sc1) + sh1),
-         ("LN(x) is multiplied by (1 - scale); it is (1 + scale).",
-          "h = LN(x) * (1 + scale) + shift.")),
-        (lambda: x + g1 * branch(_ln(x) * (1 + sc1) - sh1),
-         ("shift is subtracted; it is added: h = LN(x) * (1 + scale) + shift.",
-          "h = LN(x) * (1 + scale) + shift.")),
-        (lambda: x + g1 * branch(_ln(x) * (1 + sh1) + sc1),
-         ("shift and scale are swapped.", "h = LN(x) * (1 + scale) + shift.")),
-        (lambda: x + branch(_ln(x) * (1 + sc1) + sh1),
-         ("the gate is not applied: the branch output is added to x as it is.",
-          "multiply the branch output by gate before adding it to x.")),
-        (lambda: x + (1 + g1) * branch(_ln(x) * (1 + sc1) + sh1),
-         ("the branch is gated with (1 + gate); AdaLN-Zero gates with gate itself, so that a "
-          "zero gate switches the branch off.", "y = x + gate * branch(h).")),
-        (lambda: g1 * (x + branch(_ln(x) * (1 + sc1) + sh1)),
-         ("the gate multiplies the whole sum x + branch(...), so it also scales the skip path.",
-          "only the branch is gated: y = x + gate * branch(h).")),
-        (lambda: g1 * branch(_ln(x) * (1 + sc1) + sh1),
-         ("the residual connection is missing: you returned only the gated branch.",
-          "add x: y = x + gate * branch(h).")),
-        (lambda: x + g1 * (_ln(x) * (1 + sc1) + sh1),
-         ("the branch is missing: the modulated LN(x) is gated and added to x without going "
-          "through branch.", "y = x + gate * branch(LN(x) * (1 + scale) + shift).")),
-        (lambda: x + g1 * branch(x * (1 + sc1) + sh1),
-         ("x is modulated without being normalized first.",
-          "normalize each token first: LN(x) without affine parameters (F.layer_norm(x, x.shape[-1:])).")),
-        (lambda: x + g1 * branch(_ln(x * (1 + sc1) + sh1)),
-         ("you modulated x before normalizing it, LN(x * (1 + scale) + shift): the norm then "
-          "removes most of the modulation. Normalize first, then modulate.",
-          "h = LN(x) * (1 + scale) + shift.")),
-        (lambda: x + g1 * (branch(_ln(x)) * (1 + sc1) + sh1),
-         ("shift and scale modulate the branch's output instead of its input.",
-          "modulate LN(x) before it enters the branch: branch(LN(x) * (1 + scale) + shift).")),
-        (lambda: x + g[None] * branch(_ln(x) * (1 + sc[None]) + sh[None]),
-         ("the conditioning is broadcast over the wrong axis: row b of shift/scale/gate went to "
-          "token b instead of sample b.",
-          "shift, scale and gate are (B, C), one row per sample: use shift[:, None, :] (or "
-          ".unsqueeze(1)) so they broadcast over the T tokens.")),
-        (lambda: with_norm(_ln(x, eps=1e-5)),
-         ("your LayerNorm uses eps = 1e-5 (nn.LayerNorm's and F.layer_norm's default); the "
-          "exercise's is 1e-6. On tokens with a small spread the difference shows.",
-          "F.layer_norm(x, x.shape[-1:], eps=1e-6), or nn.LayerNorm(C, eps=1e-6, "
-          "elementwise_affine=False).")),
-        (lambda: with_norm(_ln(x, eps=0.0)),
-         ("your LayerNorm has no eps: on tokens with a small spread it divides by almost "
-          "nothing.", "add eps = 1e-6 to the variance inside the square root.")),
-        (lambda: with_norm(_ln(x, eps_outside=True)),
-         ("eps is added to the standard deviation; it belongs inside the square root, "
-          "sqrt(var + eps).", "(x - mean) / torch.sqrt(var + 1e-6).")),
-        (lambda: with_norm(_ln(x, unbiased=True)),
-         ("you used the unbiased variance (torch.var's default divides by C - 1); LayerNorm "
-          "divides by C.", "x.var(-1, keepdim=True, unbiased=False), or F.layer_norm.")),
-        (lambda: with_norm(_ln(x, dims=(1,))),
-         ("you normalized over the tokens (dimension 1); LayerNorm normalizes each token over "
-          "its C channels, the last dimension.", "F.layer_norm(x, x.shape[-1:], eps=1e-6).")),
-        (lambda: with_norm(_ln(x, dims=(1, 2))),
-         ("you normalized over tokens and channels together (x.shape[1:]); LayerNorm "
-          "normalizes each token on its own, over the last dimension.",
-          "F.layer_norm(x, x.shape[-1:], eps=1e-6): normalized_shape is the last dimension only.")),
+        Wrong("LN(x) is multiplied by scale, not by (1 + scale).",
+              "AdaLN-Zero modulates with (1 + scale), so that scale = 0 leaves LN(x) unchanged.",
+              lambda: x + g1 * branch(_ln(x) * sc1 + sh1)),
+        Wrong("LN(x) is multiplied by (1 - scale); it is (1 + scale).",
+              "h = LN(x) * (1 + scale) + shift.",
+              lambda: x + g1 * branch(_ln(x) * (1 - sc1) + sh1)),
+        Wrong("shift is subtracted; it is added: h = LN(x) * (1 + scale) + shift.",
+              "h = LN(x) * (1 + scale) + shift.",
+              lambda: x + g1 * branch(_ln(x) * (1 + sc1) - sh1)),
+        Wrong("shift and scale are swapped.", "h = LN(x) * (1 + scale) + shift.",
+              lambda: x + g1 * branch(_ln(x) * (1 + sh1) + sc1)),
+        Wrong("the gate is not applied: the branch output is added to x as it is.",
+              "multiply the branch output by gate before adding it to x.",
+              lambda: x + branch(_ln(x) * (1 + sc1) + sh1)),
+        Wrong("the branch is gated with (1 + gate); AdaLN-Zero gates with gate itself, so that a "
+              "zero gate switches the branch off.", "y = x + gate * branch(h).",
+              lambda: x + (1 + g1) * branch(_ln(x) * (1 + sc1) + sh1)),
+        Wrong("the gate multiplies the whole sum x + branch(...), so it also scales the skip path.",
+              "only the branch is gated: y = x + gate * branch(h).",
+              lambda: g1 * (x + branch(_ln(x) * (1 + sc1) + sh1))),
+        Wrong("the residual connection is missing: you returned only the gated branch.",
+              "add x: y = x + gate * branch(h).",
+              lambda: g1 * branch(_ln(x) * (1 + sc1) + sh1)),
+        Wrong("the branch is missing: the modulated LN(x) is gated and added to x without going "
+              "through branch.", "y = x + gate * branch(LN(x) * (1 + scale) + shift).",
+              lambda: x + g1 * (_ln(x) * (1 + sc1) + sh1)),
+        Wrong("x is modulated without being normalized first.",
+              "normalize each token first: LN(x) without affine parameters (F.layer_norm(x, x.shape[-1:])).",
+              lambda: x + g1 * branch(x * (1 + sc1) + sh1)),
+        Wrong("you modulated x before normalizing it, LN(x * (1 + scale) + shift): the norm then "
+              "removes most of the modulation. Normalize first, then modulate.",
+              "h = LN(x) * (1 + scale) + shift.",
+              lambda: x + g1 * branch(_ln(x * (1 + sc1) + sh1))),
+        Wrong("shift and scale modulate the branch's output instead of its input.",
+              "modulate LN(x) before it enters the branch: branch(LN(x) * (1 + scale) + shift).",
+              lambda: x + g1 * (branch(_ln(x)) * (1 + sc1) + sh1)),
+        Wrong("the conditioning is broadcast over the wrong axis: row b of shift/scale/gate went to "
+              "token b instead of sample b.",
+              "shift, scale and gate are (B, C), one row per sample: use shift[:, None, :] (or "
+              ".unsqueeze(1)) so they broadcast over the T tokens.",
+              lambda: x + g[None] * branch(_ln(x) * (1 + sc[None]) + sh[None])),
+        Wrong("your LayerNorm uses eps = 1e-5 (nn.LayerNorm's and F.layer_norm's default); the "
+              "exercise's is 1e-6. On tokens with a small spread the difference shows.",
+              "F.layer_norm(x, x.shape[-1:], eps=1e-6), or nn.LayerNorm(C, eps=1e-6, "
+              "elementwise_affine=False).",
+              lambda: with_norm(_ln(x, eps=1e-5))),
+        Wrong("your LayerNorm has no eps: on tokens with a small spread it divides by almost "
+              "nothing.", "add eps = 1e-6 to the variance inside the square root.",
+              lambda: with_norm(_ln(x, eps=0.0))),
+        Wrong("eps is added to the standard deviation; it belongs inside the square root, "
+              "sqrt(var + eps).", "(x - mean) / torch.sqrt(var + 1e-6).",
+              lambda: with_norm(_ln(x, eps_outside=True))),
+        Wrong("you used the unbiased variance (torch.var's default divides by C - 1); LayerNorm "
+              "divides by C.", "x.var(-1, keepdim=True, unbiased=False), or F.layer_norm.",
+              lambda: with_norm(_ln(x, unbiased=True))),
+        Wrong("you normalized over the tokens (dimension 1); LayerNorm normalizes each token over "
+              "its C channels, the last dimension.", "F.layer_norm(x, x.shape[-1:], eps=1e-6).",
+              lambda: with_norm(_ln(x, dims=(1,)))),
+        Wrong("you normalized over tokens and channels together (x.shape[1:]); LayerNorm "
+              "normalizes each token on its own, over the last dimension.",
+              "F.layer_norm(x, x.shape[-1:], eps=1e-6): normalized_shape is the last dimension only.",
+              lambda: with_norm(_ln(x, dims=(1, 2)))),
     ]
 
 
-def _explain_broadcast(err: Exception) -> str | None:
-    """A (B, C) conditioning broadcast against (B, T, C) the wrong way fails to broadcast."""
-    if isinstance(err, RuntimeError) and "must match the size" in str(err):
-        return ("shift, scale and gate are (B, C), one row per sample, and x is (B, T, C): "
-                "broadcast them over the T tokens with shift[:, None, :] (or .unsqueeze(1)); "
-                "shift[None] or a plain shift lines them up with the wrong axis.")
-    return None
+_BROADCAST_HINT = ("shift, scale and gate are (B, C), one row per sample, and x is (B, T, C): "
+                   "broadcast them over the T tokens with shift[:, None, :] (or .unsqueeze(1)); "
+                   "shift[None] or a plain shift lines them up with the wrong axis.")
+# A (B, C) conditioning broadcast against (B, T, C) the wrong way fails to broadcast.
+_explain_broadcast = explain_when(lambda err: isinstance(err, RuntimeError)
+                                  and "must match the size" in str(err), _BROADCAST_HINT)
 
 
 @checker
 def check_adaln_zero(fn: Callable) -> str:
     """Check ``fn(x, shift, scale, gate, branch)``: one AdaLN-Zero residual branch."""
-    g = torch.Generator().manual_seed(1111)
+    g = generator(1111)
     w = torch.randn(16, 16, generator=g, dtype=torch.float64) / 4
 
     def branch(h):  # a fixed, non-linear stand-in for attention or the MLP
@@ -152,9 +153,8 @@ def check_adaln_zero(fn: Callable) -> str:
                            explain=_explain_broadcast)
         expect_tensor(out, x, name=f"the output ({label})", shape_hint="the output has the shape of x.")
         ref = _adaln_zero(x, shift, scale, gate, branch)
-        if not close(out, ref, atol=1e-4):
-            _diagnose(out, ref, 1e-4, _adaln_variants(x, shift, scale, gate, branch),
-                      name=f"the output ({label})")
+        compare(out, ref, 1e-4, _adaln_variants(x, shift, scale, gate, branch),
+                name=f"the output ({label})")
     # the "Zero": a zero gate (the initial value) makes the block the identity, whatever the rest
     x, shift, scale, _ = cases[0]
     out = call_learner(fn, x, shift, scale, torch.zeros_like(shift), branch, name="your adaln_zero")
@@ -182,15 +182,18 @@ def _models():
     pre = TinyGPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, d_model=16, placement="pre"))
     peri = TinyGPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, d_model=16,
                              placement="peri", embed_norm=True))
-    seq = nn.Sequential(nn.Linear(6, 16), nn.LayerNorm(16), nn.GELU(), nn.Linear(16, 16), nn.LayerNorm(16))
+    # other norms are not LayerNorms and stay: an RMSNorm and a BatchNorm (in eval mode)
+    seq = nn.Sequential(nn.Linear(6, 16), nn.LayerNorm(16), nn.GELU(), nn.BatchNorm1d(16),
+                        nn.Linear(16, 16), nn.RMSNorm(16), nn.LayerNorm(16)).eval()
     with torch.no_grad():  # trained-looking norms: weights and biases away from 1 and 0
         for m in (pre, peri, seq):
             for mod in m.modules():
-                if isinstance(mod, nn.LayerNorm):
+                if isinstance(mod, (nn.LayerNorm, nn.RMSNorm, nn.BatchNorm1d)):
                     mod.weight.normal_(1.0, 0.3)
+                if isinstance(mod, (nn.LayerNorm, nn.BatchNorm1d)):
                     mod.bias.normal_(0.0, 0.3)
-    x_tok = torch.randint(0, 11, (2, 8), generator=torch.Generator().manual_seed(3))
-    x_vec = torch.randn(5, 6, generator=torch.Generator().manual_seed(4))
+    x_tok = torch.randint(0, 11, (2, 8), generator=generator(3))
+    x_vec = torch.randn(5, 6, generator=generator(4))
     return [("a pre-LN TinyGPT", pre, x_tok), ("a peri-LN TinyGPT with an embedding norm", peri, x_tok),
             ("an nn.Sequential MLP", seq, x_vec)]
 
@@ -227,8 +230,7 @@ def check_strip_layer_norms(fn: Callable) -> str:
         out = call_learner(fn, model, name="your strip_layer_norms")
         if out is not None and not isinstance(out, nn.Module):
             raise Mistake(f"your function returned {type(out).__name__} {out!r:.40}; return the "
-                          "model (or nothing, if you changed it in place).",
-                          "end with `return model`.")
+                          "model.", "end with `return model`.")
         result = out if out is not None else model
         left = [n for n, m in result.named_modules() if isinstance(m, nn.LayerNorm)]
         if out is None and len(left) == n_norms:
@@ -237,6 +239,18 @@ def check_strip_layer_norms(fn: Callable) -> str:
                           "copy is lost.",
                           "replace the norms in the model itself, or `return` the copy; the "
                           "exercise asks you to return the model.")
+        if out is None:
+            raise Mistake(f"your function changed {label} in place but returned None; the "
+                          "exercise asks you to return the model (code that calls it writes "
+                          "model = strip_layer_norms(model)).", "end with `return model`.")
+        now = dict(result.named_modules())
+        kept = [f"{n} ({type(m).__name__})" for n, m in ref.named_modules()
+                if "Norm" in type(m).__name__ and isinstance(now.get(n), nn.Identity)]
+        if kept:
+            raise Mistake(f"you also replaced {', '.join(kept[:3])} of {label} by the identity: "
+                          "only nn.LayerNorm goes; other norms such as RMSNorm and BatchNorm "
+                          "stay as they are.",
+                          "test isinstance(module, nn.LayerNorm), not the class name.")
         if left:
             raise Mistake(f"{len(left)} of the {n_norms} LayerNorms of {label} are still there: "
                           f"{', '.join(left)}.",

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from normcourse.exercises.containers import call_keeping_inputs
 from normcourse.exercises.feedback import (
-    Mistake, as_number, call_learner, checker, close, expect_tensor,
+    Mistake, Wrong, as_number, call_learner, checker, close, compare, expect_tensor, generator,
 )
 from normcourse.train import count_spikes
 
@@ -26,6 +26,33 @@ __all__ = ["check_pre_ln_block", "check_deepnorm_residual", "check_classify_run"
 # A run "failed to train" when its validation loss is less than this many nats below the
 # loss of predicting every character from its frequency alone (the unigram loss).
 FAILED_MARGIN = 0.1
+
+_UNMATCHED = "\0 no known mistake"
+
+
+def explain_when(matches, hint: str):
+    """An ``explain`` for :func:`feedback.call_learner`: ``hint`` for the exceptions that
+    ``matches(err)`` recognises, None (the generic hint) for the others."""
+    return lambda err: hint if matches(err) else None
+
+
+def compare_or(out, ref, tol, wrongs, otherwise, *, rtol=0.0) -> None:
+    """:func:`feedback.compare`, but with this checker's own message when nothing matches.
+
+    Returns when ``out`` is close to ``ref``, raises the Mistake of the first of
+    ``wrongs`` that ``out`` matches, and otherwise raises ``otherwise`` (a Mistake),
+    or calls it (a function that raises its own), for NaN too.
+    """
+    try:
+        compare(out, ref, tol, wrongs, rtol=rtol, name=_UNMATCHED)
+    except Mistake as mistake:
+        if not mistake.what.startswith(_UNMATCHED):
+            raise
+    else:
+        return
+    if isinstance(otherwise, Mistake):
+        raise otherwise
+    otherwise()
 
 
 def classify_run(run: dict, unigram_loss: float, margin: float = FAILED_MARGIN) -> str:
@@ -84,7 +111,7 @@ def _sublayers(d: int, seed: int):
     Real ``nn.Module`` objects, as the chapter passes (``block.attn``, ``block.norm_attn``):
     a learner may combine them with ``nn.Sequential`` or call ``.forward``.
     """
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed)
     wa = torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d)
     w1 = torch.randn(d, 2 * d, generator=g, dtype=torch.float64) / math.sqrt(d)
     w2 = torch.randn(2 * d, d, generator=g, dtype=torch.float64) / math.sqrt(2 * d)
@@ -101,8 +128,7 @@ def _sublayers(d: int, seed: int):
 _PRE_LN_HINT = "Pre-LN: h = x + attn(norm_attn(x)); y = h + mlp(norm_mlp(h))."
 
 
-@torch.no_grad()
-def _pre_ln_mistakes(x, attn, mlp, na, nm) -> dict:
+def _pre_ln_mistakes(x, attn, mlp, na, nm) -> list[Wrong]:
     """Known wrong Pre-LN blocks, by what is wrong with them."""
     h = x + attn(na(x))
     ref = h + mlp(nm(h))
@@ -110,94 +136,153 @@ def _pre_ln_mistakes(x, attn, mlp, na, nm) -> dict:
     def then_mlp(hh, norm=nm):
         return hh + mlp(norm(hh))
 
-    return {
-        "you computed a Post-LN block, N(x + F(x)): the norm sits on the residual stream.":
-            (lambda hp: nm(hp + mlp(hp)))(na(x + attn(x))),
-        "the MLP sees the block input x, not h = x + attention(...): the two sub-layers run in "
-        "parallel instead of one after the other.": x + attn(na(x)) + mlp(nm(x)),
-        "the residual (skip) connections are missing: the output should be h + mlp(...).":
-            mlp(nm(attn(na(x)))),
-        "the MLP's residual is missing: return h + mlp(norm_mlp(h)), not mlp(norm_mlp(h)).":
-            mlp(nm(h)),
-        "the attention's residual is missing: h = x + attn(norm_attn(x)), not "
-        "attn(norm_attn(x)).": then_mlp(attn(na(x))),
-        "the skip carries the normalized input: the stream must stay un-normalized "
-        "(h = x + attn(norm_attn(x)), not norm_attn(x) + attn(norm_attn(x))).":
-            (lambda a: then_mlp(a + attn(a)))(na(x)),
-        "you used norm_attn before the MLP too: each sub-layer has its own norm "
-        "(its own learned weight and bias).": then_mlp(h, na),
-        "you used norm_mlp before attention too: each sub-layer has its own norm "
-        "(norm_attn before attention).": (lambda hh: hh + mlp(nm(hh)))(x + attn(nm(x))),
-        "the MLP half is missing: after h = x + attn(norm_attn(x)) the block returns "
-        "h + mlp(norm_mlp(h)).": h,
-        "you swapped the two norms: norm_attn goes before attention, norm_mlp before the MLP.":
-            (lambda hs: hs + mlp(na(hs)))(x + attn(nm(x))),
-        "you ran the MLP before attention: attention comes first, then the MLP.":
-            (lambda hm: hm + attn(na(hm)))(x + mlp(nm(x))),
-        "you normalized each sub-layer's output instead of its input (Peri-LN's output norm "
-        "without its input norm); Pre-LN normalizes what the sub-layer reads.":
-            (lambda hp: hp + nm(mlp(hp)))(x + na(attn(x))),
-        "you subtracted the attention's output from the stream; the residual adds it: "
-        "h = x + attn(norm_attn(x)).": then_mlp(x - attn(na(x))),
-        "you subtracted the MLP's output from the stream; the residual adds it: "
-        "y = h + mlp(norm_mlp(h)).": h - mlp(nm(h)),
-        "there is no norm before the MLP.": h + mlp(h),
-        "there is no norm before attention.": (x + attn(x)) + mlp(nm(x + attn(x))),
-        "you normalized the block's output: Pre-LN leaves the residual stream un-normalized "
-        "(the model adds one final norm before the output head).": nm(ref),
-    }
+    return [
+        Wrong("you computed a Post-LN block, N(x + F(x)): the norm sits on the residual stream.",
+              _PRE_LN_HINT,
+              lambda: (lambda hp: nm(hp + mlp(hp)))(na(x + attn(x)))),
+        Wrong("the MLP sees the block input x, not h = x + attention(...): the two sub-layers run in "
+              "parallel instead of one after the other.",
+              _PRE_LN_HINT,
+              lambda: x + attn(na(x)) + mlp(nm(x))),
+        Wrong("the residual (skip) connections are missing: the output should be h + mlp(...).",
+              _PRE_LN_HINT,
+              lambda: mlp(nm(attn(na(x))))),
+        Wrong("the MLP's residual is missing: return h + mlp(norm_mlp(h)), not mlp(norm_mlp(h)).",
+              _PRE_LN_HINT,
+              lambda: mlp(nm(h))),
+        Wrong("the attention's residual is missing: h = x + attn(norm_attn(x)), not "
+              "attn(norm_attn(x)).",
+              _PRE_LN_HINT,
+              lambda: then_mlp(attn(na(x)))),
+        Wrong("the skip carries the normalized input: the stream must stay un-normalized "
+              "(h = x + attn(norm_attn(x)), not norm_attn(x) + attn(norm_attn(x))).",
+              _PRE_LN_HINT,
+              lambda: (lambda a: then_mlp(a + attn(a)))(na(x))),
+        Wrong("you used norm_attn before the MLP too: each sub-layer has its own norm "
+              "(its own learned weight and bias).",
+              _PRE_LN_HINT,
+              lambda: then_mlp(h, na)),
+        Wrong("you used norm_mlp before attention too: each sub-layer has its own norm "
+              "(norm_attn before attention).",
+              _PRE_LN_HINT,
+              lambda: (lambda hh: hh + mlp(nm(hh)))(x + attn(nm(x)))),
+        Wrong("the MLP half is missing: after h = x + attn(norm_attn(x)) the block returns "
+              "h + mlp(norm_mlp(h)).",
+              _PRE_LN_HINT,
+              lambda: h),
+        Wrong("you swapped the two norms: norm_attn goes before attention, norm_mlp before the MLP.",
+              _PRE_LN_HINT,
+              lambda: (lambda hs: hs + mlp(na(hs)))(x + attn(nm(x)))),
+        Wrong("you ran the MLP before attention: attention comes first, then the MLP.",
+              _PRE_LN_HINT,
+              lambda: (lambda hm: hm + attn(na(hm)))(x + mlp(nm(x)))),
+        Wrong("you normalized each sub-layer's output instead of its input (Peri-LN's output norm "
+              "without its input norm); Pre-LN normalizes what the sub-layer reads.",
+              _PRE_LN_HINT,
+              lambda: (lambda hp: hp + nm(mlp(hp)))(x + na(attn(x)))),
+        Wrong("you subtracted the attention's output from the stream; the residual adds it: "
+              "h = x + attn(norm_attn(x)).",
+              _PRE_LN_HINT,
+              lambda: then_mlp(x - attn(na(x)))),
+        Wrong("you subtracted the MLP's output from the stream; the residual adds it: "
+              "y = h + mlp(norm_mlp(h)).",
+              _PRE_LN_HINT,
+              lambda: h - mlp(nm(h))),
+        Wrong("there is no norm before the MLP.",
+              _PRE_LN_HINT,
+              lambda: h + mlp(h)),
+        Wrong("there is no norm before attention.",
+              _PRE_LN_HINT,
+              lambda: (x + attn(x)) + mlp(nm(x + attn(x)))),
+        Wrong("you normalized the block's output: Pre-LN leaves the residual stream un-normalized "
+              "(the model adds one final norm before the output head).",
+              _PRE_LN_HINT,
+              lambda: nm(ref)),
+    ]
+
+
+def check_block(fn, reference, mistakes, hint: str, name: str, cases, x_seed: int,
+                summary: str) -> str:
+    """Check ``fn(x, attn, mlp, norm_attn, norm_mlp)``, a whole block, against ``reference``.
+
+    For each ``(d, seed, shape)`` of ``cases``: the stand-in sub-layers of
+    :func:`_sublayers`, an input with mean 2 and spread 3 (seeded ``seed + x_seed``),
+    and ``mistakes(x, attn, mlp, norm_attn, norm_mlp)``, the known wrong blocks.
+    Returns ``summary``, the checker's message when every case passed.
+    """
+    for d, seed, shape in cases:
+        attn, mlp, na, nm = _sublayers(d, seed)
+        x = 2.0 + 3.0 * torch.randn(*shape, generator=generator(seed + x_seed),
+                                    dtype=torch.float64)
+        out = expect_tensor(call_learner(fn, x, attn, mlp, na, nm, name=name), x,
+                            name="the block output")
+        with torch.no_grad():
+            ref = reference(x, attn, mlp, na, nm)
+            compare_or(out, ref, 1e-9, mistakes(x, attn, mlp, na, nm), rtol=1e-9,
+                       otherwise=Mistake(f"for an input of shape {tuple(shape)} the largest "
+                                         f"error is {(out.detach() - ref).abs().max():.3g}.",
+                                         hint))
+    return summary
 
 
 @checker
 def check_pre_ln_block(fn) -> str:
     """``fn(x, attn, mlp, norm_attn, norm_mlp)`` returns the output of one Pre-LN block."""
-    for d, seed, shape in ((8, 1, (3, 8)), (16, 2, (2, 5, 16))):
-        attn, mlp, na, nm = _sublayers(d, seed)
-        x = 2.0 + 3.0 * torch.randn(*shape, generator=torch.Generator().manual_seed(seed + 10),
-                                    dtype=torch.float64)
-        with torch.no_grad():
-            ref = pre_ln_block(x, attn, mlp, na, nm)
-        out = expect_tensor(call_learner(fn, x, attn, mlp, na, nm, name="pre_ln_block"), x,
-                            name="the block output")
-        if close(out, ref, atol=1e-9, rtol=1e-9):
-            continue
-        for what, value in _pre_ln_mistakes(x, attn, mlp, na, nm).items():
-            if close(out, value, atol=1e-9, rtol=1e-9):
-                raise Mistake(what, _PRE_LN_HINT)
-        raise Mistake(f"for an input of shape {tuple(shape)} the largest error is "
-                      f"{(out.detach() - ref).abs().max():.3g}.", _PRE_LN_HINT)
-    return ("pre_ln_block is correct: each sub-layer reads a normalized copy, "
-            "and the stream itself is never normalized.")
+    return check_block(fn, pre_ln_block, _pre_ln_mistakes, _PRE_LN_HINT, "pre_ln_block",
+                       ((8, 1, (3, 8)), (16, 2, (2, 5, 16))), 10,
+                       "pre_ln_block is correct: each sub-layer reads a normalized copy, and the "
+                       "stream itself is never normalized.")
 
 
-@torch.no_grad()
-def _deepnorm_mistakes(x, sub, norm, alpha) -> dict:
+_DEEPNORM_HINT = "return norm(alpha * x + sublayer(x))."
+
+
+def _deepnorm_mistakes(x, sub, norm, alpha) -> list[Wrong]:
     """Known wrong DeepNorm residuals, by what is wrong with them."""
-    return {
-        "you scaled the branch against the skip, LN(x + alpha*F(x)) (or, the same function "
-        "once normalized, LN(x / alpha + F(x))); DeepNorm up-weights the skip: "
-        "LN(alpha*x + F(x)).": norm(x + alpha * sub(x)),
-        "alpha is not used: DeepNorm multiplies the skip by alpha before the norm.":
-            norm(x + sub(x)),
-        "you subtracted the sub-layer's output, LN(alpha*x - F(x)); the residual adds it: "
-        "LN(alpha*x + F(x)).": norm(alpha * x - sub(x)),
-        "alpha multiplies the output of the norm; it belongs on the skip, inside the norm.":
-            alpha * norm(x + sub(x)),
-        "the norm is missing: DeepNorm is a Post-LN scheme, LN(alpha*x + F(x)).":
-            alpha * x + sub(x),
-        "the sub-layer reads a normalized input (Pre-LN style); in DeepNorm it reads x and "
-        "the norm comes after the addition.": norm(alpha * x + sub(norm(x))),
-        "you normalized only the sub-layer's input, alpha*x + F(LN(x)) (Pre-LN with a scaled "
-        "skip); DeepNorm normalizes the sum: LN(alpha*x + F(x)).": alpha * x + sub(norm(x)),
-        "you normalized only the skip, LN(alpha*x) + F(x); the norm covers the whole sum: "
-        "LN(alpha*x + F(x)).": norm(alpha * x) + sub(x),
-        "you added the skip again after the norm, x + LN(...); DeepNorm's output is the norm "
-        "itself: LN(alpha*x + F(x)).": x + norm(alpha * x + sub(x)),
-        "the sub-layer reads alpha*x; alpha scales only the skip, the sub-layer reads x: "
-        "LN(alpha*x + F(x)).": norm(alpha * x + sub(alpha * x)),
-        "alpha scales the sub-layer's input, LN(x + F(alpha*x)); it belongs on the skip: "
-        "LN(alpha*x + F(x)).": norm(x + sub(alpha * x)),
-    }
+    return [
+        Wrong("you scaled the branch against the skip, LN(x + alpha*F(x)) (or, the same function "
+              "once normalized, LN(x / alpha + F(x))); DeepNorm up-weights the skip: "
+              "LN(alpha*x + F(x)).",
+              _DEEPNORM_HINT,
+              lambda: norm(x + alpha * sub(x))),
+        Wrong("alpha is not used: DeepNorm multiplies the skip by alpha before the norm.",
+              _DEEPNORM_HINT,
+              lambda: norm(x + sub(x))),
+        Wrong("you subtracted the sub-layer's output, LN(alpha*x - F(x)); the residual adds it: "
+              "LN(alpha*x + F(x)).",
+              _DEEPNORM_HINT,
+              lambda: norm(alpha * x - sub(x))),
+        Wrong("alpha multiplies the output of the norm; it belongs on the skip, inside the norm.",
+              _DEEPNORM_HINT,
+              lambda: alpha * norm(x + sub(x))),
+        Wrong("the norm is missing: DeepNorm is a Post-LN scheme, LN(alpha*x + F(x)).",
+              _DEEPNORM_HINT,
+              lambda: alpha * x + sub(x)),
+        Wrong("the sub-layer reads a normalized input (Pre-LN style); in DeepNorm it reads x and "
+              "the norm comes after the addition.",
+              _DEEPNORM_HINT,
+              lambda: norm(alpha * x + sub(norm(x)))),
+        Wrong("you normalized only the sub-layer's input, alpha*x + F(LN(x)) (Pre-LN with a scaled "
+              "skip); DeepNorm normalizes the sum: LN(alpha*x + F(x)).",
+              _DEEPNORM_HINT,
+              lambda: alpha * x + sub(norm(x))),
+        Wrong("you normalized only the skip, LN(alpha*x) + F(x); the norm covers the whole sum: "
+              "LN(alpha*x + F(x)).",
+              _DEEPNORM_HINT,
+              lambda: norm(alpha * x) + sub(x)),
+        Wrong("you added the skip again after the norm, x + LN(...); DeepNorm's output is the norm "
+              "itself: LN(alpha*x + F(x)).",
+              _DEEPNORM_HINT,
+              lambda: x + norm(alpha * x + sub(x))),
+        Wrong("the sub-layer reads alpha*x; alpha scales only the skip, the sub-layer reads x: "
+              "LN(alpha*x + F(x)).",
+              _DEEPNORM_HINT,
+              lambda: norm(alpha * x + sub(alpha * x))),
+        Wrong("alpha scales the sub-layer's input, LN(x + F(alpha*x)); it belongs on the skip: "
+              "LN(alpha*x + F(x)).",
+              _DEEPNORM_HINT,
+              lambda: norm(x + sub(alpha * x))),
+    ]
 
 
 @checker
@@ -205,31 +290,31 @@ def check_deepnorm_residual(fn) -> str:
     """``fn(x, sublayer, norm, alpha)`` returns DeepNorm's ``norm(alpha * x + sublayer(x))``."""
     for d, seed, alpha in ((8, 3, (2 * 6) ** 0.25), (16, 4, (2 * 24) ** 0.25)):
         sub, _, norm, _ = _sublayers(d, seed)
-        x = 0.5 + torch.randn(4, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        x = 0.5 + torch.randn(4, d, generator=generator(seed), dtype=torch.float64)
         with torch.no_grad():
             ref = deepnorm_residual(x, sub, norm, alpha)
         out = expect_tensor(call_learner(fn, x, sub, norm, alpha, name="deepnorm_residual"), x,
                             name="the output")
-        if close(out, ref, atol=1e-9, rtol=1e-9):
-            continue
-        for what, value in _deepnorm_mistakes(x, sub, norm, alpha).items():
-            if close(out, value, atol=1e-9, rtol=1e-9):
-                raise Mistake(what, "return norm(alpha * x + sublayer(x)).")
-        # Two mistakes equal to a named one up to LayerNorm's eps (the norm removes a
-        # common scale): matched more loosely, after the exact matches.
         with torch.no_grad():
-            whole, divided = norm(alpha * (x + sub(x))), norm(x / alpha + sub(x))
-        if close(out, whole, atol=1e-6, rtol=1e-6):
-            raise Mistake("you scaled the whole sum alpha*(x + F(x)); LayerNorm removes that scale "
-                          "again, so alpha has no effect.", "only the skip is scaled: alpha * x + F(x).")
-        if close(out, divided, atol=1e-6, rtol=1e-6):
-            raise Mistake("you divided the skip by alpha, LN(x / alpha + F(x)): once normalized "
-                          "that is LN(x + alpha*F(x)), the branch up-weighted. DeepNorm up-weights "
-                          "the skip: LN(alpha*x + F(x)).", "return norm(alpha * x + sublayer(x)).")
-        raise Mistake(f"with alpha={alpha:.3f} the largest error is "
-                      f"{(out.detach() - ref).abs().max():.3g}.",
-                      "return norm(alpha * x + sublayer(x)).")
+            compare_or(out, ref, 1e-9, _deepnorm_mistakes(x, sub, norm, alpha), rtol=1e-9,
+                       otherwise=lambda: _deepnorm_loosely(out, ref, x, sub, norm, alpha))
     return "deepnorm_residual is correct: LN(alpha * x + F(x)), the skip up-weighted by alpha."
+
+
+@torch.no_grad()
+def _deepnorm_loosely(out, ref, x, sub, norm, alpha) -> None:
+    """Two mistakes equal to a named one up to LayerNorm's eps (the norm removes a
+    common scale): matched more loosely, after the exact matches."""
+    whole, divided = norm(alpha * (x + sub(x))), norm(x / alpha + sub(x))
+    if close(out, whole, atol=1e-6, rtol=1e-6):
+        raise Mistake("you scaled the whole sum alpha*(x + F(x)); LayerNorm removes that scale "
+                      "again, so alpha has no effect.", "only the skip is scaled: alpha * x + F(x).")
+    if close(out, divided, atol=1e-6, rtol=1e-6):
+        raise Mistake("you divided the skip by alpha, LN(x / alpha + F(x)): once normalized "
+                      "that is LN(x + alpha*F(x)), the branch up-weighted. DeepNorm up-weights "
+                      "the skip: LN(alpha*x + F(x)).", _DEEPNORM_HINT)
+    raise Mistake(f"with alpha={alpha:.3f} the largest error is "
+                  f"{(out.detach() - ref).abs().max():.3g}.", _DEEPNORM_HINT)
 
 
 # --------------------------------------------------------------------- training runs
@@ -266,6 +351,10 @@ def _runs(unigram: float):
         (f"a run whose val loss {unigram - 0.3:.3f} is well below the unigram loss "
          f"{unigram:.3f} while its training loss (measured with dropout on) stayed at "
          f"{flat[-1]:.3f}", _run(False, unigram - 0.3, flat), "trained"),
+        # On the margin itself: "greater than" is strict, so this run trained.
+        (f"a run whose val loss {unigram - FAILED_MARGIN:.3f} is exactly unigram_loss - "
+         f"{FAILED_MARGIN} (unigram loss {unigram:.3f})",
+         _run(False, unigram - FAILED_MARGIN, down), "trained"),
     ]
 
 
@@ -277,13 +366,12 @@ def _by_training_loss(run: dict, unigram_loss: float, key: str) -> str:
     return "failed" if train > unigram_loss - FAILED_MARGIN else "trained"
 
 
-def _explain_none(err: Exception) -> str | None:
-    """A diverged run's val_loss is None: comparing it with a number raises TypeError."""
-    if isinstance(err, TypeError) and "NoneType" in str(err):
-        return ("a run the engine stopped has val_loss None (it never reached validation), and "
-                "None cannot be compared with a number: check run['diverged'] first and return "
-                "'diverged' before you look at val_loss.")
-    return None
+# A diverged run's val_loss is None: comparing it with a number raises TypeError.
+_explain_none = explain_when(
+    lambda err: isinstance(err, TypeError) and "NoneType" in str(err),
+    "a run the engine stopped has val_loss None (it never reached validation), and None cannot "
+    "be compared with a number: check run['diverged'] first and return 'diverged' before you "
+    "look at val_loss.")
 
 
 @checker
@@ -329,6 +417,12 @@ def check_classify_run(fn) -> str:
                 raise Mistake(f"for {what} you returned {got!r}; expected 'failed': it learned no more "
                               "than the character frequencies.",
                               f"failed means val_loss > unigram_loss - {FAILED_MARGIN} (mind the margin).")
+            if got == "failed" and run["val_loss"] == unigram - FAILED_MARGIN:
+                raise Mistake(f"for {what} you returned 'failed'; expected 'trained': a run "
+                              f"fails when val_loss > unigram_loss - {FAILED_MARGIN}, strictly "
+                              "greater, so a run exactly on the margin trained.",
+                              "use >, not >=, when you compare with unigram_loss - "
+                              f"{FAILED_MARGIN}.")
             if got == "diverged":
                 raise Mistake(f"for {what} you returned 'diverged'; a spike the run recovered from is "
                               "not divergence.", "only run['diverged'] decides divergence.")
@@ -355,7 +449,7 @@ def _spike_cases():
     the curves give every rule of ``_SPIKE_MISTAKES`` its own counts (a test checks it),
     so a mistake can be named from the counts alone.
     """
-    g = torch.Generator().manual_seed(7)
+    g = generator(7)
     base = [3.0 - 0.005 * t + 0.02 * float(v) for t, v in enumerate(torch.randn(120, generator=g))]
     long_spike = list(base)
     long_spike[50:56] = [5.0] * 6                          # one spike, six steps long
@@ -445,13 +539,12 @@ _SPIKE_MISTAKES = (
 )
 
 
-def _explain_empty(err: Exception) -> str | None:
-    """statistics.median of no losses (step 0 has no previous steps) raises StatisticsError."""
-    if type(err).__name__ == "StatisticsError" or "empty" in str(err):
-        return ("a median of no losses: at t = 0 there are no previous losses (start at t = 1; "
-                "step 0 cannot be a spike), and for t < window the slice losses[t - window:t] "
-                "starts from the end of the list and comes out empty (use max(0, t - window)).")
-    return None
+# statistics.median of no losses (step 0 has no previous steps) raises StatisticsError.
+_explain_empty = explain_when(
+    lambda err: type(err).__name__ == "StatisticsError" or "empty" in str(err),
+    "a median of no losses: at t = 0 there are no previous losses (start at t = 1; step 0 "
+    "cannot be a spike), and for t < window the slice losses[t - window:t] starts from the end "
+    "of the list and comes out empty (use max(0, t - window)).")
 
 
 @checker

@@ -23,9 +23,9 @@ from __future__ import annotations
 import torch
 
 from normcourse.exercises.feedback import (
-    Mistake, as_number, call_learner, checker, close, expect_tensor,
+    Mistake, Wrong, as_number, call_learner, checker, close, compare, expect_tensor, generator,
 )
-from normcourse.exercises.layer_norm import _diagnose
+from normcourse.exercises.placements import compare_or
 
 __all__ = ["check_sinkhorn", "check_ngpt_update", "check_composite_gain",
            "sinkhorn", "ngpt_update", "composite_gain"]
@@ -60,10 +60,6 @@ def composite_gain(mixings):
     return (float(total.abs().sum(-1).max()), float(total.abs().sum(-2).max()))
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 # ------------------------------------------------------------------ Sinkhorn-Knopp
 
 def _sinkhorn_variants(logits, iters):
@@ -81,41 +77,41 @@ def _sinkhorn_variants(logits, iters):
     hint = ("start from m = logits.exp(); then `iters` times: "
             "m = m / m.sum(-1, keepdim=True); m = m / m.sum(-2, keepdim=True).")
     variants = [
-        (lambda: run(e, iters, cols=False),
-         ("there is no column step: every row sums to 1 but the columns do not, so "
-          "the matrix is only row-stochastic, not doubly stochastic.", hint)),
-        (lambda: run(e, iters, rows=False),
-         ("there is no row step: the columns sum to 1 but the rows do not.", hint)),
-        (lambda: e.softmax(-1),
-         ("a softmax over each row is one row step only: the matrix is row-stochastic, "
-          "not doubly stochastic.", hint)),
-        (lambda: run(e, iters, cols_first=True),
-         ("you normalized the columns first: each round divides the rows, then the "
-          "columns (so the columns are exact at the end).", hint)),
-        (lambda: run(logits, iters),
-         ("you skipped the exponential: Sinkhorn-Knopp needs positive entries, so it "
-          "starts from exp(logits).", hint)),
-        (lambda: run(logits.abs(), iters),
-         ("you took |logits| instead of exp(logits): the entries must be exp(logits) "
-          "so that large logits dominate smoothly.", hint)),
-        (lambda: run(e, iters + 1),
-         (f"you ran {iters + 1} rounds instead of iters={iters}.",
-          "loop `for _ in range(iters)`, one row step and one column step each.")),
-        (lambda: run(e, iters - 1),
-         (f"you ran {iters - 1} rounds instead of iters={iters}.",
-          "loop `for _ in range(iters)`, one row step and one column step each.")),
+        Wrong("there is no column step: every row sums to 1 but the columns do not, so "
+              "the matrix is only row-stochastic, not doubly stochastic.", hint,
+              lambda: run(e, iters, cols=False)),
+        Wrong("there is no row step: the columns sum to 1 but the rows do not.", hint,
+              lambda: run(e, iters, rows=False)),
+        Wrong("a softmax over each row is one row step only: the matrix is row-stochastic, "
+              "not doubly stochastic.", hint,
+              lambda: e.softmax(-1)),
+        Wrong("you normalized the columns first: each round divides the rows, then the "
+              "columns (so the columns are exact at the end).", hint,
+              lambda: run(e, iters, cols_first=True)),
+        Wrong("you skipped the exponential: Sinkhorn-Knopp needs positive entries, so it "
+              "starts from exp(logits).", hint,
+              lambda: run(logits, iters)),
+        Wrong("you took |logits| instead of exp(logits): the entries must be exp(logits) "
+              "so that large logits dominate smoothly.", hint,
+              lambda: run(logits.abs(), iters)),
+        Wrong(f"you ran {iters + 1} rounds instead of iters={iters}.",
+              "loop `for _ in range(iters)`, one row step and one column step each.",
+              lambda: run(e, iters + 1)),
+        Wrong(f"you ran {iters - 1} rounds instead of iters={iters}.",
+              "loop `for _ in range(iters)`, one row step and one column step each.",
+              lambda: run(e, iters - 1)),
     ]
     if e.dim() == 3:
-        variants.append((lambda: run(e, iters, dims=(1, 0)),
-                         ("on a batch of matrices, shape (batch, n, n), you summed over "
-                          "the batch axis: rows are dim=-1 and columns dim=-2.", hint)))
+        variants.append(Wrong("on a batch of matrices, shape (batch, n, n), you summed over "
+                              "the batch axis: rows are dim=-1 and columns dim=-2.", hint,
+                              lambda: run(e, iters, dims=(1, 0))))
     return variants
 
 
 @checker
 def check_sinkhorn(fn) -> str:
     """``fn(logits, iters)`` returns Sinkhorn-Knopp's matrix after ``iters`` rounds."""
-    g = _gen(1967)
+    g = generator(1967)
     cases = [("a 4 x 4 matrix, iters=1",
               torch.randn(4, 4, generator=g, dtype=torch.float64) * 1.5, 1),
              ("a batch of three 3 x 3 matrices, iters=3",
@@ -127,10 +123,7 @@ def check_sinkhorn(fn) -> str:
         out = expect_tensor(call_learner(fn, logits, iters, name="your sinkhorn"), ref,
                             name=f"the matrix ({label})",
                             shape_hint="the result has the shape of logits.")
-        tol = 1e-9
-        if not close(out, ref, atol=tol):
-            _diagnose(out, ref, tol, _sinkhorn_variants(logits, iters),
-                      name=f"the matrix ({label})")
+        compare(out, ref, 1e-9, _sinkhorn_variants(logits, iters), name=f"the matrix ({label})")
     # with many rounds the result is doubly stochastic: the property mHC relies on
     # (logits of spread 1.5 converge to 1e-12 within 50 rounds)
     logits = torch.randn(2, 4, 4, generator=g, dtype=torch.float64) * 1.5
@@ -155,32 +148,32 @@ def _ngpt_variants(h, b, a):
         return v / v.pow(2).mean(-1, keepdim=True).sqrt()
 
     return [
-        (lambda: _unit(h + a * (b - h)),
-         ("the branch output is not normalized: nGPT first puts it on the sphere, "
-          "Norm(branch), and then moves h towards it.", hint)),
-        (lambda: h + a * (_unit(b) - h),
-         ("the result is not normalized: after the step h leaves the sphere, so nGPT "
-          "normalizes it again.", hint)),
-        (lambda: _unit(h + a * _unit(b)),
-         ("you added alpha * Norm(branch) to h like a plain residual: nGPT moves h "
-          "*towards* the branch, h + alpha * (Norm(branch) - h) (a linear "
-          "interpolation).", hint)),
-        (lambda: _unit((1 - a) * _unit(b) + a * h),
-         ("alpha weights the wrong end: alpha = 0 must leave h unchanged, alpha = 1 "
-          "jump to Norm(branch).", hint)),
-        (lambda: rms(h + a * (rms(b) - h)),
-         ("you normalized to RMS 1 (an RMSNorm): nGPT puts vectors on the unit sphere, "
-          "L2 norm 1, which is sqrt(d) times smaller.", hint)),
-        (lambda: _unit(h + a * (_unit(b, 0) - h), 0),
-         ("you normalized over the first axis (dim=0): every token's vector is "
-          "normalized on its own, over the last axis.", hint)),
+        Wrong("the branch output is not normalized: nGPT first puts it on the sphere, "
+              "Norm(branch), and then moves h towards it.", hint,
+              lambda: _unit(h + a * (b - h))),
+        Wrong("the result is not normalized: after the step h leaves the sphere, so nGPT "
+              "normalizes it again.", hint,
+              lambda: h + a * (_unit(b) - h)),
+        Wrong("you added alpha * Norm(branch) to h like a plain residual: nGPT moves h "
+              "*towards* the branch, h + alpha * (Norm(branch) - h) (a linear "
+              "interpolation).", hint,
+              lambda: _unit(h + a * _unit(b))),
+        Wrong("alpha weights the wrong end: alpha = 0 must leave h unchanged, alpha = 1 "
+              "jump to Norm(branch).", hint,
+              lambda: _unit((1 - a) * _unit(b) + a * h)),
+        Wrong("you normalized to RMS 1 (an RMSNorm): nGPT puts vectors on the unit sphere, "
+              "L2 norm 1, which is sqrt(d) times smaller.", hint,
+              lambda: rms(h + a * (rms(b) - h))),
+        Wrong("you normalized over the first axis (dim=0): every token's vector is "
+              "normalized on its own, over the last axis.", hint,
+              lambda: _unit(h + a * (_unit(b, 0) - h), 0)),
     ]
 
 
 @checker
 def check_ngpt_update(fn) -> str:
     """``fn(h, branch, alpha)`` returns nGPT's ``Norm(h + alpha (Norm(branch) - h))``."""
-    g = _gen(2410)
+    g = generator(2410)
     for shape in ((4, 8), (2, 3, 16)):
         d = shape[-1]
         h = _unit(torch.randn(*shape, generator=g, dtype=torch.float64))
@@ -190,55 +183,52 @@ def check_ngpt_update(fn) -> str:
         ref = ngpt_update(h, branch, alpha)
         out = expect_tensor(call_learner(fn, h, branch, alpha, name="your ngpt_update"),
                             h, name=f"the new h ({label})")
-        tol = 1e-9
-        if not close(out, ref, atol=tol):
-            _diagnose(out, ref, tol, _ngpt_variants(h, branch, alpha),
-                      name=f"the new h ({label})")
+        compare(out, ref, 1e-9, _ngpt_variants(h, branch, alpha), name=f"the new h ({label})")
     return ("check_ngpt_update: h moves towards Norm(branch) by alpha and returns to "
             "the unit sphere.")
 
 
 # ------------------------------------------------------------------ composite gain
 
-def _gain_variants(mats):
+_GAIN_HINT = ("multiply total = H @ total layer by layer from the identity, then take "
+              "total.abs().sum(-1).max() and total.abs().sum(-2).max().")
+
+
+def _gain_variants(mats, label):
+    """Known wrong (forward, backward) gains of ``mats``, as float64 pairs."""
     total = torch.eye(mats[0].shape[-1], dtype=mats[0].dtype)
     backwards = total
     for m in mats:
         total = m @ total
         backwards = backwards @ m
-    summed = sum(mats)
-    last = mats[-1]
 
     def gains(t):
-        return float(t.abs().sum(-1).max()), float(t.abs().sum(-2).max())
+        return torch.stack([t.abs().sum(-1).max(), t.abs().sum(-2).max()])
 
-    def abs_of_sums(t):
-        return float(t.sum(-1).abs().max()), float(t.sum(-2).abs().max())
+    def wrong(what, value):
+        return Wrong(f"{what} ({label})", _GAIN_HINT, value)
 
     return [
-        (gains(backwards), "you multiplied in the wrong order, H_1 @ ... @ H_L: layer l "
-                           "acts on what layers 1..l-1 produced, so the product is "
-                           "H_L @ ... @ H_1."),
-        (gains(summed), "you added the matrices: the residual maps compose, so the "
-                        "composite map is their product H_L @ ... @ H_1."),
-        (gains(last), "you measured the last layer's matrix only: the gain is of the "
-                      "product of every layer's matrix."),
-        (tuple(reversed(gains(total))), "forward and backward are swapped: the forward "
-                                        "gain is the largest row sum, the backward gain "
-                                        "the largest column sum."),
-        (abs_of_sums(total), "you summed each row's (column's) entries with their "
-                             "signs (then perhaps took the absolute value of the sum), "
-                             "so negative entries cancel positive ones; the "
-                             "absolute row sum adds the entries' absolute values "
-                             "(the matrix infinity-norm), the worst case for any "
-                             "signal."),
+        wrong("you multiplied in the wrong order, H_1 @ ... @ H_L: layer l acts on what layers "
+              "1..l-1 produced, so the product is H_L @ ... @ H_1.", lambda: gains(backwards)),
+        wrong("you added the matrices: the residual maps compose, so the composite map is "
+              "their product H_L @ ... @ H_1.", lambda: gains(sum(mats))),
+        wrong("you measured the last layer's matrix only: the gain is of the product of every "
+              "layer's matrix.", lambda: gains(mats[-1])),
+        wrong("forward and backward are swapped: the forward gain is the largest row sum, the "
+              "backward gain the largest column sum.", lambda: gains(total).flip(0)),
+        wrong("you summed each row's (column's) entries with their signs (then perhaps took "
+              "the absolute value of the sum), so negative entries cancel positive ones; the "
+              "absolute row sum adds the entries' absolute values (the matrix infinity-norm), "
+              "the worst case for any signal.",
+              lambda: torch.stack([total.sum(-1).abs().max(), total.sum(-2).abs().max()])),
     ]
 
 
 @checker
 def check_composite_gain(fn) -> str:
     """``fn(mixings) -> (forward_gain, backward_gain)`` of the composite residual map."""
-    g = _gen(2512)
+    g = generator(2512)
     # one layer last: the chapter's table starts at depth 1, where a product of one
     # matrix is that matrix (torch.linalg.multi_dot, for one, needs two or more)
     for n, L in ((4, 6), (3, 9), (4, 1)):
@@ -256,20 +246,12 @@ def check_composite_gain(fn) -> str:
                as_number(out[1], f"the backward gain ({label})"))
         ref = composite_gain(mats)
         # float32 arithmetic on the learner's side is fine: 1e-6 relative
-        if all(abs(a - b) <= 1e-6 * (1 + abs(b)) for a, b in zip(got, ref)):
-            continue
-        for value, what in _gain_variants(mats):
-            if all(abs(a - b) <= 1e-6 * (1 + abs(b)) for a, b in zip(got, value)) \
-                    and any(abs(a - b) > 1e-4 * (1 + abs(b)) for a, b in zip(value, ref)):
-                raise Mistake(f"{what} ({label})",
-                              "multiply total = H @ total layer by layer from the "
-                              "identity, then take total.abs().sum(-1).max() and "
-                              "total.abs().sum(-2).max().")
-        raise Mistake(f"for {label} you returned ({got[0]:.6g}, {got[1]:.6g}); "
-                      f"expected ({ref[0]:.6g}, {ref[1]:.6g}).",
-                      "multiply total = H @ total layer by layer from the identity, "
-                      "then take the largest sum of |entries| over a row and over "
-                      "a column.")
+        compare_or(torch.tensor(got, dtype=torch.float64), torch.tensor(ref, dtype=torch.float64),
+                   1e-6, _gain_variants(mats, label), rtol=1e-6, otherwise=Mistake(
+                       f"for {label} you returned ({got[0]:.6g}, {got[1]:.6g}); expected "
+                       f"({ref[0]:.6g}, {ref[1]:.6g}).",
+                       "multiply total = H @ total layer by layer from the identity, then take "
+                       "the largest sum of |entries| over a row and over a column."))
     # doubly stochastic matrices compose to a doubly stochastic one: gain exactly 1
     ds = [sinkhorn(torch.randn(4, 4, generator=g, dtype=torch.float64), 200)
           for _ in range(12)]

@@ -8,6 +8,8 @@ The checker passes real nn.Module sub-layers (as the chapter does with a Block's
 import torch
 import torch.nn as nn
 
+from checker_run import _not_implemented
+from near_misses.common_models import answers
 from near_misses import Attempt, Exercise
 from normcourse.exercises.placements import check_deepnorm_residual, check_pre_ln_block
 
@@ -17,22 +19,26 @@ NOTEBOOK = "notebooks/08_where_the_norm_goes.ipynb"
 # ------------------------------------------------------------------ Pre-LN: right answers
 
 def _two_lines(x, attn, mlp, na, nm):
+    """two lines"""
     h = x + attn(na(x))
     return h + mlp(nm(h))
 
 
 def _loop(x, attn, mlp, na, nm):
+    """a loop over (sub-layer, norm)"""
     for sub, norm in ((attn, na), (mlp, nm)):
         x = x + sub(norm(x))
     return x
 
 
 def _sequential(x, attn, mlp, na, nm):
+    """nn.Sequential(norm, sub-layer)"""
     h = x + nn.Sequential(na, attn)(x)
     return h + nn.Sequential(nm, mlp)(h)
 
 
 def _forward_calls(x, attn, mlp, na, nm):
+    """.forward calls and torch.add"""
     h = torch.add(x, attn.forward(na.forward(x)))
     return h.add(mlp.forward(nm.forward(h)))
 
@@ -82,6 +88,9 @@ PRE_LN_NEAR_MISSES = (
             ("normalized the block's output",)),
     Attempt("x += ... in place", _in_place, ("in place",)),
     Attempt("float32 output", lambda x, a, m, na, nm: _two_lines(x, a, m, na, nm).float(), ("dtype",)),
+    Attempt("half the MLP", lambda x, a, m, na, nm: (lambda h: h + 0.5 * m(nm(h)))(x + a(na(x))),
+            ("largest error",)),
+    Attempt("the stub", _not_implemented, ("not implemented",)),
 )
 
 
@@ -91,6 +100,26 @@ def _deepnorm_in_place(x, sublayer, norm, alpha):
     f = sublayer(x)
     x.mul_(alpha)                                        # changes the caller's tensor
     return norm(x + f)
+
+
+def _deepnorm(x, f, n, a):
+    """norm(alpha * x + sublayer(x))"""
+    return n(a * x + f(x))
+
+
+def _torch_add(x, f, n, a):
+    """torch.add(F(x), x, alpha=alpha)"""
+    return n(torch.add(f(x), x, alpha=a))
+
+
+def _mul_add(x, f, n, a):
+    """x.mul(alpha).add(F(x))"""
+    return n(x.mul(a).add(f(x)))
+
+
+def _deepnorm_forward_calls(x, f, n, a):
+    """.forward calls"""
+    return n.forward(f.forward(x) + a * x)
 
 
 DEEPNORM_NEAR_MISSES = (
@@ -112,6 +141,8 @@ DEEPNORM_NEAR_MISSES = (
     Attempt("alpha on the whole sum", lambda x, f, n, a: n(a * (x + f(x))), ("whole sum",)),
     Attempt("x *= alpha in place", _deepnorm_in_place, ("in place",)),
     Attempt("returns None", lambda x, f, n, a: None, ("torch.Tensor",)),
+    Attempt("alpha squared", lambda x, f, n, a: n(a ** 2 * x + f(x)), ("largest error",)),
+    Attempt("the stub", _not_implemented, ("not implemented",)),
 )
 
 
@@ -119,21 +150,11 @@ CASES = [
     Exercise(
         checker=check_pre_ln_block, notebook=NOTEBOOK, function="my_pre_ln_block",
         near_misses=PRE_LN_NEAR_MISSES,
-        right_answers=(
-            Attempt("two lines", _two_lines),
-            Attempt("a loop over (sub-layer, norm)", _loop),
-            Attempt("nn.Sequential(norm, sub-layer)", _sequential),
-            Attempt(".forward calls and torch.add", _forward_calls),
-        ),
+        right_answers=answers(_two_lines, _loop, _sequential, _forward_calls),
     ),
     Exercise(
         checker=check_deepnorm_residual, notebook=NOTEBOOK, function="my_deepnorm_residual",
         near_misses=DEEPNORM_NEAR_MISSES,
-        right_answers=(
-            Attempt("norm(alpha * x + sublayer(x))", lambda x, f, n, a: n(a * x + f(x))),
-            Attempt("torch.add(F(x), x, alpha=alpha)", lambda x, f, n, a: n(torch.add(f(x), x, alpha=a))),
-            Attempt("x.mul(alpha).add(F(x))", lambda x, f, n, a: n(x.mul(a).add(f(x)))),
-            Attempt(".forward calls", lambda x, f, n, a: n.forward(f.forward(x) + a * x)),
-        ),
+        right_answers=answers(_deepnorm, _torch_add, _mul_add, _deepnorm_forward_calls),
     ),
 ]

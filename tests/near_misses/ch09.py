@@ -10,8 +10,12 @@ import statistics
 import numpy as np
 import torch
 
+from near_misses.common_models import answers
 from near_misses import Attempt, Exercise
-from normcourse.exercises.placements import FAILED_MARGIN, check_classify_run, check_count_spikes
+from normcourse.exercises.placements import (
+    FAILED_MARGIN, check_classify_run, check_count_spikes, classify_run,
+)
+from normcourse.train import count_spikes
 
 NOTEBOOK = "notebooks/09_training_deep_stacks.ipynb"
 
@@ -19,6 +23,7 @@ NOTEBOOK = "notebooks/09_training_deep_stacks.ipynb"
 # ------------------------------------------------------------------ classify: right answers
 
 def _reference(run, unigram_loss):
+    """the chapter's"""
     if run["diverged"]:
         return "diverged"
     if run["val_loss"] > unigram_loss - FAILED_MARGIN:
@@ -27,6 +32,7 @@ def _reference(run, unigram_loss):
 
 
 def _by_none(run, unigram_loss):
+    """val_loss is None means diverged"""
     # a stopped run is the one without a validation loss
     if run.get("val_loss") is None:
         return "diverged"
@@ -34,12 +40,14 @@ def _by_none(run, unigram_loss):
 
 
 def _table(run, unigram_loss):
+    """a dict lookup"""
     if run["diverged"]:
         return "diverged"
     return {True: "failed", False: "trained"}[run["val_loss"] + 0.1 > unigram_loss]
 
 
 def _not_below(run, unigram_loss):
+    """<= below the line"""
     if run["diverged"] is True:
         return "diverged"
     return "trained" if run["val_loss"] <= unigram_loss - 0.1 else "failed"
@@ -93,12 +101,18 @@ CLASSIFY_NEAR_MISSES = (
             else "trained", ("expected 'diverged'",)),
     Attempt("spikes count as divergence", lambda r, u: "diverged" if r["diverged"] or r["spikes"] > 0
             else _reference(r, u), ("not divergence",)),
+    Attempt("a jump in the loss counts as divergence", lambda r, u: "diverged" if r["diverged"] or
+            max(r["loss"][5:]) > 1.2 * min(r["loss"]) else _reference(r, u), ("not divergence",)),
     Attempt("failed runs called diverged", lambda r, u: "diverged" if r["diverged"] or
             r["val_loss"] > u - 0.1 else "trained", ("only run['diverged']",)),
     Attempt("final training loss", _by_final_train_loss, ("final_train_loss", "run['val_loss']")),
     Attempt("last training loss", _by_last_loss, ("run['loss'][-1]", "run['val_loss']")),
     Attempt("returns a bool", lambda r, u: not r["diverged"] and r["val_loss"] <= u - 0.1,
             ("expected one of the strings",)),
+    Attempt(">= on the margin", lambda r, u: "diverged" if r["diverged"] else
+            ("failed" if r["val_loss"] >= u - 0.1 else "trained"), ("strictly greater", ">=")),
+    Attempt("not below, written with not <", lambda r, u: "diverged" if r["diverged"] else
+            ("failed" if not r["val_loss"] < u - FAILED_MARGIN else "trained"), ("strictly",)),
     Attempt("writes the outcome into the run", _stores_outcome, ("changed the dict", "run")),
     Attempt("replaces val_loss None by inf", _fills_none, ("changed the dict", "val_loss")),
 )
@@ -108,6 +122,7 @@ CLASSIFY_NEAR_MISSES = (
 
 def _rule(losses, ratio, window, median=statistics.median, lo=lambda t, w: max(0, t - w),
           end=0, once=True, strict=True):
+    """the chapter's loop"""
     spikes, in_spike = 0, False
     for t in range(1, len(losses)):
         recent = losses[lo(t, window):t + end]
@@ -120,6 +135,7 @@ def _rule(losses, ratio, window, median=statistics.median, lo=lambda t, w: max(0
 
 
 def _numpy(losses, ratio, window):
+    """NumPy, an np.int64"""
     values = np.asarray(losses)
     now = np.array([values[t] > ratio * np.median(values[max(0, t - window):t])
                     for t in range(1, len(values))])
@@ -127,12 +143,14 @@ def _numpy(losses, ratio, window):
 
 
 def _steps_then_runs(losses, ratio, window):
+    """spike steps, then runs of them"""
     steps = [t for t in range(1, len(losses))
              if losses[t] > ratio * statistics.median(losses[max(0, t - window):t])]
     return sum(1 for i, t in enumerate(steps) if i == 0 or steps[i - 1] != t - 1)
 
 
 def _ratio_form(losses, ratio, window):
+    """divided through by the median"""
     # losses[t] / median > ratio: the same test, divided through
     flags = [losses[t] / statistics.median(losses[max(0, t - window):t]) > ratio
              for t in range(1, len(losses))]
@@ -140,6 +158,7 @@ def _ratio_form(losses, ratio, window):
 
 
 def _from_zero(losses, ratio, window):
+    """enumerate from 0, np.median"""
     spikes, in_spike = 0, False
     for t, loss in enumerate(losses):
         if t == 0:
@@ -195,7 +214,17 @@ def _negative_slice_nan(losses, ratio, window):
                            median=lambda v: float(np.median(v)) if len(v) else float("nan"))
 
 
+def _a_tensor(losses, ratio, window):
+    """a 0-d tensor"""
+    return torch.tensor(count_spikes(losses, ratio, window))
+
+
 SPIKE_NEAR_MISSES = (
+    Attempt("a string", lambda l, r, w: "3", ("whole number",)),
+    Attempt("NaN", lambda l, r, w: float("nan"), ("whole number, got nan",)),
+    Attempt("inf", lambda l, r, w: float("inf"), ("whole number, got inf",)),
+    Attempt("a fraction", lambda l, r, w: 2.5, ("whole number, got 2.5",)),
+    Attempt("always 0", lambda l, r, w: 0, ("expected",)),
     Attempt("every step counted", lambda l, r, w: _rule(l, r, w, once=False), ("counts once",)),
     Attempt("mean, not median", lambda l, r, w: _rule(l, r, w, median=statistics.mean), ("mean",)),
     Attempt("window includes step t", lambda l, r, w: _rule(l, r, w, end=1), ("includes step t",)),
@@ -227,26 +256,12 @@ SPIKE_NEAR_MISSES = (
 )
 
 
-CASES = [
-    Exercise(
-        checker=check_classify_run, notebook=NOTEBOOK, function="my_classify_run",
-        near_misses=CLASSIFY_NEAR_MISSES,
-        right_answers=(
-            Attempt("the chapter's", _reference),
-            Attempt("val_loss is None means diverged", _by_none),
-            Attempt("a dict lookup", _table),
-            Attempt("<= below the line", _not_below),
-        ),
-    ),
-    Exercise(
-        checker=check_count_spikes, notebook=NOTEBOOK, function="my_count_spikes",
-        near_misses=SPIKE_NEAR_MISSES,
-        right_answers=(
-            Attempt("the chapter's loop", _rule),
-            Attempt("NumPy, an np.int64", _numpy),
-            Attempt("spike steps, then runs of them", _steps_then_runs),
-            Attempt("divided through by the median", _ratio_form),
-            Attempt("enumerate from 0, np.median", _from_zero),
-        ),
-    ),
+SPIKE_RIGHT_ANSWERS = answers(_rule, _numpy, _steps_then_runs, _ratio_form, _from_zero,
+                              count_spikes, _a_tensor)
+
+CASES = [  # Exercise(checker, notebook, function, near misses, right answers)
+    Exercise(check_classify_run, NOTEBOOK, "my_classify_run", CLASSIFY_NEAR_MISSES,
+             answers(_reference, _by_none, _table, _not_below, classify_run)),
+    Exercise(check_count_spikes, NOTEBOOK, "my_count_spikes", SPIKE_NEAR_MISSES,
+             SPIKE_RIGHT_ANSWERS),
 ]

@@ -7,7 +7,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from checker_run import _not_implemented
 from near_misses import Attempt, Exercise
+from normcourse import ablations
 from normcourse.exercises.depth import check_adjacent_cosine, check_forward_skipping
 
 NOTEBOOK = "notebooks/10_depth_that_does_not_pay.ipynb"
@@ -255,6 +257,21 @@ def _in_place(x, blocks, skip):
     return x
 
 
+def _by_identity(x, blocks, skip):
+    skipped = blocks[skip]
+    for block in blocks:
+        if block is not skipped:                         # a reused block goes at every position
+            x = block(x)
+    return x
+
+
+def _by_index(x, blocks, skip):
+    for block in blocks:
+        if blocks.index(block) != skip:                  # index() finds the first position only
+            x = block(x)
+    return x
+
+
 def _float32(x, blocks, skip):
     return _loop(x, blocks, skip).float()
 
@@ -298,6 +315,8 @@ CASES = [
             Attempt("pops h_0 off the caller's list", _popped, ("changed the list", "hiddens")),
             Attempt("normalizes the hidden states in place", _normalized_in_place, ("in place",)),
             Attempt("a float64 NumPy array", _numpy_array, ("float64", "float32")),
+            Attempt("returns None", lambda hs: None, ("NoneType",)),
+            Attempt("the stub", _not_implemented, ("not implemented",)),
             Attempt("float64 values", lambda hs: [F.cosine_similarity(a.double(), b.double(), dim=-1).mean()
                                                   for a, b in _pairs(hs)], ("float64",)),
         ),
@@ -309,6 +328,7 @@ CASES = [
             Attempt("a loop over positions", _loop_per_position),
             Attempt("normalize then dot, a tuple of 0-d tensors", _normalize_then_dot),
             Attempt("computed in float32", _in_float32),
+            Attempt("normcourse.ablations.adjacent_cosine", ablations.adjacent_cosine),
             Attempt("indices", lambda hs: [_cos(hs[i], hs[i + 1]) for i in range(len(hs) - 1)]),
         ),
     ),
@@ -329,6 +349,12 @@ CASES = [
             Attempt("calls the skipped block", _wasteful, ("threw its result away",)),
             Attempt("updates x in place", _in_place, ("in place",)),
             Attempt("returns float32", _float32, ("dtype",)),
+            Attempt("twice the stream", lambda x, blocks, skip: 2 * _loop(x, blocks, skip),
+                    ("largest error",)),
+            Attempt("the stub", _not_implemented, ("not implemented",)),
+            Attempt("skips by identity, `block is blocks[skip]`", _by_identity,
+                    ("same module object", "position")),
+            Attempt("skips by blocks.index(block)", _by_index, ("same module object", "position")),
         ),
         right_answers=(
             Attempt("loop with continue", _loop),

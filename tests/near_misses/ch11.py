@@ -6,8 +6,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from near_misses.common_models import answers
 from near_misses import Attempt, Exercise
 from normcourse.exercises.no_norm import check_adaln_zero, check_strip_layer_norms
+from normcourse.model import TinyGPT
+from normcourse.remove_norm import strip_layer_norms
 
 NOTEBOOK = "notebooks/11_life_without_normalization.ipynb"
 
@@ -15,28 +18,33 @@ NOTEBOOK = "notebooks/11_life_without_normalization.ipynb"
 # ------------------------------------------------------------------ AdaLN-Zero
 
 def _adaln(x, shift, scale, gate, branch, norm=None, mod=None):
+    """F.layer_norm with eps=1e-6"""
     h = (norm or (lambda t: F.layer_norm(t, t.shape[-1:], eps=1e-6)))(x)
     h = h * (1 + scale[:, None, :]) + shift[:, None, :] if mod is None else mod(h)
     return x + gate[:, None, :] * branch(h)
 
 
 def _by_hand(x, shift, scale, gate, branch):
+    """by hand, var_mean and addcmul"""
     var, mean = torch.var_mean(x, dim=-1, keepdim=True, unbiased=False)
     h = (x - mean) * torch.rsqrt(var + 1e-6)
     return x + gate.unsqueeze(1) * branch(torch.addcmul(shift.unsqueeze(1), h, 1 + scale.unsqueeze(1)))
 
 
 def _module(x, shift, scale, gate, branch):
+    """nn.LayerNorm(eps=1e-6, elementwise_affine=False), view"""
     norm = nn.LayerNorm(x.shape[-1], eps=1e-6, elementwise_affine=False)
     b, c = shift.shape
     return x + gate.view(b, 1, c) * branch(norm(x) * (1 + scale.view(b, 1, c)) + shift.view(b, 1, c))
 
 
 def _in_float64(x, shift, scale, gate, branch):
+    """in float64, cast back"""
     return _adaln(*(t.double() for t in (x, shift, scale, gate)), branch).to(x.dtype)
 
 
 def _loop_over_samples(x, shift, scale, gate, branch):
+    """a loop over the samples"""
     h = torch.stack([F.layer_norm(x[i], x.shape[-1:], eps=1e-6) * (1 + scale[i]) + shift[i]
                      for i in range(x.shape[0])])
     return x + gate[:, None, :] * branch(h)
@@ -73,7 +81,22 @@ def _m(expr):
     return fn
 
 
+def _wrong_axis_where_it_broadcasts(x, sh, sc, g, b):
+    # right unless B == T, the one case where the wrong broadcast runs
+    if x.shape[0] != x.shape[1]:
+        return _adaln(x, sh, sc, g, b)
+    return _wrong_axis(x, sh, sc, g, b)
+
+
+def _stub(*args):
+    raise NotImplementedError
+
+
 ADALN_NEAR_MISSES = (
+    Attempt("wrong axis only where shapes broadcast", _wrong_axis_where_it_broadcasts,
+            ("wrong axis",)),
+    Attempt("the stub", _stub, ("not implemented yet",)),
+    Attempt("returns None", lambda *a: None, ("forget a `return`",)),
     Attempt("scale without 1 +", _m(lambda x, sh, sc, g, b, ln: x + g * b(ln(x) * sc + sh)),
             ("(1 + scale)",)),
     Attempt("1 - scale", _m(lambda x, sh, sc, g, b, ln: x + g * b(ln(x) * (1 - sc) + sh)), ("(1 - scale)",)),
@@ -124,6 +147,7 @@ ADALN_NEAR_MISSES = (
 # ------------------------------------------------------------------ strip LayerNorms
 
 def _by_names(model):
+    """named_modules, then setattr on the parent"""
     names = [n for n, m in model.named_modules() if isinstance(m, nn.LayerNorm)]
     for name in names:
         parent, _, child = name.rpartition(".")
@@ -132,6 +156,7 @@ def _by_names(model):
 
 
 def _recursive(model):
+    """recursive over named_children"""
     for name, child in model.named_children():
         if isinstance(child, nn.LayerNorm):
             setattr(model, name, nn.Identity())
@@ -141,6 +166,7 @@ def _recursive(model):
 
 
 def _apply(model):
+    """model.apply"""
     def swap(module):
         for name, child in module.named_children():
             if isinstance(child, nn.LayerNorm):
@@ -149,6 +175,7 @@ def _apply(model):
 
 
 def _modules_dict(model):
+    """the _modules dict"""
     for module in list(model.modules()):
         for name, child in module._modules.items():
             if isinstance(child, nn.LayerNorm):
@@ -161,6 +188,7 @@ def _in_place_no_return(model):
 
 
 def _copy(model):
+    """a stripped deep copy"""
     return _by_names(copy.deepcopy(model))
 
 
@@ -229,7 +257,75 @@ def _reinitialized(model):
     return _by_names(model)
 
 
+def _every_norm_class(model):
+    names = [n for n, m in model.named_modules() if "Norm" in type(m).__name__]
+    for name in names:
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, nn.Identity())
+    return model
+
+
+def _every_vector_weight(model):
+    # "a norm is a module whose weight is a vector": BatchNorm and RMSNorm too
+    names = [n for n, m in model.named_modules()
+             if getattr(m, "weight", None) is not None and m.weight.dim() == 1]
+    for name in names:
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, nn.Identity())
+    return model
+
+
+def _exact_type(model):
+    """type(m) is nn.LayerNorm"""
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is nn.LayerNorm:
+                setattr(module, name, nn.Identity())
+    return model
+
+
+def _fresh_model(model):
+    if isinstance(model, TinyGPT):                       # a new model: its weights are random
+        config = copy.deepcopy(model.config)
+        config.norm = "identity"
+        return TinyGPT(config)
+    return strip_layer_norms(model)
+
+
+class _Affine(nn.Module):
+    def __init__(self, norm):
+        super().__init__()
+        self.weight, self.bias = norm.weight, norm.bias
+
+    def forward(self, x):
+        return x * self.weight + self.bias
+
+
+def _keep_affine(model):
+    return _to_each(model, lambda m: _Affine(m))
+
+
+def _also_c_fc(model):
+    for name in [n for n, m in model.named_modules()
+                 if isinstance(m, nn.LayerNorm) or isinstance(m, nn.Linear) and n.endswith("c_fc")]:
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, nn.Identity())
+    return model
+
+
+def _to_each(model, make):
+    for name, m in [(n, m) for n, m in model.named_modules() if isinstance(m, nn.LayerNorm)]:
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, make(m))
+    return model
+
+
 STRIP_NEAR_MISSES = (
+    Attempt("a fresh model without norms", _fresh_model, ("trained weights",)),
+    Attempt("the affine map kept", _keep_affine, ("should not have",)),
+    Attempt("the MLP's first Linear removed too", _also_c_fc, ("that are not LayerNorm's are gone",)),
+    Attempt("replaced by nn.Flatten", lambda model: _to_each(model, lambda m: nn.Flatten()),
+            ("no longer runs after your function",)),
     Attempt("top-level children only", _top_level_only, ("still there",)),
     Attempt("blocks' norm_attn and norm_mlp only", _blocks_only, ("still there", "norm_final")),
     Attempt("the first LayerNorm only", _first_only, ("still there",)),
@@ -241,31 +337,19 @@ STRIP_NEAR_MISSES = (
     Attempt("replaced by nn.Softmax", _to(lambda: nn.Softmax(-1)), ("computes something else",)),
     Attempt("weights re-initialized", _reinitialized, ("trained weights",)),
     Attempt("returns an int", lambda model: 0, ("return the model",)),
+    Attempt("in place, returns None", _in_place_no_return, ("returned None", "return the model")),
+    Attempt("every *Norm* class", _every_norm_class, ("RMSNorm", "BatchNorm", "only nn.LayerNorm")),
+    Attempt("every module with a weight of shape (d,)", _every_vector_weight,
+            ("only nn.LayerNorm",)),
 )
 
 
-CASES = [
-    Exercise(
-        checker=check_adaln_zero, notebook=NOTEBOOK, function="my_adaln_zero",
-        near_misses=ADALN_NEAR_MISSES,
-        right_answers=(
-            Attempt("F.layer_norm with eps=1e-6", _adaln),
-            Attempt("by hand, var_mean and addcmul", _by_hand),
-            Attempt("nn.LayerNorm(eps=1e-6, elementwise_affine=False), view", _module),
-            Attempt("in float64, cast back", _in_float64),
-            Attempt("a loop over the samples", _loop_over_samples),
-        ),
-    ),
-    Exercise(
-        checker=check_strip_layer_norms, notebook=NOTEBOOK, function="my_strip_layer_norms",
-        near_misses=STRIP_NEAR_MISSES,
-        right_answers=(
-            Attempt("named_modules, then setattr on the parent", _by_names),
-            Attempt("recursive over named_children", _recursive),
-            Attempt("model.apply", _apply),
-            Attempt("the _modules dict", _modules_dict),
-            Attempt("in place, returns None", _in_place_no_return),
-            Attempt("a stripped deep copy", _copy),
-        ),
-    ),
+STRIP_RIGHT_ANSWERS = answers(_by_names, _recursive, _apply, _modules_dict, _exact_type, _copy,
+                              strip_layer_norms)
+
+CASES = [  # Exercise(checker, notebook, function, near misses, right answers)
+    Exercise(check_adaln_zero, NOTEBOOK, "my_adaln_zero", ADALN_NEAR_MISSES,
+             answers(_adaln, _by_hand, _module, _in_float64, _loop_over_samples)),
+    Exercise(check_strip_layer_norms, NOTEBOOK, "my_strip_layer_norms", STRIP_NEAR_MISSES,
+             STRIP_RIGHT_ANSWERS),
 ]

@@ -12,8 +12,12 @@ import warnings
 import numpy as np
 import torch
 
+from checker_run import _not_implemented
+from near_misses.common_models import answers
 from near_misses import Attempt, Exercise
-from normcourse.exercises.diagnostics_practice import check_flag_massive, check_update_data_ratios
+from normcourse.exercises.diagnostics_practice import (
+    check_flag_massive, check_update_data_ratios, flag_massive, update_data_ratios,
+)
 
 NOTEBOOK = "notebooks/12_diagnostics_in_practice.ipynb"
 
@@ -22,10 +26,12 @@ NOTEBOOK = "notebooks/12_diagnostics_in_practice.ipynb"
 
 def _ratios(before, after, value=lambda d, b, a: (d.std() / b.std()).item(),
             keep=lambda p: p.numel() > 1):
+    """the chapter's"""
     return {n: value(after[n] - p, p, after[n]) for n, p in before.items() if keep(p)}
 
 
 def _loop(before, after):
+    """a loop, float()"""
     out = {}
     for name, p in before.items():
         if p.numel() < 2:
@@ -35,16 +41,19 @@ def _loop(before, after):
 
 
 def _biased(before, after):
+    """biased standard deviations"""
     # the n / (n - 1) correction cancels between the two standard deviations
     return _ratios(before, after, lambda d, b, a: (d.std(correction=0) / b.std(correction=0)).item())
 
 
 def _numpy(before, after):
+    """NumPy, np.float32 values"""
     return {n: np.std(after[n].numpy() - p.numpy()) / np.std(p.numpy())    # np.float32
             for n, p in before.items() if p.size().numel() > 1}
 
 
 def _centred_sums(before, after):
+    """sums of centred squares"""
     out = {}
     for n, p in before.items():
         if p.numel() > 1:
@@ -54,6 +63,7 @@ def _centred_sums(before, after):
 
 
 def _float64(before, after):
+    """in float64"""
     return _ratios(before, after, lambda d, b, a: float((a.double() - b.double()).std() / b.double().std()))
 
 
@@ -73,6 +83,11 @@ def _pops_scalars(before, after):
     for n in [n for n, p in before.items() if p.numel() == 1]:
         before.pop(n)                                    # changes the caller's dict
     return _ratios(before, after)
+
+
+def _clamped(before, after):
+    """the toolkit's clamp_min(1e-12)"""
+    return _ratios(before, after, lambda d, p, q: (d.std() / p.std().clamp_min(1e-12)).item())
 
 
 RATIO_NEAR_MISSES = (
@@ -103,17 +118,29 @@ RATIO_NEAR_MISSES = (
     Attempt("a list", lambda b, a: list(_ratios(b, a).values()), ("expected a dict",)),
     Attempt("after -= before in place", _in_place, ("in place",)),
     Attempt("pops the scalars from `before`", _pops_scalars, ("changed the dict", "before")),
+    Attempt("10% too large", lambda b, a: _ratios(b, a, lambda d, p, q: 1.1 * (d.std() / p.std()).item()),
+            ("expected",)),
+    Attempt("the stub", _not_implemented, ("not implemented",)),
+    Attempt("p.shape[0] > 1", lambda b, a: _ratios(b, a, keep=lambda p: p.shape[0] > 1),
+            ("p.shape[0] > 1", "numel")),
+    Attempt("len(p) > 1", lambda b, a: _ratios(b, a, keep=lambda p: len(p) > 1), ("first dimension",)),
+    Attempt("constant weights dropped", lambda b, a: _ratios(b, a, keep=lambda p: p.numel() > 1
+                                                             and p.std() > 0), ("std(before) is 0",)),
+    Attempt("ratio 0 for a constant weight", lambda b, a: _ratios(
+        b, a, lambda d, p, q: (d.std() / p.std()).item() if p.std() > 0 else 0.0), ("all equal", "inf")),
 )
 
 
 # ------------------------------------------------------------------ massive activations
 
 def _flags(acts, threshold, ratio=lambda a: a.abs().max() / a.abs().median(), above=None):
+    """the chapter's"""
     above = above or (lambda r, t: r > t)
     return [n for n, a in acts.items() if above(ratio(a.flatten()), threshold)]
 
 
 def _sorted_middle(acts, threshold):
+    """sorted magnitudes, the middle one"""
     out = []
     for name, a in acts.items():
         m = a.abs().flatten().sort().values
@@ -123,6 +150,7 @@ def _sorted_middle(acts, threshold):
 
 
 def _statistics(acts, threshold):
+    """statistics.median, multiplied through"""
     out = []
     for name, a in acts.items():
         values = [abs(v) for v in a.flatten().tolist()]
@@ -132,11 +160,13 @@ def _statistics(acts, threshold):
 
 
 def _numpy_flags(acts, threshold):
+    """NumPy"""
     return [n for n, a in acts.items()
             if np.abs(a.numpy()).max() / np.median(np.abs(a.numpy())) > threshold]
 
 
 def _quantile(acts, threshold):
+    """torch.quantile(0.5)"""
     return [n for n, a in acts.items() if a.abs().max() / torch.quantile(a.abs().flatten(), 0.5) > threshold]
 
 
@@ -147,6 +177,11 @@ def _pops(acts, threshold):
         if a.abs().max() / a.abs().median() > threshold:
             flagged.append(name)
     return flagged
+
+
+def _item_loop(acts, threshold):
+    """a loop, .item() before comparing"""
+    return [n for n, a in acts.items() if (a.abs().max() / a.abs().median()).item() > threshold]
 
 
 MASSIVE_NEAR_MISSES = (
@@ -181,6 +216,15 @@ MASSIVE_NEAR_MISSES = (
     Attempt("abs_() in place", lambda acts, t: [n for n, a in acts.items()
                                                 if a.abs_().max() / a.median() > t], ("in place",)),
     Attempt("pops the layers off the dict", _pops, ("changed the dict", "activations")),
+    Attempt("returns None", lambda acts, t: None, ("expected a list",)),
+    Attempt("the first flagged layer only", lambda acts, t: _flags(acts, t)[:1], ("expected",)),
+    Attempt("the stub", _not_implemented, ("not implemented",)),
+    Attempt("skips a zero median", lambda acts, t: [n for n, a in acts.items() if a.abs().median() > 0
+                                                    and a.abs().max() / a.abs().median() > t],
+            ("median |a| is 0", "inf")),
+    Attempt("a zero median counts as ratio 0", lambda acts, t: _flags(
+        acts, t, lambda a: a.abs().max() / a.abs().median() if a.abs().median() > 0 else 0.0),
+            ("median |a| is 0",)),
 )
 
 
@@ -188,24 +232,13 @@ CASES = [
     Exercise(
         checker=check_update_data_ratios, notebook=NOTEBOOK, function="my_update_data_ratios",
         near_misses=RATIO_NEAR_MISSES,
-        right_answers=(
-            Attempt("the chapter's", _ratios),
-            Attempt("a loop, float()", _loop),
-            Attempt("biased standard deviations", _biased),
-            Attempt("NumPy, np.float32 values", _numpy),
-            Attempt("sums of centred squares", _centred_sums),
-            Attempt("in float64", _float64),
-        ),
+        right_answers=answers(_ratios, _loop, _biased, _numpy, _centred_sums, _float64,
+                              update_data_ratios, _clamped),
     ),
     Exercise(
         checker=check_flag_massive, notebook=NOTEBOOK, function="my_flag_massive",
         near_misses=MASSIVE_NEAR_MISSES,
-        right_answers=(
-            Attempt("the chapter's", _flags),
-            Attempt("sorted magnitudes, the middle one", _sorted_middle),
-            Attempt("statistics.median, multiplied through", _statistics),
-            Attempt("NumPy", _numpy_flags),
-            Attempt("torch.quantile(0.5)", _quantile),
-        ),
+        right_answers=answers(_flags, _sorted_middle, _statistics, _numpy_flags, _quantile,
+                              flag_massive, _item_loop),
     ),
 ]

@@ -6,8 +6,12 @@ import math
 import torch
 import torch.nn.functional as F
 
+import dataclasses
+
+from checker_run import _not_implemented
 from near_misses import Attempt, Exercise
 from normcourse.exercises.attention_norms import (
+    qk_norm_logits, z_loss, reordered_block,
     check_qk_norm_logits, check_reordered_block, check_z_loss,
 )
 
@@ -84,6 +88,9 @@ CASES = [
             Attempt("F.rms_norm", _qk_rms_norm_module),
             Attempt("float32 inside", _qk_float32),
             Attempt("einsum", _qk_einsum),
+            # sum_i q_i wq_i k_i wk_i does not care which side carries which gain
+            Attempt("the gains on the other side (the same logits)",
+                    lambda q, k, wq, wk, eps: _scores(_rms(q, eps) * wk, _rms(k, eps) * wq)),
         ),
     ),
     Exercise(
@@ -125,3 +132,9 @@ CASES = [
         ),
     ),
 ]
+
+# Every exercise: the package's reference is a right answer, the untouched stub a near miss.
+CASES = [dataclasses.replace(
+    e, near_misses=e.near_misses + (Attempt("the stub", _not_implemented, ("not implemented",)),),
+    right_answers=e.right_answers + (Attempt("the package's reference", ref),))
+    for e, ref in zip(CASES, (qk_norm_logits, z_loss, reordered_block))]
