@@ -158,12 +158,13 @@ def test_every_backward_mistake_shows_on_some_shape():
         w = torch.randn(shape[-1], generator=g, dtype=torch.float64) * 0.5 + 1
         inputs.append((x, r, w, 1e-6, torch.randn(*shape, generator=g, dtype=torch.float64),
                        torch.randn(*shape, generator=g, dtype=torch.float64)))
-    n = len(fused_add._backward_mistakes(*inputs[0]))
+    n = len(fused_add._backward_wrongs(*inputs[0]))
     for i in range(n):
         gaps = []
         for args in inputs:
             ref = fused_add._reference_backward(*args)
-            what, _, wrong = fused_add._backward_mistakes(*args)[i]
+            mistake = fused_add._backward_wrongs(*args)[i]
+            what, wrong = mistake.what, mistake.value()
             gaps += [float((a - b).abs().max()) for a, b in zip(wrong, ref) if a is not None]
         assert max(gaps) > 1e-3, what
 
@@ -199,7 +200,7 @@ from normcourse.exercises.feedback import close as _close   # noqa: E402
 
 
 def _recorded(monkeypatch, module, name, calls):
-    """Replace ``module.name`` (compare or compare_or) by a recorder of its arguments."""
+    """Replace ``module.name`` (the checker module's compare) by a recorder of its arguments."""
     original = getattr(module, name)
 
     def record(out, ref, tol, wrongs, *args, rtol=0.0, **kwargs):
@@ -218,18 +219,18 @@ def _kind(what):
      [(attention_norms, "compare")]),
     (attention_norms.check_z_loss, attention_norms.z_loss, [(attention_norms, "compare")]),
     (attention_norms.check_reordered_block, attention_norms.reordered_block,
-     [(pl, "compare_or")]),
+     [(pl, "compare")]),
     (residual_streams.check_sinkhorn, residual_streams.sinkhorn, [(residual_streams, "compare")]),
     (residual_streams.check_ngpt_update, residual_streams.ngpt_update,
      [(residual_streams, "compare")]),
     (residual_streams.check_composite_gain, residual_streams.composite_gain,
-     [(residual_streams, "compare_or")]),
+     [(residual_streams, "compare")]),
     (no_norm.check_adaln_zero, lambda x, *a: no_norm._adaln_zero(x, *a).to(x.dtype),
      [(no_norm, "compare")]),
-    (pl.check_pre_ln_block, pl.pre_ln_block, [(pl, "compare_or")]),
-    (pl.check_deepnorm_residual, pl.deepnorm_residual, [(pl, "compare_or")]),
-    (depth.check_adjacent_cosine, None, [(depth, "compare_or")]),
-    (depth.check_forward_skipping, depth.forward_skipping, [(depth, "compare_or")]),
+    (pl.check_pre_ln_block, pl.pre_ln_block, [(pl, "compare")]),
+    (pl.check_deepnorm_residual, pl.deepnorm_residual, [(pl, "compare")]),
+    (depth.check_adjacent_cosine, None, [(depth, "compare")]),
+    (depth.check_forward_skipping, depth.forward_skipping, [(depth, "compare")]),
 ])
 def test_every_known_mistake_is_far_from_the_reference_on_some_input(check, reference, patch,
                                                                       monkeypatch, capsys):

@@ -17,8 +17,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from normcourse.exercises.containers import call_keeping_inputs
-from normcourse.exercises.feedback import Mistake, Wrong, checker, close, expect_tensor, generator
-from normcourse.exercises.placements import compare_or
+from normcourse.exercises.feedback import (
+    Mistake, Wrong, checker, close, compare, expect_tensor, generator,
+)
 
 __all__ = ["check_adjacent_cosine", "check_forward_skipping", "forward_skipping"]
 
@@ -181,7 +182,7 @@ def check_adjacent_cosine(fn) -> str:
                           dim=-1).mean().item() for a, b in pairs])),
         ]
         worst = int((got - ref).abs().argmax())
-        compare_or(got, ref, 1e-6, wrong, otherwise=Mistake(
+        compare(got, ref, 1e-6, wrong, otherwise=Mistake(
             f"layer {worst + 1}: you returned {got[worst]:.4f}, expected {ref[worst]:.4f}.",
             "F.cosine_similarity(a, b, dim=-1).mean() for each adjacent pair (a, b)."))
     _check_float32_result(fn)
@@ -319,7 +320,7 @@ def check_forward_skipping(fn) -> str:
             learner_calls = list(calls)
             calls.clear()
             with torch.no_grad():
-                compare_or(out, ref, 1e-9, _skip_mistakes(x, blocks, skip, shared is not None),
+                compare(out, ref, 1e-9, _skip_mistakes(x, blocks, skip, shared is not None),
                            rtol=1e-9,
                            otherwise=Mistake(f"with {n} blocks and skip={skip} the largest error "
                                              f"is {(out - ref).abs().max():.3g}.", _SKIP_HINT))

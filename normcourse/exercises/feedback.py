@@ -296,10 +296,24 @@ def _as_tensor(value) -> torch.Tensor:
                                                                       dtype=torch.float64)
 
 
+def _raise(mistake: Mistake | Callable[[], None]) -> None:
+    """Raise ``mistake``, or call it when it is a function that raises its own."""
+    if isinstance(mistake, Mistake):
+        raise mistake
+    mistake()
+    raise AssertionError("a Mistake-raising function returned")  # a bug in the checker
+
+
+def explain_when(matches: Callable[[Exception], bool], hint: str):
+    """An ``explain`` for :func:`call_learner`: ``hint`` for the exceptions that
+    ``matches(err)`` recognises, None (the generic hint) for the others."""
+    return lambda err: hint if matches(err) else None
+
+
 def compare(out: torch.Tensor, ref: torch.Tensor, tol: float, wrongs: Sequence[Wrong] = (), *,
             rtol: float = 0.0, name: str = "your output",
-            nan_mistake: Mistake | None = None,
-            otherwise: Mistake | None = None,
+            nan_mistake: Mistake | Callable[[], None] | None = None,
+            otherwise: Mistake | Callable[[], None] | None = None,
             hint: str = "test on a tiny input, e.g. torch.tensor([[1., 2., 3.]]), and compare "
                         "each step with a hand calculation.") -> None:
     """Return when ``out`` is within ``tol`` of ``ref``; otherwise raise the Mistake it makes.
@@ -308,14 +322,17 @@ def compare(out: torch.Tensor, ref: torch.Tensor, tol: float, wrongs: Sequence[W
     differs from ``ref`` on this input, see :func:`is_mistake`); NaN and inf get
     their own messages (``nan_mistake`` replaces the generic NaN one); anything
     else is ``otherwise`` or, by default, reported by where the error is largest,
-    against the tolerance.  ``out``, ``ref`` and the wrong values may be plain
+    against the tolerance.  ``nan_mistake`` and ``otherwise`` are a Mistake, or a
+    function that raises the checker's own (when the message needs more work).  ``out``, ``ref`` and the wrong values may be plain
     numbers (a checker of one number).
     """
     out, ref = _as_tensor(out), _as_tensor(ref)
     if close(out, ref, atol=tol, rtol=rtol):
         return
+    if out.isnan().any() and nan_mistake is not None:
+        _raise(nan_mistake)
     if out.isnan().any():
-        raise nan_mistake or Mistake(
+        raise Mistake(
             f"{name} contains NaN.",
             "NaN usually means 0/0 or sqrt of a negative number: is eps inside the square "
             "root, and is the variance computed as a mean of squares of deviations (never "
@@ -330,7 +347,7 @@ def compare(out: torch.Tensor, ref: torch.Tensor, tol: float, wrongs: Sequence[W
         if is_mistake(out, candidate, ref, atol=tol, rtol=rtol):
             raise Mistake(wrong.what, wrong.hint)
     if otherwise is not None:
-        raise otherwise
+        _raise(otherwise)
     raise Mistake(f"{name} is wrong: {where_largest(out, ref)} (max error "
                   f"{max_error(out, ref):.3g}, allowed {tol:.2g}).", hint)
 

@@ -248,11 +248,6 @@ def _variant_backward(x, r, w, eps, dy, dres, *, residual=True, eps_at="inside",
     return ds, ds, rows.sum(0)
 
 
-def _backward_mistakes(x, r, w, eps, dy, dres):
-    """Deprecated: (what, hint, (dx, dresidual, dweight)) of :func:`_backward_wrongs`."""
-    return [(m.what, m.hint, m.value()) for m in _backward_wrongs(x, r, w, eps, dy, dres)]
-
-
 def _backward_wrongs(x, r, w, eps, dy, dres):
     """The known wrong backwards; each value is the wrong (dx, dresidual, dweight), where a
     None leaves that output as the reference has it."""

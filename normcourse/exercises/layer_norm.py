@@ -48,12 +48,6 @@ def _torch_tolerance(torch_out: torch.Tensor, ref: torch.Tensor) -> float:
     return _SLACK * max_error(torch_out, ref) + _ATOL[torch_out.dtype]
 
 
-def _diagnose(out, ref, tol, variants, name="your output", nan_mistake=None):
-    """Deprecated: use :func:`feedback.compare` with a list of :class:`feedback.Wrong`."""
-    compare(out, ref, tol, [v if isinstance(v, Wrong) else Wrong(*v[1], v[0]) for v in variants],
-            name=name, nan_mistake=nan_mistake)
-
-
 # --------------------------------------------------------------------------
 # LayerNorm forward
 # --------------------------------------------------------------------------

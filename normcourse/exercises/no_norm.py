@@ -19,9 +19,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from normcourse.exercises.feedback import (
-    Mistake, Wrong, call_learner, checker, close, compare, expect_tensor, generator,
+    Mistake, Wrong, call_learner, checker, close, compare, expect_tensor, explain_when,
+    generator,
 )
-from normcourse.exercises.placements import explain_when
 from normcourse.model import GPTConfig, TinyGPT
 
 __all__ = ["check_adaln_zero", "check_strip_layer_norms"]

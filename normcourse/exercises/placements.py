@@ -16,7 +16,8 @@ import torch.nn as nn
 
 from normcourse.exercises.containers import call_keeping_inputs
 from normcourse.exercises.feedback import (
-    Mistake, Wrong, as_number, call_learner, checker, close, compare, expect_tensor, generator,
+    Mistake, Wrong, as_number, call_learner, checker, close, compare, expect_tensor,
+    explain_when, generator,
 )
 from normcourse.train import count_spikes
 
@@ -26,34 +27,6 @@ __all__ = ["check_pre_ln_block", "check_deepnorm_residual", "check_classify_run"
 # A run "failed to train" when its validation loss is less than this many nats below the
 # loss of predicting every character from its frequency alone (the unigram loss).
 FAILED_MARGIN = 0.1
-
-_UNMATCHED = "\0 no known mistake"
-
-
-def explain_when(matches, hint: str):
-    """An ``explain`` for :func:`feedback.call_learner`: ``hint`` for the exceptions that
-    ``matches(err)`` recognises, None (the generic hint) for the others."""
-    return lambda err: hint if matches(err) else None
-
-
-def compare_or(out, ref, tol, wrongs, otherwise, *, rtol=0.0) -> None:
-    """:func:`feedback.compare`, but with this checker's own message when nothing matches.
-
-    Returns when ``out`` is close to ``ref``, raises the Mistake of the first of
-    ``wrongs`` that ``out`` matches, and otherwise raises ``otherwise`` (a Mistake),
-    or calls it (a function that raises its own), for NaN too.
-    """
-    try:
-        compare(out, ref, tol, wrongs, rtol=rtol, name=_UNMATCHED)
-    except Mistake as mistake:
-        if not mistake.what.startswith(_UNMATCHED):
-            raise
-    else:
-        return
-    if isinstance(otherwise, Mistake):
-        raise otherwise
-    otherwise()
-
 
 def classify_run(run: dict, unigram_loss: float, margin: float = FAILED_MARGIN) -> str:
     """The reference: "diverged" (stopped by the engine), "failed" (no better than unigram), "trained"."""
@@ -218,7 +191,7 @@ def check_block(fn, reference, mistakes, hint: str, name: str, cases, x_seed: in
                             name="the block output")
         with torch.no_grad():
             ref = reference(x, attn, mlp, na, nm)
-            compare_or(out, ref, 1e-9, mistakes(x, attn, mlp, na, nm), rtol=1e-9,
+            compare(out, ref, 1e-9, mistakes(x, attn, mlp, na, nm), rtol=1e-9,
                        otherwise=Mistake(f"for an input of shape {tuple(shape)} the largest "
                                          f"error is {(out.detach() - ref).abs().max():.3g}.",
                                          hint))
@@ -296,7 +269,7 @@ def check_deepnorm_residual(fn) -> str:
         out = expect_tensor(call_learner(fn, x, sub, norm, alpha, name="deepnorm_residual"), x,
                             name="the output")
         with torch.no_grad():
-            compare_or(out, ref, 1e-9, _deepnorm_mistakes(x, sub, norm, alpha), rtol=1e-9,
+            compare(out, ref, 1e-9, _deepnorm_mistakes(x, sub, norm, alpha), rtol=1e-9,
                        otherwise=lambda: _deepnorm_loosely(out, ref, x, sub, norm, alpha))
     return "deepnorm_residual is correct: LN(alpha * x + F(x)), the skip up-weighted by alpha."
 

@@ -25,7 +25,6 @@ import torch
 from normcourse.exercises.feedback import (
     Mistake, Wrong, as_number, call_learner, checker, close, compare, expect_tensor, generator,
 )
-from normcourse.exercises.placements import compare_or
 
 __all__ = ["check_sinkhorn", "check_ngpt_update", "check_composite_gain",
            "sinkhorn", "ngpt_update", "composite_gain"]
@@ -246,7 +245,7 @@ def check_composite_gain(fn) -> str:
                as_number(out[1], f"the backward gain ({label})"))
         ref = composite_gain(mats)
         # float32 arithmetic on the learner's side is fine: 1e-6 relative
-        compare_or(torch.tensor(got, dtype=torch.float64), torch.tensor(ref, dtype=torch.float64),
+        compare(torch.tensor(got, dtype=torch.float64), torch.tensor(ref, dtype=torch.float64),
                    1e-6, _gain_variants(mats, label), rtol=1e-6, otherwise=Mistake(
                        f"for {label} you returned ({got[0]:.6g}, {got[1]:.6g}); expected "
                        f"({ref[0]:.6g}, {ref[1]:.6g}).",

@@ -54,8 +54,10 @@ class Exercise:
 
 
 def _label(fn) -> str:
-    """The first line of ``fn``'s docstring, else its name with spaces for underscores."""
+    """The package function's dotted name, else the first line of ``fn``'s docstring, else its name with spaces for underscores."""
     inner = getattr(fn, "fn", fn)  # a @triton.jit kernel keeps the Python function as .fn
+    if getattr(inner, "__module__", "").startswith("normcourse"):  # the package's own answer
+        return f"{inner.__module__}.{inner.__name__}"
     doc = (getattr(inner, "__doc__", None) or "").strip()
     if doc:
         return doc.splitlines()[0].rstrip(".")

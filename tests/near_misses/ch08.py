@@ -9,8 +9,7 @@ import torch
 import torch.nn as nn
 
 from checker_run import _not_implemented
-from near_misses.common_models import answers
-from near_misses import Attempt, Exercise
+from near_misses import Attempt, Exercise, attempts
 from normcourse.exercises.placements import check_deepnorm_residual, check_pre_ln_block
 
 NOTEBOOK = "notebooks/08_where_the_norm_goes.ipynb"
@@ -150,11 +149,11 @@ CASES = [
     Exercise(
         checker=check_pre_ln_block, notebook=NOTEBOOK, function="my_pre_ln_block",
         near_misses=PRE_LN_NEAR_MISSES,
-        right_answers=answers(_two_lines, _loop, _sequential, _forward_calls),
+        right_answers=attempts(_two_lines, _loop, _sequential, _forward_calls),
     ),
     Exercise(
         checker=check_deepnorm_residual, notebook=NOTEBOOK, function="my_deepnorm_residual",
         near_misses=DEEPNORM_NEAR_MISSES,
-        right_answers=answers(_deepnorm, _torch_add, _mul_add, _deepnorm_forward_calls),
+        right_answers=attempts(_deepnorm, _torch_add, _mul_add, _deepnorm_forward_calls),
     ),
 ]

@@ -10,8 +10,7 @@ import statistics
 import numpy as np
 import torch
 
-from near_misses.common_models import answers
-from near_misses import Attempt, Exercise
+from near_misses import Attempt, Exercise, attempts
 from normcourse.exercises.placements import (
     FAILED_MARGIN, check_classify_run, check_count_spikes, classify_run,
 )
@@ -256,12 +255,12 @@ SPIKE_NEAR_MISSES = (
 )
 
 
-SPIKE_RIGHT_ANSWERS = answers(_rule, _numpy, _steps_then_runs, _ratio_form, _from_zero,
+SPIKE_RIGHT_ANSWERS = attempts(_rule, _numpy, _steps_then_runs, _ratio_form, _from_zero,
                               count_spikes, _a_tensor)
 
 CASES = [  # Exercise(checker, notebook, function, near misses, right answers)
     Exercise(check_classify_run, NOTEBOOK, "my_classify_run", CLASSIFY_NEAR_MISSES,
-             answers(_reference, _by_none, _table, _not_below, classify_run)),
+             attempts(_reference, _by_none, _table, _not_below, classify_run)),
     Exercise(check_count_spikes, NOTEBOOK, "my_count_spikes", SPIKE_NEAR_MISSES,
              SPIKE_RIGHT_ANSWERS),
 ]

@@ -6,8 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from near_misses.common_models import answers
-from near_misses import Attempt, Exercise
+from near_misses import Attempt, Exercise, attempts
 from normcourse.exercises.no_norm import check_adaln_zero, check_strip_layer_norms
 from normcourse.model import TinyGPT
 from normcourse.remove_norm import strip_layer_norms
@@ -344,12 +343,12 @@ STRIP_NEAR_MISSES = (
 )
 
 
-STRIP_RIGHT_ANSWERS = answers(_by_names, _recursive, _apply, _modules_dict, _exact_type, _copy,
+STRIP_RIGHT_ANSWERS = attempts(_by_names, _recursive, _apply, _modules_dict, _exact_type, _copy,
                               strip_layer_norms)
 
 CASES = [  # Exercise(checker, notebook, function, near misses, right answers)
     Exercise(check_adaln_zero, NOTEBOOK, "my_adaln_zero", ADALN_NEAR_MISSES,
-             answers(_adaln, _by_hand, _module, _in_float64, _loop_over_samples)),
+             attempts(_adaln, _by_hand, _module, _in_float64, _loop_over_samples)),
     Exercise(check_strip_layer_norms, NOTEBOOK, "my_strip_layer_norms", STRIP_NEAR_MISSES,
              STRIP_RIGHT_ANSWERS),
 ]

@@ -13,8 +13,7 @@ import numpy as np
 import torch
 
 from checker_run import _not_implemented
-from near_misses.common_models import answers
-from near_misses import Attempt, Exercise
+from near_misses import Attempt, Exercise, attempts
 from normcourse.exercises.diagnostics_practice import (
     check_flag_massive, check_update_data_ratios, flag_massive, update_data_ratios,
 )
@@ -232,13 +231,13 @@ CASES = [
     Exercise(
         checker=check_update_data_ratios, notebook=NOTEBOOK, function="my_update_data_ratios",
         near_misses=RATIO_NEAR_MISSES,
-        right_answers=answers(_ratios, _loop, _biased, _numpy, _centred_sums, _float64,
+        right_answers=attempts(_ratios, _loop, _biased, _numpy, _centred_sums, _float64,
                               update_data_ratios, _clamped),
     ),
     Exercise(
         checker=check_flag_massive, notebook=NOTEBOOK, function="my_flag_massive",
         near_misses=MASSIVE_NEAR_MISSES,
-        right_answers=answers(_flags, _sorted_middle, _statistics, _numpy_flags, _quantile,
+        right_answers=attempts(_flags, _sorted_middle, _statistics, _numpy_flags, _quantile,
                               flag_massive, _item_loop),
     ),
 ]
