@@ -179,7 +179,7 @@ EXPERIMENTS = {e.name: e for e in (
     Experiment(
         "E1", "hidden-state RMS per layer, at init and after training, per placement", "train",
         preview(Part({"placement": list(PLACEMENTS), "n_layer": [6], "embed_scale": [1.0, 50.0],
-                      "seed": [0]})),
+                      "seed": SEEDS5})),
         full(Part({"placement": list(PLACEMENTS), "n_layer": [12], "embed_scale": [1.0, 50.0],
                    "seed": SEEDS5}),
              why="12 layers as GPT-2's smallest model; 2,000 steps so that the growth of a trained stream "
@@ -191,7 +191,7 @@ EXPERIMENTS = {e.name: e for e in (
         # its Jacobian by ~30; embed_scale 50 gives the unit-scale input of Vaswani et al.
         "E2", "per-layer gradient norms at initialisation across depth", "init",
         preview(Part({"placement": list(PLACEMENTS), "n_layer": [3, 6, 12, 24],
-                      "embed_scale": [1.0, 50.0], "seed": [0, 1, 2]})),
+                      "embed_scale": [1.0, 50.0], "seed": SEEDS5})),
         full(Part({"placement": list(PLACEMENTS), "n_layer": [6, 12, 24, 48],
                    "embed_scale": [1.0, 50.0], "seed": SEEDS5}),
              why="6 layers (the base Transformer) to 48 (GPT-2's largest model) at d_model 512: the question is "
@@ -200,7 +200,7 @@ EXPERIMENTS = {e.name: e for e in (
     Experiment(
         "E3", "learning rate x warmup: where do Post-LN and Pre-LN diverge?", "train",
         preview(Part({"placement": ["post", "pre"], "n_layer": [6],
-                      "lr": [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1], "warmup_steps": [0, 50], "seed": [0]},
+                      "lr": [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1], "warmup_steps": [0, 50], "seed": SEEDS5},
                      train={"grad_clip": None})),
         full(Part({"placement": ["post", "pre"], "n_layer": [6],
                    "lr": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2], "warmup_steps": [0, 500], "seed": SEEDS5},
@@ -219,7 +219,7 @@ EXPERIMENTS = {e.name: e for e in (
         # The same pre-norm TinyGPT, only the norm module changes (every norm of the model).
         "E5", "LayerNorm vs RMSNorm vs DyT: loss and best learning rate on the same model", "train",
         preview(Part({"norm": ["layernorm", "rmsnorm", "dyt"], "n_layer": [6],
-                      "lr": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1], "seed": [0, 1]},
+                      "lr": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1], "seed": SEEDS5},
                      model={"placement": "pre"}, train={"steps": 300})),
         full(Part({"norm": ["layernorm", "rmsnorm", "dyt"], "n_layer": [12],
                    "lr": [3e-4, 1e-3, 3e-3, 1e-2], "seed": SEEDS5}, model={"placement": "pre"}),
@@ -231,8 +231,8 @@ EXPERIMENTS = {e.name: e for e in (
         # at RMS ~0.03) and unit-scale ones (embed_scale 50), each against LayerNorm.
         "E8", "DyT initial alpha sweep vs LayerNorm, with small and unit-scale embeddings", "train",
         preview(Part({"norm": ["dyt"], "dyt_alpha": [0.1, 0.5, 2.0, 8.0, 32.0], "embed_scale": [1.0, 50.0],
-                      "seed": [0, 1]}, **_E8_PREVIEW),
-                Part({"norm": ["layernorm"], "embed_scale": [1.0, 50.0], "seed": [0, 1]}, **_E8_PREVIEW)),
+                      "seed": SEEDS5}, **_E8_PREVIEW),
+                Part({"norm": ["layernorm"], "embed_scale": [1.0, 50.0], "seed": SEEDS5}, **_E8_PREVIEW)),
         full(Part({"norm": ["dyt"], "dyt_alpha": [0.1, 0.5, 2.0, 8.0, 32.0], "embed_scale": [1.0, 50.0],
                    "seed": SEEDS5}, **_E8_FULL),
              Part({"norm": ["layernorm"], "embed_scale": [1.0, 50.0], "seed": SEEDS5}, **_E8_FULL),
@@ -244,6 +244,11 @@ EXPERIMENTS = {e.name: e for e in (
         "E3D", "depth x learning rate x warmup: Post-LN, Pre-LN and DeepNorm at 3 and 12 layers", "train",
         preview(Part({"placement": ["post", "pre", "deepnorm"], "n_layer": [3, 12],
                       "lr": [1e-3, 3e-3, 1e-2, 3e-2], "warmup_steps": [0, 50], "seed": [0]},
+                     train={"grad_clip": None}),
+                # seeds 1-4 where chapter 9 and the claims audit compare the placements'
+                # best runs at 12 layers (the verdict rule needs 5 seeds there)
+                Part({"placement": ["post", "pre", "deepnorm"], "n_layer": [12],
+                      "lr": [3e-3, 1e-2], "warmup_steps": [0, 50], "seed": [1, 2, 3, 4]},
                      train={"grad_clip": None})),
         full(Part({"placement": ["post", "pre", "deepnorm"], "n_layer": [12, 24],
                    "lr": [3e-4, 1e-3, 3e-3, 1e-2], "warmup_steps": [0, 500], "seed": SEEDS5},
@@ -273,7 +278,7 @@ EXPERIMENTS = {e.name: e for e in (
         # Post-LN, Pre-LN, Peri-LN, Pre-LN with LayerNorm scaling (Sun et al. 2025) and Mix-LN.
         "E6", "adjacent-layer cosine and the loss change when one layer is skipped, per placement",
         "depth",
-        preview(*_depth_parts(12, [0, 1], train={"steps": 300, "lr": 3e-3, "warmup_steps": 10})),
+        preview(*_depth_parts(12, SEEDS5, train={"steps": 300, "lr": 3e-3, "warmup_steps": 10})),
         full(*_depth_parts(24, SEEDS5, train={"steps": 3000, "lr": 1e-3}),
              why="24 layers (GPT-2's 345M model), twice the preview's, so that a quarter of Mix-LN's "
                  "layers is six; 3,000 steps because what a trained layer does is the question; 5 seeds"),
@@ -283,7 +288,7 @@ EXPERIMENTS = {e.name: e for e in (
         # freeze every sigma at its average, or freeze them one at a time with fine-tuning in
         # between (Heimersheim 2024); controls get the same fine-tuning budget.
         "E7", "removing LayerNorm from a trained model: identity swap vs fine-tuning it out", "remove_norm",
-        preview(Part({"seed": [0, 1, 2]}, model={"placement": "pre", "n_layer": 4}, train=_E7_PREVIEW_TRAIN,
+        preview(Part({"seed": SEEDS5}, model={"placement": "pre", "n_layer": 4}, train=_E7_PREVIEW_TRAIN,
                      extra={"removal": {"steps_per_norm": 20, "final_steps": 60, "ft_lr": 1e-3}})),
         full(Part({"seed": SEEDS5}, model={"placement": "pre", "n_layer": 12},
                   train={"eval_batches": 32},
