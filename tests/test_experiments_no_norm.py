@@ -23,8 +23,7 @@ def test_e7_is_fully_cached():
 
 
 def test_a_slice_of_e7_reproduces():
-    # seed 4: one of the seeds added for the verdict rule (a run costs ~45 s, so one seed only)
     runs = ex.read_cache("E7")["runs"]
-    key, entry = next((k, e) for k, e in runs.items() if e["spec"]["train"]["seed"] == 4)
+    key, entry = next((k, e) for k, e in runs.items() if e["spec"]["train"]["seed"] == 0)
     assert key == ex.spec_key(entry["spec"])
     assert_reproduces(entry, ex.run_one(entry["spec"]))
