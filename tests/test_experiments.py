@@ -16,14 +16,27 @@ CACHED = sorted(p.stem for p in ex.RESULTS_DIR.glob("E*.json"))
 
 
 
+# Grids whose seeds 1-4 were added for the verdict rule of
+# normcourse.verdicts; their slice also re-runs the cheapest seed-4 run.
+ADDED_SEEDS = ("E3", "E3D")
+
+
 def slice_of(name):
-    """A small slice: the cheapest run, plus a diverged one if the grid has any."""
+    """A small slice: the cheapest run, plus a diverged one if the grid has any.
+
+    For a grid in :data:`ADDED_SEEDS`, also its cheapest run of seed 4.
+    """
     runs = ex.read_cache(name)["runs"]
     entries = sorted(runs.items(), key=lambda kv: kv[1]["seconds"])
     picked = [entries[0]]
     diverged = [kv for kv in entries if kv[1]["result"].get("diverged")]
     if diverged and diverged[0] is not entries[0]:
         picked.append(diverged[0])
+    if name in ADDED_SEEDS:
+        added = [kv for kv in entries if kv[1]["spec"]["train"]["seed"] == 4]
+        assert added, f"{name}: no run of seed 4 is stored"
+        if added[0] not in picked:
+            picked.append(added[0])
     return picked
 
 

@@ -261,7 +261,7 @@ def test_dry_run_prints_counts_and_estimates_for_every_experiment_in_both_tiers(
     assert out.count("at an ASSUMED 20 TFLOP/s") == 2 * len(ex.EXPERIMENTS) - 2   # E7 runs on the CPU only
     assert ex.main(["E3", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "E3 (preview): 0 of 24 runs to do" in out and "E3 (full): 120 of 120 runs to do" in out
+    assert "E3 (preview): 0 of 120 runs to do" in out and "E3 (full): 120 of 120 runs to do" in out
     assert "pass --gpu-tflops R" in out
 
 

@@ -56,3 +56,13 @@ def test_val_losses_filters_on_every_field_in_row_order():
 def test_val_losses_a_missing_field_does_not_match():
     assert val_losses(ROWS, dyt_alpha=0.5) == []
     assert val_losses(ROWS, norm="rmsnorm") == []
+
+
+def test_a_diverged_run_scores_its_initial_loss():
+    rows = [{"norm": "dyt", "diverged": True, "val_loss": None, "loss": [4.2, 9.9]},
+            {"norm": "dyt", "diverged": False, "val_loss": 2.5, "loss": [4.1, 2.6]}]
+    assert val_losses(rows, norm="dyt") == [4.2, 2.5]
+
+
+def test_mean_of_a_generator():
+    assert mean(x * x for x in (1, 2, 3)) == 14 / 3
