@@ -250,7 +250,7 @@ class TinyGPT(nn.Module):
         """The first block's input for token ids ``idx`` (B, T): (B, T, C), or (B, T, n, C) with streams.
 
         ``embed``, the blocks in turn, then ``head`` is the whole forward; a
-        diagnostic that wants each layer's output can run the blocks itself.
+        diagnostic that wants each layer's output reads :meth:`residual_streams`.
         """
         x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
         if self.ngpt:   # the paper uses rotary positions; we keep our learned table, on the sphere
@@ -262,6 +262,18 @@ class TinyGPT(nn.Module):
         if self.config.residual != "plain":   # n copies of the embedding, one per residual stream
             x = x.unsqueeze(2).repeat(1, 1, self.config.n_streams, 1)
         return x
+
+    def residual_streams(self, idx) -> list[torch.Tensor]:
+        """[h_0, h_1, ..., h_L]: the hidden state entering the first block, then each block's output.
+
+        h_0 is :meth:`embed`'s output and h_l block l's, so h_{l-1} and h_l are
+        what enters and leaves block l; ``head(h_L)`` gives the logits.  Wrap the
+        call in ``torch.no_grad()`` when only the values are wanted.
+        """
+        hs = [self.embed(idx)]
+        for block in self.blocks:
+            hs.append(block(hs[-1]))
+        return hs
 
     def head(self, x, targets=None):
         """Logits (and the loss, given targets) from the last block's output ``x``."""
