@@ -219,7 +219,22 @@ def rms_norm(x, weight=None, eps=None, normalized_shape=None):
 # --------------------------------------------------------------------------
 
 
-class LayerNorm(nn.Module):
+class _Norm(nn.Module):
+    """What both modules share: their checked arguments and their parameters, as torch's store them."""
+
+    def __init__(self, op, normalized_shape, eps, elementwise_affine, dtype, allow_none_eps):
+        super().__init__()
+        self.normalized_shape = check_norm_module_args(op, normalized_shape, eps, dtype,
+                                                       allow_none_eps=allow_none_eps)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+
+    def _parameter(self, name, value):
+        # register_parameter(name, None) keeps the attribute (and state_dict) as in nn.LayerNorm
+        self.register_parameter(name, nn.Parameter(value) if value is not None else None)
+
+
+class LayerNorm(_Norm):
     """Drop-in replacement for ``torch.nn.LayerNorm`` backed by :func:`layer_norm`.
 
     Same signature and state_dict keys; the arguments are checked here
@@ -230,17 +245,13 @@ class LayerNorm(nn.Module):
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
                  device=None, dtype=None):
-        super().__init__()
-        self.normalized_shape = check_norm_module_args("LayerNorm", normalized_shape, eps, dtype,
-                                                       allow_none_eps=False)
-        self.eps = eps
-        self.elementwise_affine = elementwise_affine
+        super().__init__("LayerNorm", normalized_shape, eps, elementwise_affine, dtype,
+                         allow_none_eps=False)
         factory = {"device": device, "dtype": dtype}
         weight = torch.ones(self.normalized_shape, **factory) if elementwise_affine else None
         bias_ = torch.zeros(self.normalized_shape, **factory) if elementwise_affine and bias else None
-        # register_parameter(name, None) keeps the attribute (and state_dict) as in nn.LayerNorm
-        self.register_parameter("weight", nn.Parameter(weight) if weight is not None else None)
-        self.register_parameter("bias", nn.Parameter(bias_) if bias_ is not None else None)
+        self._parameter("weight", weight)
+        self._parameter("bias", bias_)
 
     def forward(self, x):
         return layer_norm(x, self.weight, self.bias, self.eps, self.normalized_shape)
@@ -251,7 +262,7 @@ class LayerNorm(nn.Module):
                 f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
 
 
-class RMSNorm(nn.Module):
+class RMSNorm(_Norm):
     """Drop-in replacement for ``torch.nn.RMSNorm`` backed by :func:`rms_norm`.
 
     ``eps=None`` (the default) means ``torch.finfo(x.dtype).eps``, as in torch.
@@ -259,15 +270,10 @@ class RMSNorm(nn.Module):
 
     def __init__(self, normalized_shape, eps=None, elementwise_affine=True,
                  device=None, dtype=None):
-        super().__init__()
-        self.normalized_shape = check_norm_module_args("RMSNorm", normalized_shape, eps, dtype,
-                                                       allow_none_eps=True)
-        self.eps = eps
-        self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = nn.Parameter(torch.ones(self.normalized_shape, device=device, dtype=dtype))
-        else:
-            self.register_parameter("weight", None)
+        super().__init__("RMSNorm", normalized_shape, eps, elementwise_affine, dtype,
+                         allow_none_eps=True)
+        self._parameter("weight", torch.ones(self.normalized_shape, device=device, dtype=dtype)
+                        if elementwise_affine else None)
 
     def forward(self, x):
         return rms_norm(x, self.weight, self.eps, self.normalized_shape)
