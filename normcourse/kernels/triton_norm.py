@@ -53,12 +53,12 @@ import torch
 import triton
 import triton.language as tl
 
+from normcourse.checks import refuse_double_backward
 from normcourse.kernels.launch import (LaunchSettings, as_rows, as_vector, backward_ctas_per_sm,
                                        backward_is_looped, backward_programs, forward_ctas_per_sm,
                                        forward_is_looped, launch_options, looped_settings,
                                        row_settings, rows_aligned, rows_to_save)
 from normcourse.kernels.triton_norm_looped import launch_looped_backward, launch_looped_forward
-from normcourse.checks import refuse_double_backward
 
 __all__ = ["norm_forward", "norm_backward", "NormFunction", "SUM_PARTIALS_SETTINGS"]
 
