@@ -23,22 +23,10 @@ import torch.nn.functional as F
 from normcourse.train import validation_batches
 
 
-def _embed(model, idx):
-    h = model.wte(idx) + model.wpe(torch.arange(idx.shape[1], device=idx.device))
-    if model.config.embed_scale != 1.0:
-        h = h * model.config.embed_scale
-    if model.norm_embed is not None:
-        h = model.norm_embed(h)
-    return h
-
-
 @torch.no_grad()
 def residual_streams(model, idx) -> list[torch.Tensor]:
-    """[h_0, h_1, ..., h_L]: the embeddings, then each block's output."""
-    hs = [_embed(model, idx)]
-    for block in model.blocks:
-        hs.append(block(hs[-1]))
-    return hs
+    """[h_0, h_1, ..., h_L]: the embeddings, then each block's output (no gradients)."""
+    return model.residual_streams(idx)
 
 
 def adjacent_cosine(hiddens) -> list[float]:
@@ -51,19 +39,11 @@ def adjacent_cosine(hiddens) -> list[float]:
 def loss_skipping(model, idx, targets, skip=()) -> float:
     """Mean cross-entropy of ``model`` with the blocks whose indices are in ``skip`` left out."""
     skip = set(skip)
-    h = _embed(model, idx)
+    h = model.embed(idx)
     for i, block in enumerate(model.blocks):
         if i not in skip:
             h = block(h)
-    if model.norm_final is not None:
-        h = model.norm_final(h)
-    logits = model.lm_head(h)
-    return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1)).item()
-
-
-def val_batches(data, batch_size: int, block_size: int, n_batches: int = 4):
-    """Fixed validation batches (x, y), the same for every model (those of ``train.evaluate``)."""
-    return validation_batches(data, batch_size, block_size, n_batches)
+    return model.head(h, targets)[1].item()
 
 
 def skip_loss_deltas(model, batches) -> tuple[float, list[float]]:
@@ -87,7 +67,8 @@ def depth_report(model, data, batch_size: int, block_size: int, n_batches: int =
     model.eval()
     try:
         device = next(model.parameters()).device   # a GPU model gets its batches on the GPU
-        batches = [(x.to(device), y.to(device)) for x, y in val_batches(data, batch_size, block_size, n_batches)]
+        batches = [(x.to(device), y.to(device))
+                   for x, y in validation_batches(data, batch_size, block_size, n_batches)]
         base, deltas = skip_loss_deltas(model, batches)
         cos = [0.0] * len(model.blocks)
         rms = [0.0] * (len(model.blocks) + 1)

@@ -51,6 +51,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from normcourse.checks import positive_int
 from normcourse.timing import KernelTime, host_us, kernel_ms, median_seconds
 from normcourse.tolerance import compare
 
@@ -675,17 +676,6 @@ def print_compile_report(ns=(1024, 4096, 16384, 65536), cc=80) -> None:
 
 
 # ------------------------------------------------------------------ command line
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (0 or less is an error, never "use the default")."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
-
 
 def check_out_dir(path: str) -> str | None:
     """Why results cannot be written to folder ``path``, or None when they can.

@@ -160,13 +160,17 @@ class ScaledNorm(nn.Module):
 
 
 def _kernel_norm(kind: str, dim: int, eps: float):
-    """The fast Triton norm from ``normcourse.kernels``, or None if unavailable."""
-    try:  # imported lazily: the kernels package is optional and CUDA-only here
+    """The fast Triton norm from ``normcourse.kernels``, or None if that package is missing.
+
+    Without triton the package still imports (its ``backend="auto"`` then runs
+    torch's op); any other error inside it is a bug and is raised, not hidden.
+    """
+    try:  # imported lazily: the kernels package is optional here
         from normcourse import kernels
-        cls = {"layernorm": kernels.LayerNorm, "rmsnorm": kernels.RMSNorm}[kind]
-        return cls(dim, eps=eps)
-    except Exception:  # no triton, no kernels module, other signature: use torch's
+    except ImportError:   # a trimmed install without normcourse.kernels: use torch's
         return None
+    cls = {"layernorm": kernels.LayerNorm, "rmsnorm": kernels.RMSNorm}[kind]
+    return cls(dim, eps=eps)
 
 
 def make_norm(kind: str, dim: int, *, eps: float = 1e-5, dyt_alpha: float = 0.5,
@@ -441,25 +445,22 @@ class Block(nn.Module):
 
     def f_attn(self, x):
         """The attention branch f_A of an additive placement: h = x + f_A(x)."""
-        p = self.placement
-        if p == "pre":
-            return self.attn(self.norm_attn(x))
-        if p == "peri":
-            return self.norm_attn_out(self.attn(self.norm_attn_in(x)))
-        if p == "reordered":
-            return self.norm_attn_out(self.attn(x))
-        return self.attn(x)  # none
+        return self._branch("attn", x)
 
     def f_mlp(self, h):
         """The MLP branch f_M of an additive placement: y = h + f_M(h)."""
-        p = self.placement
+        return self._branch("mlp", h)
+
+    def _branch(self, sub: str, x):
+        """f_A (``sub="attn"``) or f_M (``"mlp"``): the sub-layer with this placement's norms."""
+        p, layer = self.placement, getattr(self, sub)
         if p == "pre":
-            return self.mlp(self.norm_mlp(h))
+            return layer(getattr(self, f"norm_{sub}")(x))
         if p == "peri":
-            return self.norm_mlp_out(self.mlp(self.norm_mlp_in(h)))
+            return getattr(self, f"norm_{sub}_out")(layer(getattr(self, f"norm_{sub}_in")(x)))
         if p == "reordered":
-            return self.norm_mlp_out(self.mlp(h))
-        return self.mlp(h)  # none
+            return getattr(self, f"norm_{sub}_out")(layer(x))
+        return layer(x)  # none
 
     def forward(self, x):
         p = self.placement

@@ -36,7 +36,7 @@ import re
 import torch
 import torch.nn as nn
 
-from normcourse.model import check_int
+from normcourse.checks import check_int
 
 # The fields of each kind of record (besides step, kind and name).
 FIELDS = {

@@ -7,7 +7,6 @@ themselves (and the table of placements) live in :mod:`normcourse.blocks`.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import asdict, dataclass
 
 import torch
@@ -16,40 +15,9 @@ import torch.nn.functional as F
 
 from normcourse.blocks import (ALL_PLACEMENTS, NORMS, Block, NGPTBlock, Scaling, check_residual,
                                deepnorm_constants, make_norm, qk_norm_kind, unit)
+# check_int, check_number and check_bool: data and experiments.sweep import them from here too
+from normcourse.checks import check_bool, check_int, check_number, check_token_batch
 from normcourse.residual_streams import identity_mixings
-
-
-# ---------------------------------------------------------------- checking inputs
-# Configs are checked when they are made, so a bad value fails with its name and
-# its limits instead of as NaN logits or an IndexError deep inside a forward.
-
-def check_int(name: str, value, *, low: int | None = None) -> None:
-    """Raise unless ``value`` is an integer (a bool is not one) and at least ``low``."""
-    want = "an integer" + (f" >= {low}" if low is not None else "")
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be {want}, got {value!r} ({type(value).__name__})")
-    if low is not None and value < low:
-        raise ValueError(f"{name} must be {want}, got {value!r}")
-
-
-def check_number(name: str, value, *, gt=None, ge=None, lt=None, le=None, finite: bool = True) -> None:
-    """Raise unless ``value`` is a real number (not NaN, finite unless told) within the limits."""
-    limits = [f"{op} {v}" for op, v in ((">", gt), (">=", ge), ("<", lt), ("<=", le)) if v is not None]
-    want = ("a finite number" if finite else "a number") + "".join(
-        (" " if i == 0 else " and ") + lim for i, lim in enumerate(limits))
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be {want}, got {value!r} ({type(value).__name__})")
-    ok = (not math.isnan(value) and (math.isfinite(value) or not finite)
-          and (gt is None or value > gt) and (ge is None or value >= ge)
-          and (lt is None or value < lt) and (le is None or value <= le))
-    if not ok:
-        raise ValueError(f"{name} must be {want}, got {value!r}")
-
-
-def check_bool(name: str, value, *, allow_none: bool = False) -> None:
-    """Raise unless ``value`` is True or False (or None when allowed): 0, 1, "no" are not flags."""
-    if not (isinstance(value, bool) or (allow_none and value is None)):
-        raise TypeError(f"{name} must be True or False{' or None' if allow_none else ''}, got {value!r}")
 
 
 @dataclass
@@ -73,7 +41,8 @@ class GPTConfig:
     derf_alpha: float = 0.5       # Derf's initial alpha (its shift starts at 0)
     bias: bool = True
     mlp_ratio: int = 4
-    init_std: float = 0.02        # GPT-2's N(0, 0.02) for every weight
+    init_std: float = 0.02        # N(0, 0.02) for every weight, as nanoGPT (GPT-2's own code
+                                  # draws wte from 0.02 but wpe from 0.01)
     embed_scale: float = 1.0      # multiplies token + position embeddings in forward; 50
                                   # (= 1/init_std) makes each of the two unit-scale (their sum
                                   # has RMS ~1.4), an order-one input like the sqrt(d)-scaled
@@ -270,19 +239,8 @@ class TinyGPT(nn.Module):
 
         ``idx`` and ``targets`` are (B, T) integer token ids in [0, vocab_size).
         """
-        _check_token_ids("idx", idx, self.config.vocab_size)
-        if idx.device != self.wte.weight.device:   # a meta or CPU idx would read garbage or fail late
-            raise ValueError(f"idx is on {idx.device} but the model is on {self.wte.weight.device}; "
-                             f"move it with idx.to({str(self.wte.weight.device)!r})")
-        B, T = idx.shape
-        if T > self.config.block_size:
-            raise ValueError(f"sequence length {T} exceeds block_size={self.config.block_size}")
-        if targets is not None:
-            _check_token_ids("targets", targets, self.config.vocab_size)
-            if targets.shape != idx.shape:
-                # a (T, B) or flattened target would otherwise pair the wrong tokens silently
-                raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, "
-                                 f"got {tuple(targets.shape)}")
+        check_token_batch(idx, targets, vocab_size=self.config.vocab_size,
+                          block_size=self.config.block_size, device=self.wte.weight.device)
         x = self.embed(idx)
         for block in self.blocks:
             x = block(x)
@@ -292,7 +250,7 @@ class TinyGPT(nn.Module):
         """The first block's input for token ids ``idx`` (B, T): (B, T, C), or (B, T, n, C) with streams.
 
         ``embed``, the blocks in turn, then ``head`` is the whole forward; a
-        diagnostic that wants each layer's output can run the blocks itself.
+        diagnostic that wants each layer's output reads :meth:`residual_streams`.
         """
         x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
         if self.ngpt:   # the paper uses rotary positions; we keep our learned table, on the sphere
@@ -304,6 +262,18 @@ class TinyGPT(nn.Module):
         if self.config.residual != "plain":   # n copies of the embedding, one per residual stream
             x = x.unsqueeze(2).repeat(1, 1, self.config.n_streams, 1)
         return x
+
+    def residual_streams(self, idx) -> list[torch.Tensor]:
+        """[h_0, h_1, ..., h_L]: the hidden state entering the first block, then each block's output.
+
+        h_0 is :meth:`embed`'s output and h_l block l's, so h_{l-1} and h_l are
+        what enters and leaves block l; ``head(h_L)`` gives the logits.  Wrap the
+        call in ``torch.no_grad()`` when only the values are wanted.
+        """
+        hs = [self.embed(idx)]
+        for block in self.blocks:
+            hs.append(block(hs[-1]))
+        return hs
 
     def head(self, x, targets=None):
         """Logits (and the loss, given targets) from the last block's output ``x``."""
@@ -318,30 +288,6 @@ class TinyGPT(nn.Module):
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1).long())
         return logits, loss
-
-
-TOKEN_DTYPES = (torch.int64, torch.int32)   # what nn.Embedding takes as indices
-
-
-def _check_token_ids(name: str, ids, vocab_size: int) -> None:
-    """Raise unless ``ids`` is a 2-D (B, T) int64/int32 tensor of ids in [0, vocab_size)."""
-    if not isinstance(ids, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(ids).__name__}")
-    if ids.dim() != 2:
-        raise ValueError(f"{name} must have shape (batch, time), got shape {tuple(ids.shape)}; "
-                         f"a single sequence s is s[None]")
-    if ids.dtype not in TOKEN_DTYPES:
-        raise ValueError(f"{name} must hold integer token ids (torch.int64 or torch.int32), got {ids.dtype}")
-    # The range check reads two numbers back.  Under torch.vmap (multiseed) or torch.compile
-    # a tensor's values cannot be read, and an empty or meta tensor has none to check.  On a
-    # GPU the read would stall every step; there the embedding's own device-side assert fires.
-    wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
-    if ids.numel() == 0 or ids.device.type != "cpu" or torch.compiler.is_compiling() or wrapped(ids):
-        return
-    low, high = torch.stack(torch.aminmax(ids)).tolist()   # one sync for both
-    if low < 0 or high >= vocab_size:
-        raise ValueError(f"{name} holds token ids from {low} to {high}; they must lie in "
-                         f"[0, vocab_size={vocab_size})")
 
 
 def _xavier_normal_rows(w: torch.Tensor, fan_in: int, fan_out: int, gain: float):

@@ -44,12 +44,11 @@ functions below, which autograd differentiates as often as needed.
 from __future__ import annotations
 
 import math
-import operator
-from numbers import Number
-from typing import Sequence
 
 import torch
 from torch import nn
+
+from normcourse.checks import check_norm_args, check_norm_module_args, refuse_double_backward
 
 __all__ = [
     "layer_norm",
@@ -69,126 +68,6 @@ _COMPUTE_DTYPE = {torch.float16: torch.float32, torch.bfloat16: torch.float32}
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return _COMPUTE_DTYPE.get(dtype, dtype)
-
-
-# The dtypes a norm accepts: the float8 types and friends have no arithmetic
-# in torch (their ops raise NotImplementedError deep inside), so they are
-# refused up front with a message that names the argument.
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def _as_int(value) -> int | None:
-    """``value`` as an int if it is an integer (int, numpy or 0-d torch integer), else None.
-
-    bool is an int subclass but never a size, and floats are not silently truncated.
-    """
-    if isinstance(value, bool):
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        return None
-
-
-def _as_shape(normalized_shape, op: str = "LayerNorm") -> tuple[int, ...]:
-    """``normalized_shape`` (an int or a sequence of ints) as a tuple of positive ints.
-
-    Stricter than ``nn.LayerNorm``, which runs ``tuple()`` on anything: there
-    ``'12'`` becomes two dimensions and ``[5.7]`` is truncated to 5.
-    """
-    single = _as_int(normalized_shape)
-    if single is not None:
-        dims = [single]
-    elif isinstance(normalized_shape, Sequence) and not isinstance(normalized_shape, (str, bytes)):
-        dims = [_as_int(d) for d in normalized_shape]
-    else:
-        dims = [None]
-    if any(d is None for d in dims):
-        raise ValueError(f"{op}: normalized_shape must be an int or a sequence of ints, "
-                         f"got {normalized_shape!r}")
-    shape = tuple(dims)
-    if not shape:
-        raise ValueError(f"{op}: normalized_shape must have at least one dimension, got ()")
-    if any(d < 0 for d in shape):
-        raise ValueError(f"{op}: normalized_shape {shape} has a negative size; sizes must be >= 1")
-    if math.prod(shape) == 0:
-        raise ValueError(f"{op}: normalized_shape {shape} has no features to normalize over")
-    return shape
-
-
-def _check_eps(op: str, eps, allow_none: bool = False) -> None:
-    """``eps`` is a positive finite real number (not a bool, str or tensor).
-
-    ``allow_none``: RMSNorm's None, meaning ``torch.finfo(x.dtype).eps`` as in torch.
-    """
-    if eps is None and allow_none:
-        return
-    if not isinstance(eps, Number) or isinstance(eps, (bool, complex)) or not (eps > 0) \
-            or not math.isfinite(eps):
-        also = " or None (meaning torch.finfo(x.dtype).eps)" if allow_none else ""
-        raise ValueError(f"{op}: eps must be a positive finite number{also}, got {eps!r}")
-
-
-def _check_dtype(op: str, name: str, dtype) -> None:
-    """``dtype`` is one of the floating dtypes a norm computes in."""
-    if dtype not in _FLOAT_DTYPES:
-        raise ValueError(f"{op}: {name} must be float16, bfloat16, float32 or float64, "
-                         f"got {dtype}")
-
-
-def _validate(x, weight, bias, eps, normalized_shape, op: str) -> tuple[int, ...]:
-    """Check a norm's arguments; raise ValueError naming the culprit.
-
-    Returns the normalized shape (the trailing dimensions that are reduced).
-    """
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{op}: x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dtype not in _FLOAT_DTYPES:
-        raise ValueError(
-            f"{op}: x must be a floating-point tensor (float16, bfloat16, float32 or "
-            f"float64), got dtype {x.dtype}; convert it with x.float()"
-        )
-    if normalized_shape is None:
-        if x.dim() == 0:
-            raise ValueError(f"{op}: x must have at least one dimension (the features)")
-        shape = _as_shape(x.shape[-1:], op)
-    else:
-        shape = _as_shape(normalized_shape, op)
-    if x.dim() < len(shape) or tuple(x.shape[-len(shape):]) != shape:
-        raise ValueError(
-            f"{op}: x of shape {tuple(x.shape)} does not end with normalized_shape {shape}"
-        )
-    _check_eps(op, eps)
-    for name, p in (("weight", weight), ("bias", bias)):
-        if p is None:
-            continue
-        if not isinstance(p, torch.Tensor):
-            raise ValueError(f"{op}: {name} must be a tensor or None, got {type(p).__name__}")
-        if tuple(p.shape) != shape:
-            raise ValueError(
-                f"{op}: {name} must have shape {shape} (the normalized shape), got {tuple(p.shape)}"
-            )
-        if not p.is_floating_point():
-            raise ValueError(f"{op}: {name} must be floating point, got dtype {p.dtype}")
-        if p.device != x.device:
-            raise ValueError(f"{op}: {name} is on {p.device} but x is on {x.device}")
-    return shape
-
-
-def _refuse_double_backward(op: str) -> None:
-    """Raise if autograd asked for a differentiable backward (``create_graph=True``).
-
-    The engine runs a backward with grad mode on exactly when the caller passed
-    create_graph=True.  The hand-written backward below is a formula autograd
-    cannot see through: its result would silently lack every second-order term.
-    """
-    if torch.is_grad_enabled():
-        raise RuntimeError(
-            f"{op}: double backward (create_graph=True) is not supported by this hand-written "
-            f"backward: autograd cannot differentiate it, so second-order terms would be silently "
-            f"missing.  Use torch.nn.functional.{op} or normcourse.norms.{op}_reference, which "
-            f"autograd differentiates twice."
-        )
 
 
 # --------------------------------------------------------------------------
@@ -220,8 +99,11 @@ def rms_norm_reference(x, weight=None, eps=1e-6):
 # --------------------------------------------------------------------------
 # autograd.Functions: forward saves (x, rstd[, mean]); backward is the
 # hand-derived formula from the module docstring, no autograd inside, so it
-# refuses create_graph=True (see _refuse_double_backward).
+# refuses create_graph=True (see normcourse.checks.refuse_double_backward).
 # --------------------------------------------------------------------------
+
+_TWICE = ("Use torch.nn.functional.{0} or normcourse.norms.{0}_reference, which autograd "
+          "differentiates twice.")
 
 
 def _affine_grads(dy, x_hat, weight, bias, needs_weight, needs_bias):
@@ -252,7 +134,7 @@ class LayerNormFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy):
-        _refuse_double_backward("layer_norm")
+        refuse_double_backward("layer_norm", "this", _TWICE.format("layer_norm"))
         x, mean, rstd, weight, bias = ctx.saved_tensors
         dtype = _compute_dtype(x.dtype)
         dy = dy.to(dtype)
@@ -284,7 +166,7 @@ class RMSNormFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy):
-        _refuse_double_backward("rms_norm")
+        refuse_double_backward("rms_norm", "this", _TWICE.format("rms_norm"))
         x, rstd, weight = ctx.saved_tensors
         dtype = _compute_dtype(x.dtype)
         dy = dy.to(dtype)
@@ -309,7 +191,7 @@ def layer_norm(x, weight=None, bias=None, eps=1e-5, normalized_shape=None):
     Same semantics as ``torch.nn.functional.layer_norm``; the backward is the
     hand-derived one of :class:`LayerNormFunction`.
     """
-    shape = _validate(x, weight, bias, eps, normalized_shape, "layer_norm")
+    shape = check_norm_args(x, weight, bias, eps, normalized_shape, "layer_norm")
     n = math.prod(shape)
     rows = x.reshape(-1, n)  # copies only when x is not viewable as rows
     w = weight.reshape(n) if weight is not None else None
@@ -324,7 +206,7 @@ def rms_norm(x, weight=None, eps=None, normalized_shape=None):
     """
     if eps is None and isinstance(x, torch.Tensor) and x.is_floating_point():
         eps = torch.finfo(x.dtype).eps
-    shape = _validate(x, weight, None, eps, normalized_shape, "rms_norm")
+    shape = check_norm_args(x, weight, None, eps, normalized_shape, "rms_norm")
     n = math.prod(shape)
     rows = x.reshape(-1, n)
     w = weight.reshape(n) if weight is not None else None
@@ -337,20 +219,22 @@ def rms_norm(x, weight=None, eps=None, normalized_shape=None):
 # --------------------------------------------------------------------------
 
 
-def _check_module_args(op: str, normalized_shape, eps, dtype, allow_none_eps: bool):
-    """The constructor checks of both modules; returns the normalized shape as a tuple.
+class _Norm(nn.Module):
+    """What both modules share: their checked arguments and their parameters, as torch's store them."""
 
-    Done at construction, so a typo fails where it was written, not at the
-    first forward.
-    """
-    shape = _as_shape(normalized_shape, op)
-    _check_eps(op, eps, allow_none=allow_none_eps)
-    if dtype is not None:
-        _check_dtype(op, "dtype", dtype)
-    return shape
+    def __init__(self, op, normalized_shape, eps, elementwise_affine, dtype, allow_none_eps):
+        super().__init__()
+        self.normalized_shape = check_norm_module_args(op, normalized_shape, eps, dtype,
+                                                       allow_none_eps=allow_none_eps)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+
+    def _parameter(self, name, value):
+        # register_parameter(name, None) keeps the attribute (and state_dict) as in nn.LayerNorm
+        self.register_parameter(name, nn.Parameter(value) if value is not None else None)
 
 
-class LayerNorm(nn.Module):
+class LayerNorm(_Norm):
     """Drop-in replacement for ``torch.nn.LayerNorm`` backed by :func:`layer_norm`.
 
     Same signature and state_dict keys; the arguments are checked here
@@ -361,17 +245,13 @@ class LayerNorm(nn.Module):
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
                  device=None, dtype=None):
-        super().__init__()
-        self.normalized_shape = _check_module_args("LayerNorm", normalized_shape, eps, dtype,
-                                                   allow_none_eps=False)
-        self.eps = eps
-        self.elementwise_affine = elementwise_affine
+        super().__init__("LayerNorm", normalized_shape, eps, elementwise_affine, dtype,
+                         allow_none_eps=False)
         factory = {"device": device, "dtype": dtype}
         weight = torch.ones(self.normalized_shape, **factory) if elementwise_affine else None
         bias_ = torch.zeros(self.normalized_shape, **factory) if elementwise_affine and bias else None
-        # register_parameter(name, None) keeps the attribute (and state_dict) as in nn.LayerNorm
-        self.register_parameter("weight", nn.Parameter(weight) if weight is not None else None)
-        self.register_parameter("bias", nn.Parameter(bias_) if bias_ is not None else None)
+        self._parameter("weight", weight)
+        self._parameter("bias", bias_)
 
     def forward(self, x):
         return layer_norm(x, self.weight, self.bias, self.eps, self.normalized_shape)
@@ -382,7 +262,7 @@ class LayerNorm(nn.Module):
                 f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
 
 
-class RMSNorm(nn.Module):
+class RMSNorm(_Norm):
     """Drop-in replacement for ``torch.nn.RMSNorm`` backed by :func:`rms_norm`.
 
     ``eps=None`` (the default) means ``torch.finfo(x.dtype).eps``, as in torch.
@@ -390,15 +270,10 @@ class RMSNorm(nn.Module):
 
     def __init__(self, normalized_shape, eps=None, elementwise_affine=True,
                  device=None, dtype=None):
-        super().__init__()
-        self.normalized_shape = _check_module_args("RMSNorm", normalized_shape, eps, dtype,
-                                                   allow_none_eps=True)
-        self.eps = eps
-        self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = nn.Parameter(torch.ones(self.normalized_shape, device=device, dtype=dtype))
-        else:
-            self.register_parameter("weight", None)
+        super().__init__("RMSNorm", normalized_shape, eps, elementwise_affine, dtype,
+                         allow_none_eps=True)
+        self._parameter("weight", torch.ones(self.normalized_shape, device=device, dtype=dtype)
+                        if elementwise_affine else None)
 
     def forward(self, x):
         return rms_norm(x, self.weight, self.eps, self.normalized_shape)

@@ -35,9 +35,9 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from normcourse.checks import check_bool, check_device, check_int, check_number
 from normcourse.data import TokenData, cached
-from normcourse.model import GPTConfig, TinyGPT, check_bool, check_int, check_number
-from normcourse.runtime import pick_device
+from normcourse.model import GPTConfig, TinyGPT
 
 
 @dataclass
@@ -99,24 +99,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def check_device(name: str, device) -> None:
-    """Raise unless ``device`` is "cpu", or "cuda"/"cuda:N" with that GPU present."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"{name} must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from err
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"{name} must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    try:
-        pick_device(dev.type)   # the runtime's own check and message for a missing GPU
-    except ValueError as err:
-        raise ValueError(f"{name}={device!r} is not available: {err}; use 'cpu', or "
-                         f"normcourse.pick_device() to take a GPU only when there is one") from err
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"{name}={device!r} but this machine has {torch.cuda.device_count()} CUDA "
-                         f"device(s), numbered from 0")
 
 
 @dataclass

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from normcourse import ablations
 from normcourse.data import cached
 from normcourse.model import GPTConfig, TinyGPT
+from normcourse.train import validation_batches
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_depth_report_shapes_and_consistency(setup):
     assert model.training, "the report must restore train mode"
     assert len(rep["skip_delta"]) == len(rep["adjacent_cosine"]) == 3
     assert len(rep["stream_rms"]) == 4
-    batches = ablations.val_batches(d, 4, 16, 2)
+    batches = validation_batches(d, 4, 16, 2)
     base = sum(ablations.loss_skipping(model, bx, by) for bx, by in batches) / 2
     assert rep["loss"] == pytest.approx(base, rel=1e-6)
     assert all(-1 <= c <= 1 for c in rep["adjacent_cosine"])

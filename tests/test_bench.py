@@ -11,6 +11,7 @@ import json
 import pytest
 import torch
 
+from cli_usage import assert_usage_error, must_not_run
 from normcourse import bench
 
 
@@ -294,25 +295,16 @@ def test_show_gpu_results_shows_recorded_runs_labelled_with_the_device(tmp_path,
 ])
 def test_bad_arguments_are_usage_errors(argv, message, capsys, monkeypatch):
     # before: 0 was silently replaced by the default (`args.rows or 256`), negatives crashed
-    monkeypatch.setattr(bench, "run", _must_not_run)
-    with pytest.raises(SystemExit) as exit_:
-        bench.main(argv)
-    assert exit_.value.code == 2
-    assert message in capsys.readouterr().err
+    monkeypatch.setattr(bench, "run", must_not_run)
+    assert_usage_error(bench.main, argv, message, capsys)
 
 
 def test_unwritable_out_fails_before_the_benchmark(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(bench, "run", _must_not_run)
+    monkeypatch.setattr(bench, "run", must_not_run)
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    with pytest.raises(SystemExit) as exit_:
-        bench.main(["--out", str(a_file / "sub"), "--rows", "2", "--sizes", "8", "--repeats", "1"])
-    assert exit_.value.code == 2
-    assert "--out: cannot write to folder" in capsys.readouterr().err
-
-
-def _must_not_run(*args, **kwargs):
-    raise AssertionError("the benchmark ran although its arguments were bad")
+    assert_usage_error(bench.main, ["--out", str(a_file / "sub"), "--rows", "2", "--sizes", "8",
+                                    "--repeats", "1"], "--out: cannot write to folder", capsys)
 
 
 def test_without_triton_the_triton_providers_are_skipped_with_a_note(monkeypatch):

@@ -107,3 +107,55 @@ def test_errors_name_the_choices():
         make_norm("batchnorm", D)
     with pytest.raises(ValueError, match="divisible"):
         Block(30, 4)
+
+
+class _BrokenKernels:
+    """A meta-path finder whose ``normcourse.kernels`` fails as a bug inside it would (or is absent)."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def find_spec(self, name, path=None, target=None):
+        import importlib.util
+        return importlib.util.spec_from_loader(name, self) if name == "normcourse.kernels" else None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        raise self.error
+
+
+@pytest.fixture
+def kernels_import(monkeypatch):
+    """Make the next ``from normcourse import kernels`` raise the given error."""
+    import sys
+
+    import normcourse
+
+    def install(error):
+        for name in [m for m in sys.modules if m == "normcourse.kernels" or m.startswith("normcourse.kernels.")]:
+            monkeypatch.delitem(sys.modules, name)
+        monkeypatch.delattr(normcourse, "kernels", raising=False)
+        monkeypatch.setattr(sys, "meta_path", [_BrokenKernels(error)] + sys.meta_path)
+    return install
+
+
+def test_a_missing_kernels_package_falls_back_to_torch(kernels_import):
+    from normcourse.blocks import _kernel_norm
+    kernels_import(ImportError("No module named 'normcourse.kernels'"))
+    assert _kernel_norm("layernorm", 8, 1e-5) is None
+
+
+def test_a_bug_inside_the_kernels_package_is_not_swallowed(kernels_import):
+    from normcourse.blocks import _kernel_norm
+    kernels_import(NameError("name 'BLOCK' is not defined"))
+    with pytest.raises(NameError, match="BLOCK"):
+        _kernel_norm("rmsnorm", 8, 1e-6)
+
+
+def test_the_kernel_norm_is_built_when_the_package_imports():
+    from normcourse import kernels
+    from normcourse.blocks import _kernel_norm
+    m = _kernel_norm("rmsnorm", 8, 1e-6)
+    assert isinstance(m, kernels.RMSNorm) and m.eps == 1e-6

@@ -5,14 +5,11 @@ import sys
 
 import pytest
 
+from cli_usage import assert_usage_error, must_not_run
 from normcourse import __main__ as cli
 from normcourse import experiments as ex
 from normcourse.experiments import cli as cli_mod
 from normcourse.experiments import executors, sweep
-
-
-def _must_not_run(*args, **kwargs):
-    raise AssertionError("the experiment ran although its arguments were bad")
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -29,15 +26,12 @@ def _must_not_run(*args, **kwargs):
 ])
 def test_experiment_limit_and_workers_are_checked(argv, message, capsys, monkeypatch):
     # before: --limit -1 ran all grid points but the last, --workers 0 was accepted
-    monkeypatch.setattr(sweep, "run", _must_not_run)
-    with pytest.raises(SystemExit) as exit_:
-        ex.main(argv)
-    assert exit_.value.code == 2
-    assert message in capsys.readouterr().err
+    monkeypatch.setattr(sweep, "run", must_not_run)
+    assert_usage_error(ex.main, argv, message, capsys)
 
 
 def test_experiment_run_checks_limit_and_workers(tmp_path, monkeypatch):
-    monkeypatch.setattr(executors, "run_and_store", _must_not_run)
+    monkeypatch.setattr(executors, "run_and_store", must_not_run)
     with pytest.raises(ValueError, match="limit .* must be an integer >= 0"):
         ex.run("E1", limit=-1, progress=False, results_dir=tmp_path)
     with pytest.raises(ValueError, match="workers must be an integer >= 1"):
@@ -46,7 +40,7 @@ def test_experiment_run_checks_limit_and_workers(tmp_path, monkeypatch):
 
 
 def test_experiment_limit_zero_runs_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(executors, "run_and_store", _must_not_run)
+    monkeypatch.setattr(executors, "run_and_store", must_not_run)
     assert ex.main(["E1", "--limit", "0", "--quiet", "--results", str(tmp_path)]) == 0
     assert not list(tmp_path.iterdir())
 
@@ -66,10 +60,7 @@ def test_experiment_list_shows_tiers_and_run_counts(capsys):
 
 @pytest.mark.parametrize("argv", [["selfcheck", "--bogus"], ["selfcheck", "extra"]])
 def test_selfcheck_rejects_unknown_arguments(argv, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(argv)
-    assert exit_.value.code == 2
-    assert "unrecognized arguments" in capsys.readouterr().err
+    assert_usage_error(cli.main, argv, "unrecognized arguments", capsys)
 
 
 def test_usage_errors_exit_with_status_2_from_the_shell():

@@ -18,7 +18,7 @@ import kernel_device as kd
 import normcourse.kernels as K
 from normcourse.kernels import functional
 from normcourse.kernels.triton_norm import NormFunction
-from normcourse.kernels.validation import resolve_auto
+from normcourse.checks import resolve_auto
 from normcourse.runtime import triton_interpreted
 
 OPS = ["layer_norm", "rms_norm", "add_layer_norm", "add_rms_norm"]

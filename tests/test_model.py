@@ -215,3 +215,22 @@ def test_forward_accepts_int32_ids_and_empty_batches(small_model):
     logits32, loss32 = small_model(idx.int(), idx.int())
     torch.testing.assert_close(loss32, loss, rtol=0, atol=0)
     assert small_model(idx[:0])[0].shape == (0, 8, 20)
+
+
+@pytest.mark.parametrize("extra", [{}, {"embed_scale": 50.0}, {"embed_norm": True, "norm": "rmsnorm"}])
+def test_residual_streams_are_the_forward_step_by_step(extra):
+    """embed, then each block: bit for bit what the measures computed by hand before."""
+    torch.manual_seed(0)
+    model = TinyGPT(GPTConfig(vocab_size=11, n_layer=3, d_model=16, n_head=2, block_size=8, **extra))
+    idx = torch.randint(0, 11, (2, 8))
+    with torch.no_grad():
+        hs = model.residual_streams(idx)
+        h = (model.wte(idx) + model.wpe(torch.arange(8))) * model.config.embed_scale
+        if model.norm_embed is not None:
+            h = model.norm_embed(h)
+        assert torch.equal(hs[0], h)
+        for block, out in zip(model.blocks, hs[1:]):
+            h = block(h)
+            assert torch.equal(out, h)
+        assert len(hs) == 4
+        assert torch.equal(model.head(hs[-1])[0], model(idx)[0])

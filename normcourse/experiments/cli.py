@@ -8,6 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from normcourse.checks import int_at_least, positive_float
 from normcourse.experiments import cache, estimate, sweep
 from normcourse.experiments.executors import EXECUTORS, SlurmOptions
 from normcourse.experiments.grids import EXPERIMENTS, SCALES
@@ -21,29 +22,6 @@ EPILOG = """examples:
   python -m normcourse experiment E3 --scale full --executor slurm --slurm-partition gpu \\
       --slurm-gpus-per-task 1 --slurm-time 4:00:00 --results /shared/nc-results
 """
-
-
-def _int_at_least(low: int):
-    """An argparse type: an integer >= ``low``, else a usage error (exit status 2)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
-        return value
-    return parse
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return value
 
 
 def _minutes(text: str) -> int:
@@ -84,35 +62,35 @@ def parser() -> argparse.ArgumentParser:
                    help="preview (CPU grids stored in the repository; default) or full (GPU-sized)")
     p.add_argument("--executor", choices=EXECUTORS, default="local",
                    help="local: processes on this machine (default); slurm: a job array through submitit")
-    p.add_argument("--workers", type=_int_at_least(1), default=1, help="local processes in parallel")
+    p.add_argument("--workers", type=int_at_least(1), default=1, help="local processes in parallel")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="default: cpu for the preview, cuda for the full tier when there is a GPU")
     p.add_argument("--results", type=Path, default=None, metavar="DIR",
                    help="results folder (default: normcourse/results in a clone of the repository, "
                         "$NORMCOURSE_RESULTS or ~/.local/share/normcourse/results for an installed package)")
     # a negative N would slice [:N] and silently drop the last grid points
-    p.add_argument("--limit", type=_int_at_least(0), default=None, help="run at most N of the chosen points")
+    p.add_argument("--limit", type=int_at_least(0), default=None, help="run at most N of the chosen points")
     p.add_argument("--where", type=_where, action="append", default=[], metavar="FIELD=VALUE",
                    help="only grid points with this field value (repeatable), e.g. --where n_layer=12")
     p.add_argument("--fresh", action="store_true",
                    help="recompute the chosen points even if stored (other stored runs are kept)")
     p.add_argument("--dry-run", action="store_true",
                    help="print run counts and estimated FLOPs and hours, then stop")
-    p.add_argument("--gpu-tflops", type=_positive_float, default=None, metavar="R",
+    p.add_argument("--gpu-tflops", type=positive_float, default=None, metavar="R",
                    help="with --dry-run: convert FLOPs to GPU-hours at R sustained TFLOP/s (your assumption)")
-    p.add_argument("--smoke-steps", type=_int_at_least(1), default=None, metavar="N",
+    p.add_argument("--smoke-steps", type=int_at_least(1), default=None, metavar="N",
                    help="run the chosen points with at most N steps into DIR/smoke/ (never counted as the "
                         "grid's runs): checks that a tier's sizes build, fit and train")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     g = p.add_argument_group("slurm (with --executor slurm; needs pip install 'normcourse[cluster]')")
     g.add_argument("--slurm-partition", default=None)
-    g.add_argument("--slurm-gpus-per-task", type=_int_at_least(0), default=None,
+    g.add_argument("--slurm-gpus-per-task", type=int_at_least(0), default=None,
                    help="GPUs per run (default 1 for the full tier, 0 for the preview)")
     g.add_argument("--slurm-time", type=_minutes, default=60, metavar="TIME",
                    help="time limit per run: minutes or [D-]HH:MM[:SS] (default 60)")
-    g.add_argument("--slurm-array-parallelism", type=_int_at_least(1), default=64,
+    g.add_argument("--slurm-array-parallelism", type=int_at_least(1), default=64,
                    help="at most this many runs at once (default 64)")
-    g.add_argument("--slurm-cpus-per-task", type=_int_at_least(1), default=1)
+    g.add_argument("--slurm-cpus-per-task", type=int_at_least(1), default=1)
     g.add_argument("--slurm-cluster", choices=("slurm", "local", "debug"), default=None,
                    help="submitit's executor (default: Slurm when sbatch is there); local and debug run the "
                         "same job array on this machine, to try a submission first")

@@ -28,15 +28,15 @@ raises; ``backend="torch"`` differentiates twice), and the RMSNorm functions
 also take ``eps=None``, meaning ``torch.finfo(x.dtype).eps`` as in torch.
 
 Layout, one concept per module: ``launch`` (block size, warps, register
-caps, program counts, row layout), ``validation`` (argument checks and the
-backend rule), ``triton_norm`` (one row-in-registers kernel for LayerNorm and
+caps, program counts, row layout), ``triton_norm`` (one row-in-registers kernel for LayerNorm and
 RMSNorm, ``IS_RMS`` picks; the fused add is a flag too; launchers and
 autograd), ``triton_norm_looped`` (chunked kernels for rows beyond 32768
 features forward, 16384 if unaligned, and 8192 backward: any N works,
 nothing spills),
 ``functional`` and ``modules`` (the public face), ``compile_report``
 (ahead-of-time compilation for real GPUs: registers, spills, CTAs per SM,
-vector loads).
+vector loads).  The argument checks and the backend rule live with the
+package's other checks, in :mod:`normcourse.checks`.
 
 On a CPU the kernels run through Triton's interpreter, which rounds float32
 to bfloat16 toward zero where a GPU rounds to nearest even: bfloat16 outputs

@@ -31,8 +31,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from normcourse.kernels.validation import (check_backend, check_eps, check_eps_float32,
-                                           check_features, check_input, check_param)
+from normcourse.checks import (check_backend, check_eps, check_eps_float32, check_features,
+                               check_input, check_param)
 from normcourse.runtime import triton_available, triton_interpreted
 
 __all__ = ["layer_norm", "rms_norm", "add_layer_norm", "add_rms_norm"]

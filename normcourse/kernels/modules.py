@@ -12,18 +12,15 @@ import torch
 
 from normcourse import norms
 from normcourse.kernels.functional import layer_norm, rms_norm
-from normcourse.kernels.validation import check_backend_name
+from normcourse.checks import check_backend_name, check_ends_with, check_tensor
 
 __all__ = ["LayerNorm", "RMSNorm"]
 
 
 def _rows(x: torch.Tensor, shape: tuple[int, ...], op: str) -> torch.Tensor:
     """Flatten the trailing ``shape`` dims of x into one feature dimension."""
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{op}: x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() < len(shape) or tuple(x.shape[x.dim() - len(shape):]) != shape:
-        raise ValueError(f"{op}: x of shape {tuple(x.shape)} does not end with normalized_shape "
-                         f"{shape}")
+    check_tensor(op, "x", x)
+    check_ends_with(op, x, shape)
     return x if len(shape) == 1 else x.flatten(x.dim() - len(shape))
 
 

@@ -53,12 +53,12 @@ import torch
 import triton
 import triton.language as tl
 
+from normcourse.checks import refuse_double_backward
 from normcourse.kernels.launch import (LaunchSettings, as_rows, as_vector, backward_ctas_per_sm,
                                        backward_is_looped, backward_programs, forward_ctas_per_sm,
                                        forward_is_looped, launch_options, looped_settings,
                                        row_settings, rows_aligned, rows_to_save)
 from normcourse.kernels.triton_norm_looped import launch_looped_backward, launch_looped_forward
-from normcourse.kernels.validation import refuse_double_backward
 
 __all__ = ["norm_forward", "norm_backward", "NormFunction", "SUM_PARTIALS_SETTINGS"]
 
@@ -324,7 +324,7 @@ class NormFunction(torch.autograd.Function):
 
     Returns ``y`` when ``residual`` is None, else ``(y, residual_out)``.
     ``x`` and ``residual`` may have any leading shape and any strides;
-    arguments are assumed validated (see :mod:`normcourse.kernels.validation`).
+    arguments are assumed validated (see :mod:`normcourse.checks`).
     First derivatives only: the backward refuses ``create_graph=True``.
     """
 
@@ -351,8 +351,10 @@ class NormFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy, dres=None):
-        name = ("add_" if ctx.fused else "") + ("rms_norm" if ctx.is_rms else "layer_norm")
-        refuse_double_backward(name)
+        torch_fn = "rms_norm" if ctx.is_rms else "layer_norm"
+        refuse_double_backward(("add_" if ctx.fused else "") + torch_fn, "the Triton kernels'",
+                               "Pass backend='torch' (to the function or the module), which runs "
+                               f"torch.nn.functional.{torch_fn}, differentiable twice.")
         s, weight, bias, mean, rstd = ctx.saved_tensors
         s = as_rows(s)
         dy2 = as_rows(dy) if dy is not None else torch.zeros_like(s)

@@ -58,23 +58,11 @@ __all__ = ["norm_fwd_looped_kernel", "norm_bwd_looped_kernel", "launch_looped_fo
 
 @triton.jit
 def norm_fwd_looped_kernel(
-    X,  # pointer to the input rows, (M, N) with row stride stride_x
-    R,  # pointer to the residual rows, read only when HAS_RESIDUAL
-    RES_OUT,  # pointer to residual_out = x + residual, contiguous (M, N), written when HAS_RESIDUAL
-    Y,  # pointer to the output, contiguous (M, N), in the input dtype
-    W,  # pointer to the weight (N,), read only when HAS_WEIGHT
-    B,  # pointer to the bias (N,), read only when HAS_BIAS
-    MEAN,  # pointer to the per-row mean (M,) float32, written unless IS_RMS
-    RSTD,  # pointer to the per-row 1/std (or 1/rms) (M,), float32
-    stride_x,  # elements between consecutive rows of X
-    stride_r,  # elements between consecutive rows of R
-    N,  # features per row
-    eps,  # added to the variance (mean square) before the square root
-    IS_RMS: tl.constexpr,  # RMSNorm (no mean) instead of LayerNorm
-    HAS_RESIDUAL: tl.constexpr,
-    HAS_WEIGHT: tl.constexpr,
+    # the arguments of triton_norm._norm_fwd_kernel (documented there), in its order
+    X, R, RES_OUT, Y, W, B, MEAN, RSTD, stride_x, stride_r, N, eps,
+    IS_RMS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr,
     HAS_BIAS: tl.constexpr,
-    CHUNK_N: tl.constexpr,  # columns handled per step
+    CHUNK_N: tl.constexpr,  # columns handled per step (instead of BLOCK_N: the whole row)
     NUM_CHUNKS: tl.constexpr,  # CHUNK_N * NUM_CHUNKS >= N
 ):
     row = tl.program_id(0).to(tl.int64)  # int64: row * stride may pass 2**31
@@ -149,27 +137,13 @@ def _chunk_terms(X, DY, W, row64, stride_x, stride_dy, cols, mask, mean, rstd,
 
 @triton.jit
 def norm_bwd_looped_kernel(
-    X,  # pointer to the forward's normalized input (residual_out for the fused op), row stride stride_x
-    DY,  # pointer to the gradient of y, row stride stride_dy
-    DRES,  # pointer to the gradient of residual_out, row stride stride_dres (HAS_DRESIDUAL)
-    DX,  # pointer to the output gradient of x, contiguous (M, N)
-    W,  # pointer to the weight (N,), read only when HAS_WEIGHT
-    MEAN,  # pointer to the per-row mean (M,) float32, read only for LayerNorm
-    RSTD,  # pointer to the per-row 1/std (or 1/rms) (M,), float32
-    ROW_TERMS,  # pointer to a (2, M) float32 scratch: each row's <g> and <g * x_hat>
-    DW_PARTIAL,  # pointer to the (programs, N) float32 dweight partials (HAS_WEIGHT)
-    DB_PARTIAL,  # pointer to the (programs, N) float32 dbias partials (HAS_BIAS)
-    stride_x,  # elements between consecutive rows of X
-    stride_dy,  # elements between consecutive rows of DY
-    stride_dres,  # elements between consecutive rows of DRES
-    M,  # number of rows
-    N,  # features per row
-    rows_per_program,  # each program owns rows [pid * rows_per_program, ... + rows_per_program)
-    IS_RMS: tl.constexpr,  # RMSNorm (no mean) instead of LayerNorm
-    HAS_DRESIDUAL: tl.constexpr,
-    HAS_WEIGHT: tl.constexpr,
+    # the arguments of triton_norm._norm_bwd_kernel (documented there), in its order, plus
+    # ROW_TERMS after RSTD: a (2, M) float32 scratch, each row's <g> and <g * x_hat>
+    X, DY, DRES, DX, W, MEAN, RSTD, ROW_TERMS, DW_PARTIAL, DB_PARTIAL,
+    stride_x, stride_dy, stride_dres, M, N, rows_per_program,
+    IS_RMS: tl.constexpr, HAS_DRESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr,
     HAS_BIAS: tl.constexpr,
-    CHUNK_N: tl.constexpr,  # columns handled per step
+    CHUNK_N: tl.constexpr,  # columns handled per step (instead of BLOCK_N: the whole row)
     NUM_CHUNKS: tl.constexpr,  # CHUNK_N * NUM_CHUNKS >= N
 ):
     pid = tl.program_id(0)
