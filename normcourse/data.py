@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from normcourse.model import check_int, check_number   # the configs' checks, same messages
+from normcourse.checks import check_int, check_number
 
 
 @dataclass

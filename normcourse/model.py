@@ -15,7 +15,6 @@ import torch.nn.functional as F
 
 from normcourse.blocks import (ALL_PLACEMENTS, NORMS, Block, NGPTBlock, Scaling, check_residual,
                                deepnorm_constants, make_norm, qk_norm_kind, unit)
-# check_int, check_number and check_bool: data and experiments.sweep import them from here too
 from normcourse.checks import check_bool, check_int, check_number, check_token_batch
 from normcourse.residual_streams import identity_mixings
 

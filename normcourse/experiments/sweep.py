@@ -17,7 +17,7 @@ import torch
 from normcourse.experiments import cache
 from normcourse.experiments.executors import EXECUTORS, Failure, SlurmOptions, run_local, run_slurm
 from normcourse.experiments.grids import EXPERIMENTS, check_scale, spec_key
-from normcourse.model import check_int
+from normcourse.checks import check_int
 
 
 class RunsFailed(RuntimeError):
