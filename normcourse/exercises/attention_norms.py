@@ -26,7 +26,7 @@ from normcourse.exercises.feedback import (
     Mistake, Wrong, as_number, call_learner, checker, compare, expect_tensor, generator,
     ignores_eps,
 )
-from normcourse.exercises.placements import check_block
+from normcourse.exercises.placements import check_block, order_mistakes
 
 __all__ = ["check_qk_norm_logits", "check_z_loss", "check_reordered_block",
            "qk_norm_logits", "z_loss", "reordered_block"]
@@ -267,13 +267,7 @@ def _reordered_mistakes(x, attn, mlp, na, nm) -> list[Wrong]:
         Wrong("there is no norm after attention.",
               hint,
               lambda: (lambda h: h + nm(mlp(h)))(x + attn(x))),
-        Wrong("you swapped the two norms: norm_attn goes after attention, norm_mlp after "
-              "the MLP.",
-              hint,
-              lambda: (lambda h: h + na(mlp(h)))(x + nm(attn(x)))),
-        Wrong("you ran the MLP before attention: attention comes first, then the MLP.",
-              hint,
-              lambda: (lambda h: h + na(attn(h)))(x + nm(mlp(x)))),
+        *order_mistakes(reordered_block, x, attn, mlp, na, nm, "after", hint),
         Wrong("you normalized the block's output: the reordered block leaves the residual "
               "stream un-normalized (only each branch is normalized).",
               hint,
