@@ -95,7 +95,8 @@ CASES = [
                 _rms(q * wq, eps), _rms(k * wk, eps)), ("before normalizing",)),
             Attempt("eps after the root", lambda q, k, wq, wk, eps: _scores(
                 q / (q.pow(2).mean(-1, keepdim=True).sqrt() + eps) * wq,
-                k / (k.pow(2).mean(-1, keepdim=True).sqrt() + eps) * wk), ("after the square root",)),
+                k / (k.pow(2).mean(-1, keepdim=True).sqrt() + eps) * wk),
+                ("after the square root",)),
             Attempt("softmax applied", lambda q, k, wq, wk, eps: _scores(
                 _rms(q, eps) * wq, _rms(k, eps) * wk).softmax(-1), ("softmax",)),
             Attempt("no eps", lambda q, k, wq, wk, eps: _scores(
@@ -143,7 +144,8 @@ CASES = [
             Attempt("returns a tensor", lambda z, c: (c * torch.logsumexp(z, -1) ** 2).mean()),
             Attempt("log Z from log_softmax", lambda z, c: c * (z - F.log_softmax(z, -1))[..., 0]
                     .pow(2).mean()),
-            Attempt("a Python float", lambda z, c: (c * torch.logsumexp(z, -1).pow(2).mean()).item()),
+            Attempt("a Python float", lambda z, c: (
+                c * torch.logsumexp(z, -1).pow(2).mean()).item()),
         ),
     ),
     Exercise(
