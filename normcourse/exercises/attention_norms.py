@@ -24,8 +24,9 @@ import torch
 
 from normcourse.exercises.feedback import (
     Mistake, Wrong, as_number, call_learner, checker, compare, expect_tensor, generator,
+    ignores_eps,
 )
-from normcourse.exercises.placements import check_block
+from normcourse.exercises.placements import check_block, order_mistakes
 
 __all__ = ["check_qk_norm_logits", "check_z_loss", "check_reordered_block",
            "qk_norm_logits", "z_loss", "reordered_block"]
@@ -116,6 +117,21 @@ def _qk_variants(q, k, wq, wk, eps):
               "divide by sqrt(mean(q**2) + eps), the root *mean* square.",
               lambda: logits(q / q.norm(dim=-1, keepdim=True) * wq,
                              k / k.norm(dim=-1, keepdim=True) * wk)),
+        Wrong("you divided the scores by head_dim; the scaled dot product divides by "
+              "sqrt(head_dim).", "divide q @ k^T by math.sqrt(head_dim).",
+              lambda: logits(_rms(q, eps) * wq, _rms(k, eps) * wk, scale=d)),
+        Wrong("you multiplied by the gains before normalizing, which the normalization "
+              "then undoes; the gains scale the normalized vectors.",
+              "normalize first, then multiply: rms_normalize(q) * q_weight.",
+              lambda: logits(_rms(q * wq, eps), _rms(k * wk, eps))),
+        Wrong("you added eps after the square root, sqrt(mean(q**2)) + eps; RMSNorm adds "
+              "it under the root.", hint,
+              lambda: logits(q / (q.pow(2).mean(-1, keepdim=True).sqrt() + eps) * wq,
+                             k / (k.pow(2).mean(-1, keepdim=True).sqrt() + eps) * wk)),
+        Wrong("you applied the softmax: the function returns the logits, before any "
+              "softmax (the chapter looks at how large they grow).",
+              "return q @ k.transpose(-2, -1) / sqrt(head_dim), without the softmax.",
+              lambda: logits(_rms(q, eps) * wq, _rms(k, eps) * wk).softmax(-1)),
     ]
 
 
@@ -131,14 +147,20 @@ def check_qk_norm_logits(fn) -> str:
             * torch.rand(B, H, T, 1, generator=g, dtype=torch.float64).mul(3).add(0.5)
         wq = 1 + 0.5 * torch.randn(d, generator=g, dtype=torch.float64)
         wk = 1 + 0.5 * torch.randn(d, generator=g, dtype=torch.float64)
+        # one quiet query per head, mean square near eps: where eps goes then matters
+        q[:, :, 0] *= 1e-3
         label = f"q and k of shape {(B, H, T, d)}"
         ref = qk_norm_logits(q, k, wq, wk, eps)
         out = call_learner(fn, q, k, wq, wk, eps, name="your qk_norm_logits")
         expect_tensor(out, ref, name=f"the logits ({label})",
                       shape_hint="the logits have shape (batch, heads, time, time): "
                                  "q @ k.transpose(-2, -1).")
-        compare(out, ref, 1e-6 * (1 + float(ref.abs().max())),
-                _qk_variants(q, k, wq, wk, eps), name=f"the logits ({label})")
+        tol = 1e-6 * (1 + float(ref.abs().max()))
+        eps_wrong = ignores_eps(
+            lambda e: call_learner(fn, q, k, wq, wk, e, name="your qk_norm_logits"), out, ref,
+            qk_norm_logits(q, k, wq, wk, 1.0), eps, tol, name="your qk_norm_logits")
+        compare(out, ref, tol, _qk_variants(q, k, wq, wk, eps) + [eps_wrong],
+                name=f"the logits ({label})")
     return ("check_qk_norm_logits: q and k are RMS-normalized per head before the "
             "dot product, on two shapes.")
 
@@ -166,6 +188,9 @@ def _z_variants(logits, c):
         Wrong("logsumexp runs over the time axis (dim=1): Z sums over the vocabulary, "
               "the last axis.", hint,
               lambda: c * torch.logsumexp(logits, dim=1).pow(2).mean()),
+        Wrong("logsumexp runs over the batch axis (dim=0): Z sums over the vocabulary, "
+              "the last axis.", hint,
+              lambda: c * torch.logsumexp(logits, dim=0).pow(2).mean()),
         Wrong("you penalized the squared logits themselves: z-loss penalizes the squared "
               "log normalizer log Z of each softmax.", hint,
               lambda: c * logits.pow(2).mean()),
@@ -242,6 +267,11 @@ def _reordered_mistakes(x, attn, mlp, na, nm) -> list[Wrong]:
         Wrong("there is no norm after attention.",
               hint,
               lambda: (lambda h: h + nm(mlp(h)))(x + attn(x))),
+        *order_mistakes(reordered_block, x, attn, mlp, na, nm, "after", hint),
+        Wrong("you normalized the block's output: the reordered block leaves the residual "
+              "stream un-normalized (only each branch is normalized).",
+              hint,
+              lambda: nm(reordered_block(x, attn, mlp, na, nm))),
     ]
 
 

@@ -143,12 +143,7 @@ def _pre_ln_mistakes(x, attn, mlp, na, nm) -> list[Wrong]:
               "h + mlp(norm_mlp(h)).",
               _PRE_LN_HINT,
               lambda: h),
-        Wrong("you swapped the two norms: norm_attn goes before attention, norm_mlp before the MLP.",
-              _PRE_LN_HINT,
-              lambda: (lambda hs: hs + mlp(na(hs)))(x + attn(nm(x)))),
-        Wrong("you ran the MLP before attention: attention comes first, then the MLP.",
-              _PRE_LN_HINT,
-              lambda: (lambda hm: hm + attn(na(hm)))(x + mlp(nm(x)))),
+        *order_mistakes(pre_ln_block, x, attn, mlp, na, nm, "before", _PRE_LN_HINT),
         Wrong("you normalized each sub-layer's output instead of its input (Peri-LN's output norm "
               "without its input norm); Pre-LN normalizes what the sub-layer reads.",
               _PRE_LN_HINT,
@@ -171,6 +166,18 @@ def _pre_ln_mistakes(x, attn, mlp, na, nm) -> list[Wrong]:
               "(the model adds one final norm before the output head).",
               _PRE_LN_HINT,
               lambda: nm(ref)),
+    ]
+
+
+def order_mistakes(block, x, attn, mlp, na, nm, where: str, hint: str) -> list[Wrong]:
+    """The two mistakes of order in ``block(x, attn, mlp, norm_attn, norm_mlp)``: the
+    norms swapped, and the MLP run first (with its own norm).  ``where`` says where
+    each norm goes ("before" or "after" its sub-layer)."""
+    return [
+        Wrong(f"you swapped the two norms: norm_attn goes {where} attention, norm_mlp {where} "
+              "the MLP.", hint, lambda: block(x, attn, mlp, nm, na)),
+        Wrong("you ran the MLP before attention: attention comes first, then the MLP.",
+              hint, lambda: block(x, mlp, attn, nm, na)),
     ]
 
 

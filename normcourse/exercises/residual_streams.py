@@ -166,6 +166,9 @@ def _ngpt_variants(h, b, a):
         Wrong("you normalized over the first axis (dim=0): every token's vector is "
               "normalized on its own, over the last axis.", hint,
               lambda: _unit(h + a * (_unit(b, 0) - h), 0)),
+        Wrong("neither the branch output nor the result is normalized: nGPT keeps h on "
+              "the unit sphere, Norm(h + alpha * (Norm(branch) - h)).", hint,
+              lambda: h + a * (b - h)),
     ]
 
 
@@ -221,6 +224,14 @@ def _gain_variants(mats, label):
               "absolute row sum adds the entries' absolute values (the matrix infinity-norm), "
               "the worst case for any signal.",
               lambda: torch.stack([total.sum(-1).abs().max(), total.sum(-2).abs().max()])),
+        wrong("you multiplied the layers' own gains: that product bounds the composite "
+              "gain from above but is not it (the signs of the entries can cancel in the "
+              "product of the matrices); multiply the matrices, then measure.",
+              lambda: torch.stack([gains(m) for m in mats]).prod(0)),
+        wrong("you took the spectral norm (the largest singular value) for both gains: "
+              "the forward gain is the largest absolute row sum, the backward gain the "
+              "largest absolute column sum.",
+              lambda: torch.linalg.matrix_norm(total, ord=2).repeat(2)),
     ]
 
 

@@ -83,11 +83,35 @@ CASES = [
             Attempt("L2 normalize", lambda q, k, wq, wk, eps: _scores(
                 F.normalize(q, dim=-1) * wq, F.normalize(k, dim=-1) * wk),
                 ("L2 norm",)),
+            Attempt("only k", lambda q, k, wq, wk, eps: _scores(q, _rms(k, eps) * wk),
+                    ("only the keys",)),
+            Attempt("all heads together", lambda q, k, wq, wk, eps: _scores(
+                _rms(q, eps, (1, 3)) * wq, _rms(k, eps, (1, 3)) * wk), ("across all heads",)),
+            Attempt("LayerNorm of the scores", lambda q, k, wq, wk, eps: F.layer_norm(
+                _scores(q, k), (k.shape[-2],), eps=eps), ("LayerNorm to the scores",)),
+            Attempt("divided by head_dim", lambda q, k, wq, wk, eps: (_rms(q, eps) * wq) @ (
+                _rms(k, eps) * wk).transpose(-2, -1) / q.shape[-1], ("by head_dim",)),
+            Attempt("gains before the norm", lambda q, k, wq, wk, eps: _scores(
+                _rms(q * wq, eps), _rms(k * wk, eps)), ("before normalizing",)),
+            Attempt("eps after the root", lambda q, k, wq, wk, eps: _scores(
+                q / (q.pow(2).mean(-1, keepdim=True).sqrt() + eps) * wq,
+                k / (k.pow(2).mean(-1, keepdim=True).sqrt() + eps) * wk),
+                ("after the square root",)),
+            Attempt("softmax applied", lambda q, k, wq, wk, eps: _scores(
+                _rms(q, eps) * wq, _rms(k, eps) * wk).softmax(-1), ("softmax",)),
+            Attempt("no eps", lambda q, k, wq, wk, eps: _scores(
+                _rms(q, 0.0) * wq, _rms(k, 0.0) * wk), ("ignores its eps",)),
+            Attempt("eps fixed at 1e-6", lambda q, k, wq, wk, eps: _scores(
+                _rms(q, 1e-6) * wq, _rms(k, 1e-6) * wk), ("ignores its eps",)),
         ),
         right_answers=(
             Attempt("F.rms_norm", _qk_rms_norm_module),
             Attempt("float32 inside", _qk_float32),
             Attempt("einsum", _qk_einsum),
+            Attempt("both gains on the queries (the same logits)", lambda q, k, wq, wk, eps:
+                    _scores(_rms(q, eps) * wq * wk, _rms(k, eps))),
+            Attempt("scale on q before the product", lambda q, k, wq, wk, eps: (
+                _rms(q, eps) * wq * q.shape[-1] ** -0.5) @ (_rms(k, eps) * wk).mT),
             # sum_i q_i wq_i k_i wk_i does not care which side carries which gain
             Attempt("the gains on the other side (the same logits)",
                     lambda q, k, wq, wk, eps: _scores(_rms(q, eps) * wk, _rms(k, eps) * wq)),
@@ -107,10 +131,21 @@ CASES = [
             Attempt("wrong axis", lambda z, c: c * torch.logsumexp(z, 1).pow(2).mean(),
                     ("time axis",)),
             Attempt("overflow", _z_naive, ("overflow",)),
+            Attempt("mean, then squared", lambda z, c: c * torch.logsumexp(z, -1).mean() ** 2,
+                    ("squared the mean",)),
+            Attempt("squared logits", lambda z, c: c * z.pow(2).mean(), ("squared logits",)),
+            Attempt("|log Z|", lambda z, c: c * torch.logsumexp(z, -1).abs().mean(),
+                    ("not squared",)),
+            Attempt("batch axis", lambda z, c: c * torch.logsumexp(z, 0).pow(2).mean(),
+                    ("batch axis",)),
         ),
         right_answers=(
             Attempt("max subtracted by hand", _z_manual),
             Attempt("returns a tensor", lambda z, c: (c * torch.logsumexp(z, -1) ** 2).mean()),
+            Attempt("log Z from log_softmax", lambda z, c: c * (z - F.log_softmax(z, -1))[..., 0]
+                    .pow(2).mean()),
+            Attempt("a Python float", lambda z, c: (
+                c * torch.logsumexp(z, -1).pow(2).mean()).item()),
         ),
     ),
     Exercise(
@@ -126,9 +161,24 @@ CASES = [
                 x + na(a(x))), ("its own norm",)),
             Attempt("parallel", lambda x, a, m, na, nm: x + na(a(x)) + nm(m(x)),
                     ("parallel",)),
+            Attempt("norms swapped", lambda x, a, m, na, nm: (lambda h: h + na(m(h)))(
+                x + nm(a(x))), ("swapped the two norms",)),
+            Attempt("MLP first", lambda x, a, m, na, nm: (lambda h: h + na(a(h)))(
+                x + nm(m(x))), ("MLP before attention",)),
+            Attempt("output normalized", lambda x, a, m, na, nm: nm((lambda h: h + nm(m(h)))(
+                x + na(a(x)))), ("block's output",)),
+            Attempt("no skips", lambda x, a, m, na, nm: nm(m(na(a(x)))), ("residual",)),
+            Attempt("no norm after the MLP", lambda x, a, m, na, nm: (lambda h: h + m(h))(
+                x + na(a(x))), ("no norm after the MLP",)),
+            Attempt("no norm after attention", lambda x, a, m, na, nm: (lambda h: h + nm(m(h)))(
+                x + a(x)), ("no norm after attention",)),
+            Attempt("adds into x in place", lambda x, a, m, na, nm: (lambda h: h.add_(nm(m(h))))(
+                x.add_(na(a(x)))), ("in place",)),
         ),
         right_answers=(
             Attempt("loop", _reordered_loop),
+            Attempt("in place on its own copy", lambda x, a, m, na, nm: (
+                lambda h: h.add_(nm(m(h))))(x + na(a(x)))),
         ),
     ),
 ]

@@ -71,10 +71,13 @@ CASES = [
                     ("exponential",)),
             Attempt("row softmax", lambda z, n: z.softmax(-1), ("row-stochastic",)),
             Attempt("one round too many", lambda z, n: _sk(z, n + 1), ("rounds",)),
+            Attempt("one round too few", lambda z, n: _sk(z, n - 1), ("rounds instead of",)),
         ),
         right_answers=(
             Attempt("log domain", _sk_log_domain),
             Attempt("max subtracted", _sk_shifted),
+            Attempt("a row softmax as the first row step", lambda z, n: _sk(
+                z.softmax(-1), n, start=lambda t: t)),
         ),
     ),
     Exercise(
@@ -90,11 +93,13 @@ CASES = [
                     ("wrong end",)),
             Attempt("RMS instead of L2", lambda h, b, a: F.rms_norm(
                 h + a * (F.rms_norm(b, b.shape[-1:]) - h), h.shape[-1:]), ("RMS 1",)),
+            Attempt("nothing normalized", lambda h, b, a: h + a * (b - h), ("neither",)),
         ),
         right_answers=(
             Attempt("F.normalize", lambda h, b, a: F.normalize(
                 torch.lerp(h, F.normalize(b, dim=-1), a), dim=-1)),
             Attempt("(1 - a) h + a b", lambda h, b, a: _unit((1 - a) * h + a * _unit(b))),
+            Attempt("torch.lerp, own unit", lambda h, b, a: _unit(torch.lerp(h, _unit(b), a))),
         ),
     ),
     Exercise(
@@ -111,10 +116,18 @@ CASES = [
                 float(_product(ms).sum(-2).abs().max())), ("negative entries cancel",)),
             Attempt("linalg.multi_dot without one layer", lambda ms: _gains(
                 torch.linalg.multi_dot(list(reversed(ms)))), ("raised RuntimeError",)),
+            Attempt("product of the layers' gains", lambda ms: tuple(
+                torch.tensor([_gains(m) for m in ms]).prod(0).tolist()), ("layers' own gains",)),
+            Attempt("spectral norm", lambda ms: (float(torch.linalg.matrix_norm(
+                _product(ms), ord=2)),) * 2, ("spectral norm",)),
+            Attempt("a single number", lambda ms: _gains(_product(ms))[0], ("a pair",)),
         ),
         right_answers=(
             Attempt("linalg.multi_dot", lambda ms: _gains(
                 torch.linalg.multi_dot(list(reversed(ms))) if len(ms) > 1 else ms[0])),
+            Attempt("matrix_norm inf and 1", lambda ms: tuple(float(torch.linalg.matrix_norm(
+                _product(ms), ord=o)) for o in (float("inf"), 1))),
+            Attempt("a list", lambda ms: list(_gains(_product(ms)))),
             Attempt("tensors out", lambda ms: tuple(
                 torch.tensor(v) for v in _gains(_product(ms)))),
         ),
