@@ -38,3 +38,23 @@ def test_another_machine_compares_the_start_and_the_verdict():
         assert_reproduces(entry, _run(init={"loss": 4.17, "layer_rms": [1.0, 1.51]}))
     with pytest.raises(AssertionError, match="diverged"):
         assert_reproduces(entry, _run(diverged=True))
+
+
+def test_another_machine_compares_the_first_half_of_a_diverged_run():
+    loss = [4.0, 3.9, 3.8, 5.0, 9.0, 30.0]            # diverged at step 6
+    entry = {"env": {}, "result": _run(diverged=True, diverged_at=6, loss=loss)}
+    assert_reproduces(entry, _run(diverged=True, diverged_at=6, loss=loss[:3] + [5.1, 9.5, 33.0]))
+    with pytest.raises(AssertionError, match=r"loss\[2\]"):
+        assert_reproduces(entry, _run(diverged=True, diverged_at=6,
+                                      loss=[4.0, 3.9, 3.81, 5.0, 9.0, 30.0]))
+
+
+def test_another_machine_compares_only_step_0_at_a_high_learning_rate():
+    stored = _run()
+    entry = {"env": {}, "spec": {"train": {"lr": 0.3}}, "result": stored}
+    parted = _run(loss=[4.0] + [4.5 - 0.01 * i for i in range(1, 40)])
+    assert_reproduces(entry, parted)                   # Adam's first steps amplify at lr 0.3
+    with pytest.raises(AssertionError, match=r"loss\[0\]"):
+        assert_reproduces(entry, _run(loss=[4.01] + stored["loss"][1:]))
+    with pytest.raises(AssertionError, match=r"loss\[1\]"):  # at a low lr the first steps count
+        assert_reproduces({**entry, "spec": {"train": {"lr": 1e-3}}}, parted)
