@@ -265,23 +265,3 @@ def test_every_update_ratio_mistake_is_far_from_the_reference():
             values = wrong.value()
             assert any(not math.isclose(values[k], ref[k], rel_tol=0.1) for k in ref if ref[k] > 0), \
                 wrong.what
-
-
-# ------------------------------------------------- chapters 8-14 in the general separation test
-
-def _ch8_14_unseparated():
-    """Near misses of chapters 8-14 that ``test_near_misses`` does not yet run with looser
-    tolerances (its ``SEPARATED`` lists chapters 1-7); none once it lists them all."""
-    import test_near_misses as nm
-
-    chapters = {f"ch{n:02d}" for n in range(8, 15)} - nm.SEPARATED
-    return [p for p in nm._params("near_misses") if p.id.split("-")[0] in chapters]
-
-
-@pytest.mark.parametrize("exercise, attempt", _ch8_14_unseparated())
-def test_ch8_14_near_miss_is_still_rejected_with_ten_times_the_tolerance(exercise, attempt,
-                                                                        capsys, monkeypatch):
-    import test_near_misses as nm
-
-    nm.test_near_miss_is_separated_by_far_more_than_the_tolerance(exercise, attempt, capsys,
-                                                                    monkeypatch)
