@@ -165,6 +165,23 @@ _E4_FULL_WHY = ("24 and 48 layers, the depths of GPT-2's 345M and 1542M models; 
 _E8_PREVIEW = dict(model={"placement": "pre", "n_layer": 6}, train={"steps": 300, "lr": 3e-3})
 _E8_FULL = dict(model={"placement": "pre", "n_layer": 12}, train={"lr": 1e-3})
 _E7_PREVIEW_TRAIN = {"steps": 300, "lr": 3e-3, "eval_batches": 8}
+# E5L: DyT's LLaMA recipe (Zhu et al. 2025, arXiv 2503.10622; the DyT repository's
+# other_tasks/LLaMA): embeddings times a learned scalar from sqrt(d_model), DyT without
+# beta, one initial alpha for the attention norms and another for the FFN and final
+# norms.  The repository's LLaMA-2 runs use 0.8/0.2 (7B, width 4096), 0.6/0.15 (13B,
+# 5120) and 0.2/0.05 (34B and 70B, 8192): attention four times the rest, smaller for
+# wider models.  No value is given for width 64, so the preview keeps the 4:1 ratio
+# and tries the 7B pair and two larger ones.  The paper's baseline is its RMSNorm
+# LLaMA (fms-fsdp without the three DyT arguments, so no embedding scalar); LayerNorm
+# is E5's and E8's baseline.  LLaMA has no linear biases: bias=False in every arm.
+_E5L_RECIPE = {"norm": "dyt", "embed_scale_learned": True, "dyt_bias": False}
+_E5L_ALPHAS = ((0.8, 0.2), (2.0, 0.5), (4.0, 1.0))   # (attention, FFN and final)
+
+
+def _e5l_parts(seeds: list, model: dict, train: dict) -> tuple:
+    recipe = [Part({"dyt_alpha_attn": [a], "dyt_alpha": [o], "seed": seeds},
+                   model={**model, **_E5L_RECIPE}, train=train) for a, o in _E5L_ALPHAS]
+    return (*recipe, Part({"norm": ["rmsnorm", "layernorm"], "seed": seeds}, model=model, train=train))
 # Chapters 13-14: the 4-layer preview model of E13Q is the common baseline (E13R and
 # E14N read its Pre-LN runs); the full tiers use 12 layers, GPT-2's smallest depth.
 _F_PREVIEW = {"placement": "pre", "n_layer": 4}
@@ -346,4 +363,15 @@ EXPERIMENTS = {e.name: e for e in (
              Part({"placement": ["pre"], "lr": [1e-3, 1e-2], "seed": SEEDS5}, model={"n_layer": 12}),
              why=_F_FULL_WHY + "; its own Pre-LN arm"),
         chapter=14),
+    Experiment(
+        # DyT with the paper's LLaMA recipe against the paper's RMSNorm baseline and
+        # LayerNorm, on E8's preview model (see _E5L_RECIPE above for the recipe).
+        "E5L", "DyT with its LLaMA recipe (learned embedding scalar, per-position alpha0, no bias) "
+               "vs RMSNorm and LayerNorm", "train",
+        preview(*_e5l_parts(SEEDS5, {**_E8_PREVIEW["model"], "bias": False}, _E8_PREVIEW["train"])),
+        full(*_e5l_parts(SEEDS5, {**_E8_FULL["model"], "bias": False}, _E8_FULL["train"]),
+             why="E8's full tier (12 layers at d_model 512, lr 1e-3, E5's full-tier middle) with the "
+                 "preview's three alpha0 pairs; width 512 is still 8 times narrower than the paper's "
+                 "smallest LLaMA (4096), so the 4:1 pairs stay above its 0.8/0.2; 5 seeds for intervals"),
+        chapter=5),
 )}

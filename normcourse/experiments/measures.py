@@ -32,10 +32,7 @@ def configs(spec: dict, device: str = "cpu"):
 
 @torch.no_grad()
 def _layer_rms(model, x) -> list[float]:
-    pos = torch.arange(x.shape[1], device=x.device)
-    out, h = [], (model.wte(x) + model.wpe(pos)) * model.config.embed_scale
-    if model.norm_embed is not None:
-        h = model.norm_embed(h)
+    out, h = [], model.embed(x)   # with every embedding option (scale, learned gain, norm)
     for block in model.blocks:
         h = block(h)
         out.append(h.pow(2).mean().sqrt().item())
