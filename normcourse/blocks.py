@@ -173,11 +173,12 @@ def _kernel_norm(kind: str, dim: int, eps: float):
 
 def make_norm(kind: str, dim: int, *, eps: float = 1e-5, dyt_alpha: float = 0.5,
               derf_alpha: float = 0.5, device: str | torch.device | None = None,
-              dyt_bias: bool = True) -> nn.Module:
+              dyt_bias: bool = True, affine: bool = True) -> nn.Module:
     """Build one norm module: ``layernorm``, ``rmsnorm``, ``dyt``, ``derf`` or ``identity``.
 
     Every affine weight starts at 1 and every bias at 0 (``dyt_bias=False``: a
-    DyT without beta).  On CUDA the Triton
+    DyT without beta; ``affine=False``: a LayerNorm or RMSNorm without gamma and
+    beta, torch's own module).  On CUDA the Triton
     kernels of ``normcourse.kernels`` are used when they import; on the CPU
     torch's own fused ``nn.LayerNorm`` / ``nn.RMSNorm`` are the fast choice.
     """
@@ -189,6 +190,9 @@ def make_norm(kind: str, dim: int, *, eps: float = 1e-5, dyt_alpha: float = 0.5,
         return DyT(dim, dyt_alpha, bias=dyt_bias)
     if kind == "derf":
         return Derf(dim, derf_alpha)
+    if not affine:   # Singhal and Kim 2025's LayerNorm without its learnable parameters
+        cls = nn.LayerNorm if kind == "layernorm" else nn.RMSNorm
+        return cls(dim, eps=eps, elementwise_affine=False)
     if device is not None and torch.device(device).type == "cuda":
         fast = _kernel_norm(kind, dim, eps)
         if fast is not None:
@@ -425,7 +429,7 @@ class Block(nn.Module):
                  eps: float = 1e-5, dyt_alpha: float = 0.5, derf_alpha: float = 0.5, bias: bool = True,
                  mlp_ratio: int = 4, depth_scaled_norm: bool = False, qk_norm: bool = False,
                  residual: str = "plain", n_streams: int = 4, device=None,
-                 dyt_alpha_attn: float | None = None, dyt_bias: bool = True):
+                 dyt_alpha_attn: float | None = None, dyt_bias: bool = True, norm_affine: bool = True):
         super().__init__()
         if placement == "ngpt":
             raise ValueError("placement 'ngpt' has its own block without norm layers: use NGPTBlock, "
@@ -444,7 +448,7 @@ class Block(nn.Module):
             alpha = (dyt_alpha_attn if dyt_alpha_attn is not None and name.startswith("norm_attn")
                      else dyt_alpha)
             n = make_norm(norm, d_model, eps=eps, dyt_alpha=alpha, derf_alpha=derf_alpha, device=device,
-                          dyt_bias=dyt_bias)
+                          dyt_bias=dyt_bias, affine=norm_affine)
             setattr(self, name, ScaledNorm(n, scale) if scale != 1.0 else n)
         if residual != "plain":   # sub-layer k = 2 * layer_index (attention), + 1 (MLP)
             self.streams_attn = make_streams(residual, d_model, n_streams, 2 * layer_index)

@@ -90,6 +90,7 @@ class GPTConfig:
     embed_scale_learned: bool = False   # a learned scalar times the embeddings, from sqrt(d_model)
     dyt_alpha_attn: float | None = None  # the attention norms' initial alpha (None: dyt_alpha)
     dyt_bias: bool = True         # False: DyT without beta, gamma * tanh(alpha x)
+    norm_affine: bool = True      # False: LayerNorm/RMSNorm without gamma and beta (E9)
 
     def __post_init__(self):
         self.validate()
@@ -114,8 +115,11 @@ class GPTConfig:
         check_number("GPTConfig.derf_alpha", self.derf_alpha)
         if self.dyt_alpha_attn is not None:
             check_number("GPTConfig.dyt_alpha_attn", self.dyt_alpha_attn)
-        for name in ("embed_scale_learned", "dyt_bias"):
+        for name in ("embed_scale_learned", "dyt_bias", "norm_affine"):
             check_bool(f"GPTConfig.{name}", getattr(self, name))
+        if not self.norm_affine and self.norm in ("dyt", "derf"):
+            raise ValueError(f"GPTConfig.norm_affine=False removes the gamma and beta of a LayerNorm or "
+                             f"RMSNorm; norm {self.norm!r} keeps its own parameters")
         for name in ("bias", "scaled_residual_init", "depth_scaled_norm", "embed_norm", "qk_norm"):
             check_bool(f"GPTConfig.{name}", getattr(self, name))
         check_bool("GPTConfig.final_norm", self.final_norm, allow_none=True)
@@ -184,7 +188,7 @@ class TinyGPT(nn.Module):
         self.config = config
         per_layer = config.placements()
         norm_kw = dict(eps=config.norm_eps, dyt_alpha=config.dyt_alpha, derf_alpha=config.derf_alpha,
-                       device=device, dyt_bias=config.dyt_bias)
+                       device=device, dyt_bias=config.dyt_bias, affine=config.norm_affine)
         self.ngpt = per_layer[0] == "ngpt"   # GPTConfig allows nGPT only in every layer
         self.wte = nn.Embedding(config.vocab_size, config.d_model)
         self.wpe = nn.Embedding(config.block_size, config.d_model)
@@ -197,7 +201,8 @@ class TinyGPT(nn.Module):
                   mlp_ratio=config.mlp_ratio,
                   depth_scaled_norm=config.depth_scaled_norm, qk_norm=config.qk_norm,
                   residual=config.residual, n_streams=config.n_streams, device=device,
-                  dyt_alpha_attn=config.dyt_alpha_attn, dyt_bias=config.dyt_bias)
+                  dyt_alpha_attn=config.dyt_alpha_attn, dyt_bias=config.dyt_bias,
+                  norm_affine=config.norm_affine)
             for i, p in enumerate(per_layer)
         )
         # DyT's LLaMA code: x = embedding(ids) * s, s learned and starting at sqrt(d_model)

@@ -98,3 +98,20 @@ def test_bad_values_are_refused_naming_the_field(field, value, error):
 def test_ngpt_refuses_the_learned_embedding_scale():
     with pytest.raises(ValueError, match="embed_scale_learned"):
         GPTConfig(placement="ngpt", embed_scale_learned=True)
+
+
+def test_norm_affine_false_drops_gamma_and_beta_of_every_layernorm():
+    model = TinyGPT(GPTConfig(n_layer=2, placement="post", norm_affine=False))
+    norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
+    assert len(norms) == 4
+    assert all(m.weight is None and m.bias is None for m in norms)
+    kept = TinyGPT(GPTConfig(n_layer=2, placement="post"))
+    n_affine = sum(p.numel() for m in kept.modules() if isinstance(m, nn.LayerNorm)
+                   for p in m.parameters())
+    assert sum(p.numel() for p in kept.parameters()) - sum(p.numel() for p in model.parameters()) \
+        == n_affine == 4 * 2 * 64
+
+
+def test_norm_affine_false_is_refused_for_dyt():
+    with pytest.raises(ValueError, match="norm_affine"):
+        GPTConfig(norm="dyt", norm_affine=False)

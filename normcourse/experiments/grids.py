@@ -178,10 +178,18 @@ _E5L_RECIPE = {"norm": "dyt", "embed_scale_learned": True, "dyt_bias": False}
 _E5L_ALPHAS = ((0.8, 0.2), (2.0, 0.5), (4.0, 1.0))   # (attention, FFN and final)
 
 
+# sqrt(d_model) = 8 times TinyGPT's N(0, 0.02^2) tables starts the stream at RMS ~0.23,
+# not 1: the last parts also multiply by 6.25 (= 1 / (0.02 * 8)), so that the input
+# starts at E8's unit scale (6.25 * 8 = 50), with the scalar still learned from 8.
+_E5L_UNIT = {"embed_scale": 6.25}
+
+
 def _e5l_parts(seeds: list, model: dict, train: dict) -> tuple:
     recipe = [Part({"dyt_alpha_attn": [a], "dyt_alpha": [o], "seed": seeds},
-                   model={**model, **_E5L_RECIPE}, train=train) for a, o in _E5L_ALPHAS]
-    return (*recipe, Part({"norm": ["rmsnorm", "layernorm"], "seed": seeds}, model=model, train=train))
+                   model={**model, **_E5L_RECIPE, **unit}, train=train)
+              for unit in ({}, _E5L_UNIT) for a, o in _E5L_ALPHAS]
+    return (*recipe[:3], Part({"norm": ["rmsnorm", "layernorm"], "seed": seeds}, model=model, train=train),
+            *recipe[3:])
 # Chapters 13-14: the 4-layer preview model of E13Q is the common baseline (E13R and
 # E14N read its Pre-LN runs); the full tiers use 12 layers, GPT-2's smallest depth.
 _F_PREVIEW = {"placement": "pre", "n_layer": 4}
@@ -374,4 +382,26 @@ EXPERIMENTS = {e.name: e for e in (
                  "preview's three alpha0 pairs; width 512 is still 8 times narrower than the paper's "
                  "smallest LLaMA (4096), so the 4:1 pairs stay above its 0.8/0.2; 5 seeds for intervals"),
         chapter=5),
+    Experiment(
+        # Singhal and Kim 2025 (arXiv 2511.10566): LayerNorm with and without its gamma and
+        # beta, Pre-LN and Post-LN, trained on labels of which a fraction is flipped; what
+        # the model does on the flipped examples (normcourse.memorization).
+        "E9", "LayerNorm's affine parameters and the memorization of flipped labels, Pre-LN vs Post-LN",
+        "memorization",
+        preview(Part({"placement": ["pre", "post"], "norm_affine": [True, False], "seed": SEEDS5},
+                     model={"n_layer": 2, "block_size": 16},
+                     train={"steps": 800, "batch_size": 64, "lr": 1e-3, "warmup_steps": 50,
+                            "weight_decay": 0.0},
+                     extra={"task": {"n_train": 2000, "n_test": 1000, "n_class": 8, "noise": 0.02,
+                                     "seq_len": 16, "checkpoints": 4}})),
+        full(Part({"placement": ["pre", "post"], "norm_affine": [True, False], "seed": SEEDS5},
+                  model={"n_layer": 12, "block_size": 64},
+                  train={"steps": 20000, "batch_size": 64, "lr": 3e-4, "warmup_steps": 500,
+                         "weight_decay": 0.0},
+                  extra={"task": {"n_train": 50000, "n_test": 10000, "n_class": 8, "noise": 0.01,
+                                  "seq_len": 64, "checkpoints": 10}}),
+             why="12 layers at d_model 512 (the depth of the paper's BERT, ViT-B and GPT-2-size models), "
+                 "50,000 training sequences with 1% of the labels flipped (the rate the paper's reviews "
+                 "describe; 500 flipped examples), about 26 epochs; 5 seeds for intervals"),
+        chapter=4),
 )}
