@@ -111,14 +111,16 @@ class DyT(nn.Module):
     paper's default); gamma and beta are per-channel like LayerNorm's affine.
     """
 
-    def __init__(self, dim: int, alpha_init: float = 0.5):
+    def __init__(self, dim: int, alpha_init: float = 0.5, bias: bool = True):
         super().__init__()
         self.alpha = nn.Parameter(torch.full((1,), float(alpha_init)))
         self.weight = nn.Parameter(torch.ones(dim))
-        self.bias = nn.Parameter(torch.zeros(dim))
+        # bias=False: gamma * tanh(alpha x), as in the DyT repository's LLaMA code
+        self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
 
     def forward(self, x):
-        return self.weight * torch.tanh(self.alpha * x) + self.bias
+        y = self.weight * torch.tanh(self.alpha * x)
+        return y if self.bias is None else y + self.bias
 
 
 class Derf(nn.Module):
@@ -174,10 +176,13 @@ def _kernel_norm(kind: str, dim: int, eps: float):
 
 
 def make_norm(kind: str, dim: int, *, eps: float = 1e-5, dyt_alpha: float = 0.5,
-              derf_alpha: float = 0.5, device: str | torch.device | None = None) -> nn.Module:
+              derf_alpha: float = 0.5, device: str | torch.device | None = None,
+              dyt_bias: bool = True, affine: bool = True) -> nn.Module:
     """Build one norm module: ``layernorm``, ``rmsnorm``, ``dyt``, ``derf`` or ``identity``.
 
-    Every affine weight starts at 1 and every bias at 0.  On CUDA the Triton
+    Every affine weight starts at 1 and every bias at 0 (``dyt_bias=False``: a
+    DyT without beta; ``affine=False``: a LayerNorm or RMSNorm without gamma and
+    beta, torch's own module).  On CUDA the Triton
     kernels of ``normcourse.kernels`` are used when they import; on the CPU
     torch's own fused ``nn.LayerNorm`` / ``nn.RMSNorm`` are the fast choice.
     """
@@ -186,9 +191,12 @@ def make_norm(kind: str, dim: int, *, eps: float = 1e-5, dyt_alpha: float = 0.5,
     if kind == "identity":
         return nn.Identity()
     if kind == "dyt":
-        return DyT(dim, dyt_alpha)
+        return DyT(dim, dyt_alpha, bias=dyt_bias)
     if kind == "derf":
         return Derf(dim, derf_alpha)
+    if not affine:   # Singhal and Kim 2025's LayerNorm without its learnable parameters
+        cls = nn.LayerNorm if kind == "layernorm" else nn.RMSNorm
+        return cls(dim, eps=eps, elementwise_affine=False)
     if device is not None and torch.device(device).type == "cuda":
         fast = _kernel_norm(kind, dim, eps)
         if fast is not None:
@@ -415,14 +423,17 @@ class Block(nn.Module):
     the depth L of the whole model (DeepNorm's constants depend on it).
     ``qk_norm`` adds QK-norm (of kind ``norm``) inside the attention.
     ``residual`` "hyper" or "mhc" makes the block map n streams (B, T, n, C)
-    to n streams, with ``n_streams`` = n.
+    to n streams, with ``n_streams`` = n.  ``dyt_alpha_attn`` (None: ``dyt_alpha``)
+    is the initial alpha of the norms in front of or around the attention, and
+    ``dyt_bias=False`` drops DyT's beta (Zhu et al. 2025's LLaMA recipe).
     """
 
     def __init__(self, d_model: int, n_head: int, *, placement: str = "pre",
                  norm: str = "layernorm", n_layer: int = 1, layer_index: int = 0,
                  eps: float = 1e-5, dyt_alpha: float = 0.5, derf_alpha: float = 0.5, bias: bool = True,
                  mlp_ratio: int = 4, depth_scaled_norm: bool = False, qk_norm: bool = False,
-                 residual: str = "plain", n_streams: int = 4, device=None):
+                 residual: str = "plain", n_streams: int = 4, device=None,
+                 dyt_alpha_attn: float | None = None, dyt_bias: bool = True, norm_affine: bool = True):
         super().__init__()
         if placement == "ngpt":
             raise ValueError("placement 'ngpt' has its own block without norm layers: use NGPTBlock, "
@@ -437,7 +448,11 @@ class Block(nn.Module):
         self.mlp = MLP(d_model, mlp_ratio, bias)
         scale = 1.0 / math.sqrt(layer_index + 1) if depth_scaled_norm else 1.0
         for name in NORM_SLOTS[placement]:
-            n = make_norm(norm, d_model, eps=eps, dyt_alpha=dyt_alpha, derf_alpha=derf_alpha, device=device)
+            # DyT's LLaMA recipe: the attention norms start at their own alpha
+            alpha = (dyt_alpha_attn if dyt_alpha_attn is not None and name.startswith("norm_attn")
+                     else dyt_alpha)
+            n = make_norm(norm, d_model, eps=eps, dyt_alpha=alpha, derf_alpha=derf_alpha, device=device,
+                          dyt_bias=dyt_bias, affine=norm_affine)
             setattr(self, name, ScaledNorm(n, scale) if scale != 1.0 else n)
         if residual != "plain":   # sub-layer k = 2 * layer_index (attention), + 1 (MLP)
             self.streams_attn = make_streams(residual, d_model, n_streams, 2 * layer_index)

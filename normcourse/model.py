@@ -54,6 +54,11 @@ class GPTConfig:
     qk_norm: bool = False         # QK-norm: the model's norm on each head's q and k
     residual: str = "plain"       # plain, hyper (hyper-connections) or mhc
     n_streams: int = 4            # residual streams of hyper / mhc (unused by plain)
+    # DyT's LLaMA recipe (Zhu et al. 2025, the DyT repository's other_tasks/LLaMA):
+    embed_scale_learned: bool = False   # a learned scalar times the embeddings, from sqrt(d_model)
+    dyt_alpha_attn: float | None = None  # the attention norms' initial alpha (None: dyt_alpha)
+    dyt_bias: bool = True         # False: DyT without beta, gamma * tanh(alpha x)
+    norm_affine: bool = True      # False: LayerNorm/RMSNorm without gamma and beta (E9)
 
     def __post_init__(self):
         self.validate()
@@ -76,6 +81,13 @@ class GPTConfig:
         check_number("GPTConfig.embed_scale", self.embed_scale, gt=0)
         check_number("GPTConfig.dyt_alpha", self.dyt_alpha)
         check_number("GPTConfig.derf_alpha", self.derf_alpha)
+        if self.dyt_alpha_attn is not None:
+            check_number("GPTConfig.dyt_alpha_attn", self.dyt_alpha_attn)
+        for name in ("embed_scale_learned", "dyt_bias", "norm_affine"):
+            check_bool(f"GPTConfig.{name}", getattr(self, name))
+        if not self.norm_affine and self.norm in ("dyt", "derf"):
+            raise ValueError(f"GPTConfig.norm_affine=False removes the gamma and beta of a LayerNorm or "
+                             f"RMSNorm; norm {self.norm!r} keeps its own parameters")
         for name in ("bias", "scaled_residual_init", "depth_scaled_norm", "embed_norm", "qk_norm"):
             check_bool(f"GPTConfig.{name}", getattr(self, name))
         check_bool("GPTConfig.final_norm", self.final_norm, allow_none=True)
@@ -105,7 +117,9 @@ class GPTConfig:
                "final_norm": (bool(self.final_norm), "nGPT's last hidden state is already unit length"),
                "depth_scaled_norm": (self.depth_scaled_norm, "nGPT has no norm outputs to scale"),
                "embed_scale": (self.embed_scale != 1.0, "nGPT normalizes the embeddings, so a scale "
-                                                        "would have no effect")}
+                                                        "would have no effect"),
+               "embed_scale_learned": (self.embed_scale_learned, "nGPT normalizes the embeddings, so a "
+                                                                 "scale would have no effect")}
         for name, (bad, reason) in why.items():
             if bad:
                 raise ValueError(f"GPTConfig.{name}={getattr(self, name)!r} cannot be used with "
@@ -142,7 +156,7 @@ class TinyGPT(nn.Module):
         self.config = config
         per_layer = config.placements()
         norm_kw = dict(eps=config.norm_eps, dyt_alpha=config.dyt_alpha, derf_alpha=config.derf_alpha,
-                       device=device)
+                       device=device, dyt_bias=config.dyt_bias, affine=config.norm_affine)
         self.ngpt = per_layer[0] == "ngpt"   # GPTConfig allows nGPT only in every layer
         self.wte = nn.Embedding(config.vocab_size, config.d_model)
         self.wpe = nn.Embedding(config.block_size, config.d_model)
@@ -154,9 +168,14 @@ class TinyGPT(nn.Module):
                   dyt_alpha=config.dyt_alpha, derf_alpha=config.derf_alpha, bias=config.bias,
                   mlp_ratio=config.mlp_ratio,
                   depth_scaled_norm=config.depth_scaled_norm, qk_norm=config.qk_norm,
-                  residual=config.residual, n_streams=config.n_streams, device=device)
+                  residual=config.residual, n_streams=config.n_streams, device=device,
+                  dyt_alpha_attn=config.dyt_alpha_attn, dyt_bias=config.dyt_bias,
+                  norm_affine=config.norm_affine)
             for i, p in enumerate(per_layer)
         )
+        # DyT's LLaMA code: x = embedding(ids) * s, s learned and starting at sqrt(d_model)
+        self.embed_gain = (nn.Parameter(torch.full((1,), math.sqrt(config.d_model)))
+                           if config.embed_scale_learned else None)
         # Pre, peri and reordered leave the residual stream un-normalised; the head needs it normalised.
         final = (config.final_norm if config.final_norm is not None
                  else per_layer[-1] in ("pre", "peri", "reordered"))
@@ -256,6 +275,8 @@ class TinyGPT(nn.Module):
             return unit(x)
         if self.config.embed_scale != 1.0:
             x = x * self.config.embed_scale
+        if self.embed_gain is not None:
+            x = x * self.embed_gain
         if self.norm_embed is not None:
             x = self.norm_embed(x)
         if self.config.residual != "plain":   # n copies of the embedding, one per residual stream

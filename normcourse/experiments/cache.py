@@ -52,7 +52,8 @@ RESULTS_DIR = PACKAGE_DIR / "results"     # the shipped previews
 # transitively (the cache, executors and command line around a run are not in it).
 ENGINE_FILES = ("__init__.py", "runtime.py", "_triton_probe.py", "tolerance.py", "norms.py", "blocks.py", "model.py",
                 "checks.py", "data.py", "train.py", "ablations.py", "remove_norm.py", "kernels/*.py",
-                "residual_streams.py", "frontier_measures.py", "experiments/measures.py")
+                "residual_streams.py", "frontier_measures.py", "memorization.py",
+                "experiments/measures.py")
 RUN_FIELDS = ("spec", "result", "seconds", "code", "env", "corpus_sha256", "finished")
 
 

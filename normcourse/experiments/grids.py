@@ -165,6 +165,31 @@ _E4_FULL_WHY = ("24 and 48 layers, the depths of GPT-2's 345M and 1542M models; 
 _E8_PREVIEW = dict(model={"placement": "pre", "n_layer": 6}, train={"steps": 300, "lr": 3e-3})
 _E8_FULL = dict(model={"placement": "pre", "n_layer": 12}, train={"lr": 1e-3})
 _E7_PREVIEW_TRAIN = {"steps": 300, "lr": 3e-3, "eval_batches": 8}
+# E5L: DyT's LLaMA recipe (Zhu et al. 2025, arXiv 2503.10622; the DyT repository's
+# other_tasks/LLaMA): embeddings times a learned scalar from sqrt(d_model), DyT without
+# beta, one initial alpha for the attention norms and another for the FFN and final
+# norms.  The repository's LLaMA-2 runs use 0.8/0.2 (7B, width 4096), 0.6/0.15 (13B,
+# 5120) and 0.2/0.05 (34B and 70B, 8192): attention four times the rest, smaller for
+# wider models.  No value is given for width 64, so the preview keeps the 4:1 ratio
+# and tries the 7B pair and two larger ones.  The paper's baseline is its RMSNorm
+# LLaMA (fms-fsdp without the three DyT arguments, so no embedding scalar); LayerNorm
+# is E5's and E8's baseline.  LLaMA has no linear biases: bias=False in every arm.
+_E5L_RECIPE = {"norm": "dyt", "embed_scale_learned": True, "dyt_bias": False}
+_E5L_ALPHAS = ((0.8, 0.2), (2.0, 0.5), (4.0, 1.0))   # (attention, FFN and final)
+
+
+# sqrt(d_model) = 8 times TinyGPT's N(0, 0.02^2) tables starts the stream at RMS ~0.23,
+# not 1: the last parts also multiply by 6.25 (= 1 / (0.02 * 8)), so that the input
+# starts at E8's unit scale (6.25 * 8 = 50), with the scalar still learned from 8.
+_E5L_UNIT = {"embed_scale": 6.25}
+
+
+def _e5l_parts(seeds: list, model: dict, train: dict) -> tuple:
+    recipe = [Part({"dyt_alpha_attn": [a], "dyt_alpha": [o], "seed": seeds},
+                   model={**model, **_E5L_RECIPE, **unit}, train=train)
+              for unit in ({}, _E5L_UNIT) for a, o in _E5L_ALPHAS]
+    return (*recipe[:3], Part({"norm": ["rmsnorm", "layernorm"], "seed": seeds}, model=model, train=train),
+            *recipe[3:])
 # Chapters 13-14: the 4-layer preview model of E13Q is the common baseline (E13R and
 # E14N read its Pre-LN runs); the full tiers use 12 layers, GPT-2's smallest depth.
 _F_PREVIEW = {"placement": "pre", "n_layer": 4}
@@ -351,4 +376,37 @@ EXPERIMENTS = {e.name: e for e in (
              Part({"placement": ["pre"], "lr": [1e-3, 1e-2], "seed": SEEDS5}, model={"n_layer": 12}),
              why=_F_FULL_WHY + "; its own Pre-LN arm"),
         chapter=14),
+    Experiment(
+        # DyT with the paper's LLaMA recipe against the paper's RMSNorm baseline and
+        # LayerNorm, on E8's preview model (see _E5L_RECIPE above for the recipe).
+        "E5L", "DyT with its LLaMA recipe (learned embedding scalar, per-position alpha0, no bias) "
+               "vs RMSNorm and LayerNorm", "train",
+        preview(*_e5l_parts(SEEDS5, {**_E8_PREVIEW["model"], "bias": False}, _E8_PREVIEW["train"])),
+        full(*_e5l_parts(SEEDS5, {**_E8_FULL["model"], "bias": False}, _E8_FULL["train"]),
+             why="E8's full tier (12 layers at d_model 512, lr 1e-3, E5's full-tier middle) with the "
+                 "preview's three alpha0 pairs; width 512 is still 8 times narrower than the paper's "
+                 "smallest LLaMA (4096), so the 4:1 pairs stay above its 0.8/0.2; 5 seeds for intervals"),
+        chapter=5),
+    Experiment(
+        # Singhal and Kim 2025 (arXiv 2511.10566): LayerNorm with and without its gamma and
+        # beta, Pre-LN and Post-LN, trained on labels of which a fraction is flipped; what
+        # the model does on the flipped examples (normcourse.memorization).
+        "E9", "LayerNorm's affine parameters and the memorization of flipped labels, Pre-LN vs Post-LN",
+        "memorization",
+        preview(Part({"placement": ["pre", "post"], "norm_affine": [True, False], "seed": SEEDS5},
+                     model={"n_layer": 2, "block_size": 16},
+                     train={"steps": 800, "batch_size": 64, "lr": 1e-3, "warmup_steps": 50,
+                            "weight_decay": 0.0},
+                     extra={"task": {"n_train": 2000, "n_test": 1000, "n_class": 8, "noise": 0.02,
+                                     "seq_len": 16, "checkpoints": 4}})),
+        full(Part({"placement": ["pre", "post"], "norm_affine": [True, False], "seed": SEEDS5},
+                  model={"n_layer": 12, "block_size": 64},
+                  train={"steps": 20000, "batch_size": 64, "lr": 3e-4, "warmup_steps": 500,
+                         "weight_decay": 0.0},
+                  extra={"task": {"n_train": 50000, "n_test": 10000, "n_class": 8, "noise": 0.01,
+                                  "seq_len": 64, "checkpoints": 10}}),
+             why="12 layers at d_model 512 (the depth of the paper's BERT, ViT-B and GPT-2-size models), "
+                 "50,000 training sequences with 1% of the labels flipped (the rate the paper's reviews "
+                 "describe; 500 flipped examples), about 26 epochs; 5 seeds for intervals"),
+        chapter=4),
 )}

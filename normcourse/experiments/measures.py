@@ -191,3 +191,23 @@ def run_one(spec: dict, device: str = "cpu") -> dict:
         return measure.run(spec, d, mc, tc)
     finally:
         torch.set_num_threads(old)
+
+
+# ------------------------------------------------ E9: memorization of noisy labels
+
+def measure_memorization(spec: dict, d, mc, tc) -> dict:
+    """Chapter 4's E9: train a TinyGPT classifier on partly flipped labels
+    (normcourse.memorization); memorization, recovery and clean accuracies."""
+    from normcourse.memorization import memorization_run
+
+    return memorization_run(spec["task"], mc, tc, checkpoints=spec["task"].get("checkpoints", 4))
+
+
+def _memorization_flops(spec, mc, tc) -> float:
+    task = spec["task"]
+    evals = task.get("checkpoints", 4) * (task["n_train"] + task["n_test"]) * task["seq_len"]
+    return 3 * forward_flops(mc, tc.steps * tc.batch_size * task["seq_len"]) + forward_flops(mc, evals)
+
+
+MEASURES["memorization"] = Measure(measure_memorization, _memorization_flops,
+                                   "train a classifier on partly flipped labels, then score memorization")
