@@ -93,3 +93,20 @@ def test_near_miss_is_separated_by_far_more_than_the_tolerance(exercise, attempt
     (_, ok, out), = _verdicts(exercise, attempt, capsys, seeds=(0,))
     assert ok is False, (f"near miss {attempt.label!r} passes with tolerances {LOOSER:g} times "
                          f"wider: the checker's inputs barely separate it:\n{out}")
+
+
+def test_every_checker_the_chapters_call_has_its_lists():
+    """Every ``check_*(...)`` call in a chapter's code has an Exercise here, and no other."""
+    import json
+    import re
+    from pathlib import Path
+
+    called = set()
+    for path in sorted(Path(__file__).parent.parent.glob("notebooks/[0-9]*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                called |= set(re.findall(r"\b(check_\w+)\(", "".join(cell["source"])))
+    listed = {exercise.checker.__name__ for _, exercise in _exercises()}
+    assert called, "no checker call found in the chapters"
+    assert called == listed, (f"called but not listed: {sorted(called - listed)}; "
+                              f"listed but not called: {sorted(listed - called)}")
